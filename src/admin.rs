@@ -1,0 +1,139 @@
+//! Admin: the one HTTP port operators and orchestrators talk to.
+//!
+//! - `GET /metrics`: Prometheus text exposition.
+//! - `GET /healthz`: 200 while the process is alive (liveness).
+//! - `GET /readyz`: 503 until the first successful receive from the queue,
+//!   200 while working, 503 again once draining at shutdown (readiness), so
+//!   that an orchestrator sees a worker that cannot reach its queue.
+//!
+//! The server is deliberately tiny (HTTP/1.1, one request per connection):
+//! its only clients are a scraper and probes.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+/// Readiness as the worker reports it.
+#[derive(Debug, Default)]
+pub struct Health {
+    ready: AtomicBool,
+    draining: AtomicBool,
+}
+
+impl Health {
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Relaxed);
+    }
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed) && !self.draining.load(Ordering::Relaxed)
+    }
+}
+
+/// Binds the admin listener (so that a taken port fails start-up at once).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serves the admin endpoints until `shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, metrics: PrometheusHandle, health: Arc<Health>, shutdown: CancellationToken) {
+    // The exporter's histograms need periodic upkeep when it does not run
+    // its own listener.
+    let upkeep = {
+        let metrics = metrics.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => metrics.run_upkeep(),
+                }
+            }
+        })
+    };
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let metrics = metrics.clone();
+                let health = health.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = respond(stream, &metrics, &health).await {
+                        debug!(error = %e, "admin connection failed");
+                    }
+                });
+            }
+            Err(e) => {
+                warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    upkeep.abort();
+}
+
+async fn respond(mut stream: TcpStream, metrics: &PrometheusHandle, health: &Health) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    // Read the request head (bounded, with a timeout against idle peers).
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.len() > 16 * 1024 {
+                break;
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+    if read.is_err() {
+        return Ok(());
+    }
+    read.unwrap()?;
+    let head = String::from_utf8_lossy(&buf);
+    let mut parts = head.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    let (status, content_type, body) = match (method, path) {
+        ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", metrics.render()),
+        ("GET", "/healthz") => ("200 OK", "text/plain; charset=utf-8", "ok\n".to_string()),
+        ("GET", "/readyz") if health.is_ready() => ("200 OK", "text/plain; charset=utf-8", "ready\n".to_string()),
+        ("GET", "/readyz") => ("503 Service Unavailable", "text/plain; charset=utf-8", "not ready\n".to_string()),
+        ("GET", _) => ("404 Not Found", "text/plain; charset=utf-8", "not found: try /metrics, /healthz, /readyz\n".to_string()),
+        _ => ("405 Method Not Allowed", "text/plain; charset=utf-8", "method not allowed\n".to_string()),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// `keywatch healthcheck`: GET `path` on the admin port; true on HTTP 200.
+/// For container health checks in images without curl.
+pub async fn probe(addr: SocketAddr, path: &str) -> std::io::Result<bool> {
+    let mut stream = tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(addr)).await??;
+    let host = addr.to_string();
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut buf)).await??;
+    Ok(buf.starts_with(b"HTTP/1.1 200"))
+}

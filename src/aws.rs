@@ -1,0 +1,127 @@
+//! AWS plumbing shared by every stage: timing and counting each call, and
+//! sorting its errors into what to do about them.
+//!
+//! Every AWS call goes through [`call`], so `keywatch_aws_requests_total` and
+//! `keywatch_aws_request_duration_seconds` see all of them with the same
+//! labels, and every error is classified the same way: throttled and
+//! transient errors leave the message for redelivery, permanent ones are
+//! logged and (for input problems) left to the queue's redrive policy.
+
+use std::future::Future;
+use std::time::Instant;
+
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::telemetry::{self, CallOutcome, Service};
+
+/// What an AWS error means for the message that caused the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The service asked us to slow down.
+    Throttled,
+    /// Network, timeout or 5xx: the same call may well succeed later.
+    Transient,
+    /// The request itself is wrong (4xx other than throttling).
+    Permanent,
+}
+
+impl ErrorClass {
+    pub fn is_retryable(self) -> bool {
+        !matches!(self, ErrorClass::Permanent)
+    }
+}
+
+/// Error codes AWS services use for throttling.
+const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "EC2ThrottledException",
+];
+
+/// Service error codes that are transient whatever their HTTP status.
+const TRANSIENT_CODES: &[&str] = &["InternalFailure", "InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeoutException"];
+
+pub fn classify_code(code: Option<&str>, http_status: Option<u16>) -> ErrorClass {
+    match code {
+        Some(c) if THROTTLING_CODES.contains(&c) => ErrorClass::Throttled,
+        Some(c) if TRANSIENT_CODES.contains(&c) => ErrorClass::Transient,
+        _ if http_status == Some(429) => ErrorClass::Throttled,
+        _ if http_status.is_some_and(|s| s >= 500) => ErrorClass::Transient,
+        _ => ErrorClass::Permanent,
+    }
+}
+
+/// Classifies an SDK error.
+pub fn classify<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> ErrorClass {
+    match err {
+        SdkError::ServiceError(ctx) => classify_code(ctx.err().code(), Some(ctx.raw().status().as_u16())),
+        SdkError::ConstructionFailure(_) => ErrorClass::Permanent,
+        // Timeouts, connection failures, unreadable responses.
+        _ => ErrorClass::Transient,
+    }
+}
+
+/// The service's error code, when the service answered with one.
+pub fn error_code<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Option<String> {
+    match err {
+        SdkError::ServiceError(ctx) => ctx.err().code().map(str::to_string),
+        _ => None,
+    }
+}
+
+/// A one-line description with the whole error chain (the SDK's own
+/// `Display` says only "service error").
+pub fn describe<E: std::error::Error + 'static>(err: &E) -> String {
+    DisplayErrorContext(err).to_string().replace('\n', " ")
+}
+
+/// An AWS error reduced to what the layers above need: how to treat it and
+/// what to log.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{operation}: {message}")]
+pub struct AwsError {
+    pub operation: &'static str,
+    pub class: ErrorClass,
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl AwsError {
+    pub fn from_sdk<E>(operation: &'static str, err: &SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        AwsError { operation, class: classify(err), code: error_code(err), message: describe(err) }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        self.class.is_retryable()
+    }
+}
+
+/// Runs one AWS call, recording its duration and outcome.
+pub async fn call<T, E, F>(service: Service, operation: &'static str, fut: F) -> Result<T, AwsError>
+where
+    F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let started = Instant::now();
+    let result = fut.await;
+    let outcome = match &result {
+        Ok(_) => CallOutcome::Ok,
+        Err(e) if classify(e) == ErrorClass::Throttled => CallOutcome::Throttled,
+        Err(_) => CallOutcome::Error,
+    };
+    telemetry::aws_request(service, operation, outcome, started.elapsed());
+    result.map_err(|e| AwsError::from_sdk(operation, &e))
+}

@@ -1,0 +1,204 @@
+//! Config: the command line, where every flag is also an environment
+//! variable (`KEYWATCH_…`), so that the same binary is configured by flags on
+//! a laptop and by env in a task definition or a Deployment.
+//!
+//! The `///` doc on each field is its `--help` text: keep them the user
+//! documentation. AWS settings (region, credentials, endpoint) come from the
+//! standard AWS variables and profiles through aws-config's default chain.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// keywatch: near-real-time detection of IAM users with more than one active
+/// access key (CIS AWS Foundations 1.13).
+///
+/// Reads CloudTrail access-key events (CreateAccessKey, UpdateAccessKey,
+/// DeleteAccessKey) that an EventBridge rule delivers to an SQS queue,
+/// re-checks the affected user's keys with IAM ListAccessKeys at once, and
+/// publishes a finding (FAILED, or PASSED when resolved) to an EventBridge
+/// bus. AWS region, credentials and endpoint come from the standard AWS
+/// environment variables and profiles (AWS_REGION, AWS_PROFILE,
+/// AWS_ENDPOINT_URL, ...).
+#[derive(Debug, Parser)]
+#[command(name = "keywatch", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Log line format: `text` for people, `json` for log pipelines.
+    #[arg(long, env = "KEYWATCH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    /// Log filter in tracing's EnvFilter syntax (e.g. `info`,
+    /// `keywatch=debug,aws=warn`).
+    #[arg(long, env = "KEYWATCH_LOG", default_value = "info", global = true)]
+    pub log_filter: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the worker: poll the queue, re-check keys, publish findings.
+    ///
+    /// Stops on SIGTERM or SIGINT: no new receives, messages in flight are
+    /// finished and acknowledged, then exit 0.
+    Run(Box<RunArgs>),
+    /// Probe a running worker's admin port (for container health checks
+    /// where no curl exists). Exits 0 when the endpoint answers 200.
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// URL of the SQS queue the EventBridge rule delivers CloudTrail
+    /// access-key events to.
+    #[arg(long, env = "KEYWATCH_QUEUE_URL", value_name = "URL", value_parser = parse_url)]
+    pub queue_url: String,
+
+    /// EventBridge bus (name or ARN) that findings are published to.
+    #[arg(long, env = "KEYWATCH_FINDINGS_BUS", value_name = "BUS", value_parser = parse_non_empty)]
+    pub findings_bus: String,
+
+    /// Address of the admin HTTP listener (/metrics, /healthz, /readyz). In a
+    /// container, set 0.0.0.0:9464 so that the scraper and probes reach it.
+    #[arg(long, env = "KEYWATCH_METRICS_ADDR", value_name = "ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: SocketAddr,
+
+    /// `Source` of the published finding events. Rules on the findings bus
+    /// match on it.
+    #[arg(long, env = "KEYWATCH_FINDING_SOURCE", value_name = "SOURCE", default_value = "keywatch", value_parser = parse_non_empty)]
+    pub finding_source: String,
+
+    /// Long-poll wait of each receive, in seconds (0–20). 20 keeps the
+    /// number of empty receives, and their cost, lowest.
+    #[arg(long, env = "KEYWATCH_WAIT_SECS", value_name = "SECS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=20))]
+    pub wait_secs: u64,
+
+    /// Messages per receive (1–10).
+    #[arg(long, env = "KEYWATCH_MAX_MESSAGES", value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=10))]
+    pub max_messages: i32,
+
+    /// Visibility timeout to request on receive, in seconds; unset, the
+    /// queue's own. A message not acknowledged within it is delivered again.
+    #[arg(long, env = "KEYWATCH_VISIBILITY_TIMEOUT_SECS", value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=43200))]
+    pub visibility_timeout_secs: Option<u64>,
+
+    /// Receive loops running side by side, each handling its own batch.
+    #[arg(long, env = "KEYWATCH_RECEIVERS", value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub receivers: u64,
+
+    /// After SIGTERM, how long messages in flight may take to finish before
+    /// the worker gives up on them (they are then delivered again). Keep it
+    /// below the orchestrator's stop timeout.
+    #[arg(long, env = "KEYWATCH_DRAIN_TIMEOUT_SECS", value_name = "SECS", default_value_t = 30)]
+    pub drain_timeout_secs: u64,
+
+    /// IAM propagation window, in seconds. For an event younger than this, a
+    /// listing that does not show the event's change yet is re-read and,
+    /// failing that, the event's own key state is counted (the finding says
+    /// so). For an older event, the listing is the truth.
+    #[arg(long, env = "KEYWATCH_CONSISTENCY_WINDOW_SECS", value_name = "SECS", default_value_t = 120)]
+    pub consistency_window_secs: u64,
+
+    /// Total time, in milliseconds, spent re-reading a listing that does not
+    /// show a fresh event's change yet (doubling pauses from 100 ms).
+    #[arg(long, env = "KEYWATCH_RELIST_BUDGET_MS", value_name = "MS", default_value_t = 2000)]
+    pub relist_budget_ms: u64,
+
+    /// How often to read the input queue's and dead-letter queue's depth for
+    /// the keywatch_queue_messages metric, in seconds; 0 turns it off.
+    #[arg(long, env = "KEYWATCH_QUEUE_METRICS_INTERVAL_SECS", value_name = "SECS", default_value_t = 30)]
+    pub queue_metrics_interval_secs: u64,
+
+    /// Region to sign IAM requests with (IAM is global; us-east-1 in the
+    /// aws partition).
+    #[arg(long, env = "KEYWATCH_IAM_REGION", value_name = "REGION", default_value = "us-east-1")]
+    pub iam_region: String,
+}
+
+impl RunArgs {
+    pub fn wait(&self) -> Duration {
+        Duration::from_secs(self.wait_secs)
+    }
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_secs)
+    }
+    pub fn queue_metrics_interval(&self) -> Option<Duration> {
+        (self.queue_metrics_interval_secs > 0).then(|| Duration::from_secs(self.queue_metrics_interval_secs))
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// Admin address of the worker to probe.
+    #[arg(long, env = "KEYWATCH_METRICS_ADDR", value_name = "ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: SocketAddr,
+
+    /// Endpoint to probe: /healthz (alive) or /readyz (ready).
+    #[arg(long, env = "KEYWATCH_HEALTHCHECK_PATH", default_value = "/healthz")]
+    pub path: String,
+}
+
+fn parse_url(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.starts_with("https://") || s.starts_with("http://") {
+        Ok(s.to_string())
+    } else {
+        Err(format!("{s:?} is not a queue URL (expected https://sqs.<region>.amazonaws.com/<account>/<name>)"))
+    }
+}
+
+fn parse_non_empty(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+/// One line for a command-line error, naming the setting and its env
+/// variable, instead of clap's multi-line usage block.
+pub fn one_line_error(err: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    use clap::CommandFactory;
+    let env_of = |flag: &str| -> Option<String> {
+        let long = flag.trim_start_matches("--").split([' ', '=', '<']).next()?.to_string();
+        let cmd = Cli::command();
+        let run = cmd.find_subcommand("run")?;
+        let env = run
+            .get_arguments()
+            .chain(cmd.get_arguments())
+            .find(|a| a.get_long() == Some(long.as_str()))
+            .and_then(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()));
+        env
+    };
+    let args: Vec<String> = match err.get(ContextKind::InvalidArg) {
+        Some(ContextValue::Strings(v)) => v.clone(),
+        Some(ContextValue::String(s)) => vec![s.clone()],
+        _ => Vec::new(),
+    };
+    let named: Vec<String> = args
+        .iter()
+        .map(|a| match env_of(a) {
+            Some(env) => format!("{a} (env {env})"),
+            None => a.clone(),
+        })
+        .collect();
+    let text = err.render().to_string();
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments").trim();
+    let first = first.trim_start_matches("error: ");
+    if named.is_empty() || err.kind() != clap::error::ErrorKind::MissingRequiredArgument {
+        let hint = named.first().map(|n| format!(" [{n}]")).unwrap_or_default();
+        format!("keywatch: {first}{hint}; see `keywatch run --help`")
+    } else {
+        format!("keywatch: missing required setting {}; see `keywatch run --help`", named.join(", "))
+    }
+}

@@ -1,0 +1,119 @@
+//! Evaluate: a user's listed keys plus the event that touched them → verdict.
+//!
+//! Pure: no AWS types, no clock. The worker lists the keys, this module
+//! decides. Two facts shape it:
+//! - IAM is eventually consistent. A listing taken right after the change may
+//!   not show it yet, so the event's own statement about its key (created
+//!   Active, updated to a status) is merged in when the listing disagrees and
+//!   the event is recent enough that the listing may be stale.
+//! - Nothing caps the number of keys at two (races have produced eight), so
+//!   the verdict counts, it never assumes.
+
+use time::OffsetDateTime;
+
+use crate::event::{EventName, KeyEvent, KeyStatus};
+
+/// One access key of a user, as IAM lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKey {
+    pub access_key_id: String,
+    pub status: KeyStatus,
+    pub created_at: Option<OffsetDateTime>,
+}
+
+impl AccessKey {
+    pub fn is_active(&self) -> bool {
+        self.status == KeyStatus::Active
+    }
+}
+
+/// What the control says about the user after this event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// More than one active key: a `FAILED` finding.
+    Violation,
+    /// The event deactivated or deleted a key and left at most one active:
+    /// a violation it may have ended is closed with a `PASSED` finding. It
+    /// is emitted even when no `FAILED` was open (keywatch keeps no state),
+    /// which is harmless: the finding id is the same.
+    Resolved,
+    /// At most one active key and nothing to close: no finding.
+    Compliant,
+}
+
+/// The verdict with the key set it was reached on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assessment {
+    pub verdict: Verdict,
+    /// The user's keys after merging in the event's own state.
+    pub keys: Vec<AccessKey>,
+    /// True when the listing did not reflect the event and the event's state
+    /// was assumed for its key.
+    pub assumed_event_state: bool,
+}
+
+impl Assessment {
+    pub fn active_keys(&self) -> impl Iterator<Item = &AccessKey> {
+        self.keys.iter().filter(|k| k.is_active())
+    }
+    pub fn active_count(&self) -> usize {
+        self.active_keys().count()
+    }
+}
+
+/// True when the listing already shows what the event did to its key. The
+/// worker re-lists (with a short backoff) while this is false.
+pub fn listing_reflects(event: &KeyEvent, keys: &[AccessKey]) -> bool {
+    let Some(key_id) = event.access_key_id.as_deref() else { return true };
+    let listed = keys.iter().find(|k| k.access_key_id == key_id);
+    match (event.event_name, listed, &event.key_status) {
+        (EventName::DeleteAccessKey, listed, _) => listed.is_none(),
+        (_, Some(k), Some(status)) => &k.status == status,
+        (_, None, Some(_)) => false,
+        (_, _, None) => true,
+    }
+}
+
+/// Decides the control for the user the event touched.
+///
+/// `assume_event_state`: whether the event is recent enough that a listing
+/// disagreeing with it is more likely stale than newer (the caller compares
+/// the event's age with the IAM propagation window).
+pub fn evaluate(event: &KeyEvent, listed: Vec<AccessKey>, assume_event_state: bool) -> Assessment {
+    let mut keys = listed;
+    let mut assumed = false;
+    if assume_event_state && !listing_reflects(event, &keys) {
+        if let Some(key_id) = event.access_key_id.as_deref() {
+            match (&event.key_status, keys.iter().position(|k| k.access_key_id == key_id)) {
+                (Some(status), Some(i)) => {
+                    keys[i].status = status.clone();
+                    assumed = true;
+                }
+                (Some(status), None) => {
+                    keys.push(AccessKey { access_key_id: key_id.to_string(), status: status.clone(), created_at: None });
+                    assumed = true;
+                }
+                (None, Some(i)) => {
+                    // A delete that the listing does not show yet.
+                    keys.remove(i);
+                    assumed = true;
+                }
+                (None, None) => {}
+            }
+        }
+    }
+    let active = keys.iter().filter(|k| k.is_active()).count();
+    let reducing = match event.event_name {
+        EventName::DeleteAccessKey => true,
+        EventName::UpdateAccessKey => event.key_status.as_ref().is_some_and(|s| *s != KeyStatus::Active),
+        EventName::CreateAccessKey => false,
+    };
+    let verdict = if active > 1 {
+        Verdict::Violation
+    } else if reducing {
+        Verdict::Resolved
+    } else {
+        Verdict::Compliant
+    };
+    Assessment { verdict, keys, assumed_event_state: assumed }
+}

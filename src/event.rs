@@ -1,0 +1,342 @@
+//! Event: an SQS message body → a typed access-key event.
+//!
+//! The body is the EventBridge envelope that an SQS target receives when the
+//! rule has no input transformer, carrying a CloudTrail record in `detail`.
+//! This module is pure (no AWS types, no I/O) so that every shape CloudTrail
+//! produces can be pinned by a JSON fixture under `tests/fixtures/`.
+//!
+//! Parsing is lenient where AWS is: fields that CloudTrail leaves `null` or
+//! omits are `Option`. It is strict only about what the re-check needs: an
+//! event id, an event time, an account and an event name.
+
+use serde::Deserialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// The three CloudTrail events that change a user's access keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventName {
+    CreateAccessKey,
+    UpdateAccessKey,
+    DeleteAccessKey,
+}
+
+impl EventName {
+    fn from_str(name: &str) -> Option<Self> {
+        match name {
+            "CreateAccessKey" => Some(Self::CreateAccessKey),
+            "UpdateAccessKey" => Some(Self::UpdateAccessKey),
+            "DeleteAccessKey" => Some(Self::DeleteAccessKey),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CreateAccessKey => "CreateAccessKey",
+            Self::UpdateAccessKey => "UpdateAccessKey",
+            Self::DeleteAccessKey => "DeleteAccessKey",
+        }
+    }
+}
+
+/// An access key's status as IAM reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyStatus {
+    Active,
+    Inactive,
+    /// Anything else IAM (or an emulator) might say; never counted as active.
+    Other(String),
+}
+
+impl KeyStatus {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "Active" => Self::Active,
+            "Inactive" => Self::Inactive,
+            other => Self::Other(other.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Active => "Active",
+            Self::Inactive => "Inactive",
+            Self::Other(s) => s,
+        }
+    }
+}
+
+/// Who made the call (`detail.userIdentity`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// `IAMUser`, `AssumedRole`, `Root`, `FederatedUser`, `AWSService`, ...
+    pub identity_type: Option<String>,
+    pub arn: Option<String>,
+    /// Present only for `IAMUser` callers.
+    pub user_name: Option<String>,
+    pub account_id: Option<String>,
+}
+
+impl Actor {
+    pub fn is_iam_user(&self) -> bool {
+        self.identity_type.as_deref() == Some("IAMUser")
+    }
+    pub fn is_root(&self) -> bool {
+        self.identity_type.as_deref() == Some("Root")
+    }
+}
+
+/// Whose keys the event changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// An IAM user, named by the event.
+    User { name: String, from: TargetSource },
+    /// The account's root user (a root access key, not a CIS-1.13 matter).
+    Root,
+    /// The event does not name the user; only the key id can lead to it.
+    Unresolved,
+}
+
+/// Where the target user's name was found, for the finding and for logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetSource {
+    ResponseElements,
+    RequestParameters,
+    CallerIdentity,
+}
+
+/// A CloudTrail record of a call that failed (`errorCode` present).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedCall {
+    pub code: String,
+    pub message: Option<String>,
+}
+
+/// One access-key event, as much as the re-check and the finding need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyEvent {
+    /// CloudTrail `eventID`: unique per API call, the idempotency key.
+    pub event_id: String,
+    pub event_name: EventName,
+    pub event_time: OffsetDateTime,
+    /// The account whose IAM changed.
+    pub account_id: String,
+    pub region: Option<String>,
+    pub actor: Actor,
+    pub target: Target,
+    /// The key the call created, updated or deleted (when the record says).
+    pub access_key_id: Option<String>,
+    /// The key's status right after the call: `Active` for a create, the
+    /// requested status for an update, `None` for a delete.
+    pub key_status: Option<KeyStatus>,
+    pub failed: Option<FailedCall>,
+}
+
+/// What a message body turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    Key(Box<KeyEvent>),
+    /// A well-formed event that is not one of the three access-key events
+    /// (or not from IAM). Acknowledged and counted, never re-checked.
+    Ignored { event_name: Option<String>, event_id: Option<String> },
+}
+
+/// Why a body could not be understood. The message is then left to the
+/// queue's redrive policy; `reason()` is a bounded label for metrics.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("body is not a JSON EventBridge envelope: {0}")]
+    NotJson(String),
+    #[error("envelope has no CloudTrail record in `detail`")]
+    NoDetail,
+    #[error("CloudTrail record lacks `{0}`")]
+    MissingField(&'static str),
+    #[error("`{field}` is not an RFC 3339 time: {value:?}")]
+    BadTime { field: &'static str, value: String },
+}
+
+impl ParseError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ParseError::NotJson(_) => "not_json",
+            ParseError::NoDetail => "no_detail",
+            ParseError::MissingField(_) => "missing_field",
+            ParseError::BadTime { .. } => "bad_time",
+        }
+    }
+}
+
+/// The EventBridge envelope. `account` is absent in the local emulator's
+/// deliveries, hence optional.
+#[derive(Debug, Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    account: Option<String>,
+    #[serde(default)]
+    time: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    detail: Option<Record>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Record {
+    #[serde(rename = "eventID", default)]
+    event_id: Option<String>,
+    #[serde(default)]
+    event_time: Option<String>,
+    #[serde(default)]
+    event_source: Option<String>,
+    #[serde(default)]
+    event_name: Option<String>,
+    #[serde(default)]
+    aws_region: Option<String>,
+    #[serde(default)]
+    recipient_account_id: Option<String>,
+    #[serde(default)]
+    user_identity: Option<UserIdentity>,
+    #[serde(default)]
+    request_parameters: Option<RequestParameters>,
+    #[serde(default)]
+    response_elements: Option<ResponseElements>,
+    #[serde(default)]
+    error_code: Option<String>,
+    #[serde(default)]
+    error_message: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserIdentity {
+    #[serde(rename = "type", default)]
+    identity_type: Option<String>,
+    #[serde(default)]
+    arn: Option<String>,
+    #[serde(default)]
+    account_id: Option<String>,
+    #[serde(default)]
+    user_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestParameters {
+    #[serde(default)]
+    user_name: Option<String>,
+    #[serde(default)]
+    access_key_id: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseElements {
+    #[serde(default)]
+    access_key: Option<ResponseAccessKey>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseAccessKey {
+    #[serde(default)]
+    user_name: Option<String>,
+    #[serde(default)]
+    access_key_id: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.trim().is_empty())
+}
+
+fn parse_time(field: &'static str, value: &str) -> Result<OffsetDateTime, ParseError> {
+    OffsetDateTime::parse(value, &Rfc3339).map_err(|_| ParseError::BadTime { field, value: value.to_string() })
+}
+
+/// Parses one SQS message body.
+pub fn parse(body: &str) -> Result<Parsed, ParseError> {
+    let envelope: Envelope = serde_json::from_str(body).map_err(|e| ParseError::NotJson(e.to_string()))?;
+    let record = envelope.detail.ok_or(ParseError::NoDetail)?;
+
+    let event_name_raw = non_empty(record.event_name);
+    let from_iam = record.event_source.as_deref().is_none_or(|s| s == "iam.amazonaws.com")
+        && envelope.source.as_deref().is_none_or(|s| s == "aws.iam" || !s.starts_with("aws."));
+    let event_name = match event_name_raw.as_deref().and_then(EventName::from_str) {
+        Some(name) if from_iam => name,
+        _ => return Ok(Parsed::Ignored { event_name: event_name_raw, event_id: record.event_id }),
+    };
+
+    let event_id = non_empty(record.event_id).ok_or(ParseError::MissingField("eventID"))?;
+    let event_time = match (non_empty(record.event_time), non_empty(envelope.time)) {
+        (Some(t), _) => parse_time("eventTime", &t)?,
+        (None, Some(t)) => parse_time("time", &t)?,
+        (None, None) => return Err(ParseError::MissingField("eventTime")),
+    };
+    let account_id = non_empty(envelope.account)
+        .or(non_empty(record.recipient_account_id))
+        .ok_or(ParseError::MissingField("account or recipientAccountId"))?;
+
+    let identity = record.user_identity;
+    let actor = Actor {
+        identity_type: identity.as_ref().and_then(|i| non_empty(i.identity_type.clone())),
+        arn: identity.as_ref().and_then(|i| non_empty(i.arn.clone())),
+        user_name: identity.as_ref().and_then(|i| non_empty(i.user_name.clone())),
+        account_id: identity.as_ref().and_then(|i| non_empty(i.account_id.clone())),
+    };
+
+    let request = record.request_parameters;
+    let response_key = record.response_elements.and_then(|r| r.access_key);
+
+    let target = if let Some(name) = response_key.as_ref().and_then(|k| non_empty(k.user_name.clone())) {
+        Target::User { name, from: TargetSource::ResponseElements }
+    } else if let Some(name) = request.as_ref().and_then(|r| non_empty(r.user_name.clone())) {
+        Target::User { name, from: TargetSource::RequestParameters }
+    } else if let (true, Some(name)) = (actor.is_iam_user(), actor.user_name.clone()) {
+        // No userName in the request: IAM acted on the caller's own keys.
+        Target::User { name, from: TargetSource::CallerIdentity }
+    } else if actor.is_root() {
+        Target::Root
+    } else {
+        Target::Unresolved
+    };
+
+    let access_key_id = response_key
+        .as_ref()
+        .and_then(|k| non_empty(k.access_key_id.clone()))
+        .or_else(|| request.as_ref().and_then(|r| non_empty(r.access_key_id.clone())));
+
+    let key_status = match event_name {
+        EventName::CreateAccessKey => Some(
+            response_key
+                .as_ref()
+                .and_then(|k| non_empty(k.status.clone()))
+                .map_or(KeyStatus::Active, |s| KeyStatus::parse(&s)),
+        ),
+        EventName::UpdateAccessKey => {
+            request.as_ref().and_then(|r| non_empty(r.status.clone())).map(|s| KeyStatus::parse(&s))
+        }
+        EventName::DeleteAccessKey => None,
+    };
+
+    let failed = non_empty(record.error_code).map(|code| FailedCall { code, message: non_empty(record.error_message) });
+
+    Ok(Parsed::Key(Box::new(KeyEvent {
+        event_id,
+        event_name,
+        event_time,
+        account_id,
+        region: non_empty(record.aws_region).or(non_empty(envelope.region)),
+        actor,
+        target,
+        access_key_id,
+        key_status,
+        failed,
+    })))
+}

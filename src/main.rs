@@ -1,0 +1,184 @@
+//! The `keywatch` binary: parse the command line, set up logs and metrics,
+//! build the AWS clients, run the worker until SIGTERM/SIGINT.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use clap::error::ErrorKind;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+use tracing_subscriber::EnvFilter;
+
+use keywatch::admin::{self, Health};
+use keywatch::config::{one_line_error, Cli, Command, HealthcheckArgs, LogFormat, RunArgs};
+use keywatch::emit::EventBridgeSink;
+use keywatch::inventory::IamInventory;
+use keywatch::queue::SqsQueue;
+use keywatch::worker::{self, PollSettings, Processor, ProcessorSettings};
+use keywatch::telemetry;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+            _ => {
+                eprintln!("{}", one_line_error(&e));
+                return ExitCode::from(2);
+            }
+        },
+    };
+    if let Err(e) = init_logging(cli.log_format, &cli.log_filter) {
+        eprintln!("keywatch: invalid --log-filter (env KEYWATCH_LOG): {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("keywatch: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Run(args) => runtime.block_on(run(*args)),
+        Command::Healthcheck(args) => runtime.block_on(healthcheck(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("keywatch: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(filter)?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Text => builder.init(),
+    }
+    Ok(())
+}
+
+async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
+    match admin::probe(args.metrics_addr, &args.path).await {
+        Ok(true) => Ok(()),
+        Ok(false) => bail!("{} on {} did not answer 200", args.path, args.metrics_addr),
+        Err(e) => bail!("cannot reach {} on {}: {e}", args.path, args.metrics_addr),
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let metrics = telemetry::install_recorder().context("cannot install the metrics recorder")?;
+    let listener = admin::bind(args.metrics_addr)
+        .await
+        .with_context(|| format!("cannot listen on {} (KEYWATCH_METRICS_ADDR)", args.metrics_addr))?;
+
+    let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    if sdk.region().is_none() {
+        bail!("no AWS region configured: set AWS_REGION (e.g. us-east-1, where IAM events arrive)");
+    }
+    // A receive waits up to `wait` for messages: an attempt timeout shorter
+    // than that would cut every long poll.
+    let sqs_timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(args.wait() + Duration::from_secs(10))
+        .build();
+    let call_timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs(10))
+        .build();
+    let sqs = aws_sdk_sqs::Client::from_conf(aws_sdk_sqs::config::Builder::from(&sdk).timeout_config(sqs_timeouts).build());
+    let iam = aws_sdk_iam::Client::from_conf(
+        aws_sdk_iam::config::Builder::from(&sdk)
+            .region(Region::new(args.iam_region.clone()))
+            .timeout_config(call_timeouts.clone())
+            .build(),
+    );
+    let eventbridge =
+        aws_sdk_eventbridge::Client::from_conf(aws_sdk_eventbridge::config::Builder::from(&sdk).timeout_config(call_timeouts).build());
+
+    let queue = SqsQueue::new(sqs, args.queue_url.clone());
+    // Fail fast on a queue that does not exist or cannot be read; a
+    // transient failure is left to the receive loop's retries.
+    match queue.attributes().await {
+        Ok(_) => {}
+        Err(e) if !e.is_retryable() => {
+            bail!("cannot use queue {} (KEYWATCH_QUEUE_URL): {e}", args.queue_url)
+        }
+        Err(e) => warn!(error = %e, "queue not reachable yet; will keep trying"),
+    }
+
+    let processor = Arc::new(Processor::new(
+        IamInventory::new(iam),
+        EventBridgeSink::new(eventbridge, args.findings_bus.clone(), args.finding_source.clone()),
+        ProcessorSettings {
+            consistency_window: Duration::from_secs(args.consistency_window_secs),
+            relist_delays: ProcessorSettings::relist_delays_for(Duration::from_millis(args.relist_budget_ms)),
+        },
+    ));
+    let poll = PollSettings {
+        max_messages: args.max_messages,
+        wait: args.wait(),
+        visibility_timeout: args.visibility_timeout_secs.map(Duration::from_secs),
+        receivers: args.receivers as usize,
+        queue_metrics_interval: args.queue_metrics_interval(),
+    };
+
+    let shutdown = CancellationToken::new();
+    let health = Arc::new(Health::default());
+    let admin_stop = CancellationToken::new();
+    let admin_task = tokio::spawn(admin::serve(listener, metrics, health.clone(), admin_stop.clone()));
+    tokio::spawn(signal_to(shutdown.clone()));
+
+    info!(
+        queue_url = %args.queue_url,
+        findings_bus = %args.findings_bus,
+        metrics_addr = %args.metrics_addr,
+        version = env!("CARGO_PKG_VERSION"),
+        "keywatch started"
+    );
+    let mut worker_task = tokio::spawn(worker::run(queue, processor, poll, health, shutdown.clone()));
+    let outcome = tokio::select! {
+        r = &mut worker_task => r.map_err(anyhow::Error::from),
+        _ = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(args.drain_timeout()).await;
+        } => Err(anyhow::anyhow!(
+            "messages in flight did not finish within {} s (KEYWATCH_DRAIN_TIMEOUT_SECS); they will be delivered again",
+            args.drain_timeout_secs
+        )),
+    };
+    admin_stop.cancel();
+    let _ = admin_task.await;
+    outcome?;
+    info!("keywatch stopped");
+    Ok(())
+}
+
+/// Cancels `token` on SIGTERM or SIGINT.
+async fn signal_to(token: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            token.cancel();
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+    }
+    token.cancel();
+}
+

@@ -1,0 +1,176 @@
+//! Queue: the SQS input queue — receive, delete in batches, depth.
+//!
+//! Deletion is the acknowledgement: a message is deleted only once the
+//! worker has decided it is done with it (its finding accepted, or nothing to
+//! emit). `DeleteMessageBatch` can fail per entry, so each entry's result is
+//! returned; a message whose delete failed is simply delivered again, and
+//! findings are idempotent by `finding_id` and `trigger.event_id`.
+
+use std::time::Duration;
+
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName};
+use time::OffsetDateTime;
+
+use crate::aws::{self, AwsError};
+use crate::telemetry::Service;
+
+/// A received message: what the worker's core needs, plus the handle to
+/// delete it with.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub message: crate::worker::Message,
+    pub receipt_handle: String,
+}
+
+/// The input queue.
+#[derive(Clone)]
+pub struct SqsQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+/// SQS accepts at most 10 entries per batch call.
+pub const MAX_BATCH: usize = 10;
+
+impl SqsQueue {
+    pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
+        SqsQueue { client, url: url.into() }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Long-polls for up to `max` messages, waiting up to `wait`.
+    pub async fn receive(&self, max: i32, wait: Duration, visibility_timeout: Option<Duration>) -> Result<Vec<Received>, AwsError> {
+        let request = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(max)
+            .wait_time_seconds(wait.as_secs() as i32)
+            .set_visibility_timeout(visibility_timeout.map(|v| v.as_secs() as i32))
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send();
+        let out = aws::call(Service::Sqs, "ReceiveMessage", request).await?;
+        let now = OffsetDateTime::now_utc();
+        let started = std::time::Instant::now();
+        Ok(out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| {
+                let receive_count = m
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|c| c.parse().ok());
+                Some(Received {
+                    message: crate::worker::Message {
+                        message_id: m.message_id?,
+                        body: m.body.unwrap_or_default(),
+                        receive_count,
+                        received_at: now,
+                        received: started,
+                    },
+                    receipt_handle: m.receipt_handle?,
+                })
+            })
+            .collect())
+    }
+
+    /// Deletes messages by receipt handle, in batches of 10. Returns one
+    /// result per handle, in order.
+    pub async fn delete(&self, handles: &[&str]) -> Vec<Result<(), AwsError>> {
+        let mut results = Vec::with_capacity(handles.len());
+        for chunk in handles.chunks(MAX_BATCH) {
+            let entries: Vec<DeleteMessageBatchRequestEntry> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, h)| DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(*h).build())
+                .collect::<Result<_, _>>()
+                .expect("id and receipt handle are always set");
+            let request = self.client.delete_message_batch().queue_url(&self.url).set_entries(Some(entries)).send();
+            match aws::call(Service::Sqs, "DeleteMessageBatch", request).await {
+                Ok(out) => {
+                    let mut chunk_results: Vec<Result<(), AwsError>> = vec![Ok(()); chunk.len()];
+                    for failed in out.failed() {
+                        if let Ok(i) = failed.id().parse::<usize>() {
+                            if i < chunk_results.len() {
+                                chunk_results[i] = Err(AwsError {
+                                    operation: "DeleteMessageBatch",
+                                    class: if failed.sender_fault() { aws::ErrorClass::Permanent } else { aws::ErrorClass::Transient },
+                                    code: Some(failed.code().to_string()),
+                                    message: failed.message().unwrap_or_default().to_string(),
+                                });
+                            }
+                        }
+                    }
+                    // An entry that is in neither list was not confirmed.
+                    let confirmed: Vec<usize> = out.successful().iter().filter_map(|s| s.id().parse().ok()).collect();
+                    for (i, r) in chunk_results.iter_mut().enumerate() {
+                        if r.is_ok() && !confirmed.contains(&i) {
+                            *r = Err(AwsError {
+                                operation: "DeleteMessageBatch",
+                                class: aws::ErrorClass::Transient,
+                                code: None,
+                                message: "entry missing from the response".into(),
+                            });
+                        }
+                    }
+                    results.extend(chunk_results);
+                }
+                Err(e) => results.extend(std::iter::repeat_n(Err(e), chunk.len())),
+            }
+        }
+        results
+    }
+
+    /// Visible and in-flight message counts, and the dead-letter queue's ARN
+    /// from the redrive policy (when there is one).
+    pub async fn attributes(&self) -> Result<QueueState, AwsError> {
+        queue_state(&self.client, &self.url).await
+    }
+
+    /// The URL of a queue given its ARN (`arn:aws:sqs:region:account:name`).
+    pub async fn url_of_arn(&self, arn: &str) -> Result<Option<String>, AwsError> {
+        let mut parts = arn.split(':');
+        let (Some(account), Some(name)) = (parts.nth(4), parts.next()) else { return Ok(None) };
+        let request = self.client.get_queue_url().queue_name(name).queue_owner_aws_account_id(account).send();
+        let out = aws::call(Service::Sqs, "GetQueueUrl", request).await?;
+        Ok(out.queue_url().map(str::to_string))
+    }
+
+    pub fn with_url(&self, url: impl Into<String>) -> SqsQueue {
+        SqsQueue { client: self.client.clone(), url: url.into() }
+    }
+}
+
+/// What GetQueueAttributes said of a queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueState {
+    pub visible: u64,
+    pub in_flight: u64,
+    pub dead_letter_arn: Option<String>,
+}
+
+async fn queue_state(client: &aws_sdk_sqs::Client, url: &str) -> Result<QueueState, AwsError> {
+    let request = client
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(QueueAttributeName::RedrivePolicy)
+        .send();
+    let out = aws::call(Service::Sqs, "GetQueueAttributes", request).await?;
+    let attrs = out.attributes();
+    let get = |name: QueueAttributeName| attrs.and_then(|a| a.get(&name)).map(String::as_str);
+    let count = |name| get(name).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let dead_letter_arn = get(QueueAttributeName::RedrivePolicy)
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+        .and_then(|v| v.get("deadLetterTargetArn").and_then(|a| a.as_str()).map(str::to_string));
+    Ok(QueueState {
+        visible: count(QueueAttributeName::ApproximateNumberOfMessages),
+        in_flight: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        dead_letter_arn,
+    })
+}

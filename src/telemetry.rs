@@ -1,0 +1,221 @@
+//! Telemetry: every metric name, its help text and its buckets, in one place.
+//!
+//! Each thing that happens in the worker is recorded through one function here,
+//! so that names, label sets and units cannot drift between call sites. Labels
+//! only ever take values from small fixed sets (`&'static str` below); account
+//! ids and user names belong in log lines, never in labels, because every label
+//! value becomes its own time series in Prometheus.
+
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// CloudTrail `eventTime` to the finding accepted by EventBridge (label `status`).
+pub const DETECTION_LATENCY: &str = "keywatch_detection_latency_seconds";
+/// CloudTrail `eventTime` to the message received: the upstream delay.
+pub const DELIVERY_DELAY: &str = "keywatch_delivery_delay_seconds";
+/// Message received to acknowledged (or given up on): our own part.
+pub const PROCESSING: &str = "keywatch_processing_seconds";
+/// Duration of each AWS API call (labels `service`, `operation`, `outcome`).
+pub const AWS_REQUEST_DURATION: &str = "keywatch_aws_request_duration_seconds";
+/// Count of AWS API calls (labels `service`, `operation`, `outcome`).
+pub const AWS_REQUESTS: &str = "keywatch_aws_requests_total";
+/// Events by name and outcome.
+pub const EVENTS: &str = "keywatch_events_total";
+/// Findings accepted by EventBridge, by status.
+pub const FINDINGS: &str = "keywatch_findings_total";
+/// PutEvents entries that EventBridge rejected.
+pub const EMIT_FAILED_ENTRIES: &str = "keywatch_emit_failed_entries_total";
+/// SQS messages by what became of them.
+pub const MESSAGES: &str = "keywatch_messages_total";
+/// Messages received and not yet acknowledged or released.
+pub const INFLIGHT: &str = "keywatch_inflight_messages";
+/// Queue depth from GetQueueAttributes (labels `queue`, `state`).
+pub const QUEUE_MESSAGES: &str = "keywatch_queue_messages";
+/// Always 1; the label carries the running version.
+pub const BUILD_INFO: &str = "keywatch_build_info";
+
+/// Buckets for every histogram, in seconds. They span the emulator's
+/// milliseconds and AWS's minutes of CloudTrail delivery delay, so one set of
+/// buckets serves local runs and production without re-configuration.
+pub const BUCKETS_SECONDS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+    1800.0,
+];
+
+/// Installs the global metrics recorder and returns the handle that renders
+/// `/metrics`. The admin server serves it; nothing listens on its own.
+pub fn install_recorder() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
+    let mut builder = PrometheusBuilder::new();
+    for name in [DETECTION_LATENCY, DELIVERY_DELAY, PROCESSING, AWS_REQUEST_DURATION] {
+        builder = builder.set_buckets_for_metric(Matcher::Full(name.to_string()), BUCKETS_SECONDS)?;
+    }
+    let handle = builder.install_recorder()?;
+    describe();
+    Ok(handle)
+}
+
+/// Help text for every metric, and the series that should exist from the
+/// first scrape (at zero) so that dashboards and `rate()` work before the
+/// first event.
+pub fn describe() {
+    describe_histogram!(DETECTION_LATENCY, Unit::Seconds, "CloudTrail eventTime to the finding accepted by EventBridge.");
+    describe_histogram!(DELIVERY_DELAY, Unit::Seconds, "CloudTrail eventTime to the SQS message received (CloudTrail, EventBridge and SQS delay).");
+    describe_histogram!(PROCESSING, Unit::Seconds, "SQS message received to acknowledged or released: keywatch's own time.");
+    describe_histogram!(AWS_REQUEST_DURATION, Unit::Seconds, "Duration of AWS API calls by service, operation and outcome.");
+    describe_counter!(AWS_REQUESTS, "AWS API calls by service, operation and outcome (ok, throttled, error).");
+    describe_counter!(EVENTS, "Access-key events by event name and outcome.");
+    describe_counter!(FINDINGS, "Findings accepted by EventBridge, by status.");
+    describe_counter!(EMIT_FAILED_ENTRIES, "PutEvents entries rejected by EventBridge; their messages are left for redelivery.");
+    describe_counter!(MESSAGES, "SQS messages by result: deleted, retried (left for redelivery) or invalid (left for the dead-letter queue).");
+    describe_gauge!(INFLIGHT, "SQS messages received and not yet acknowledged or released.");
+    describe_gauge!(QUEUE_MESSAGES, "Messages in the input queue and its dead-letter queue, by state (visible, in_flight).");
+    describe_gauge!(BUILD_INFO, "Always 1; label version is the running keywatch version.");
+
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    gauge!(INFLIGHT).set(0.0);
+    for result in [MessageResult::Deleted, MessageResult::Retried, MessageResult::Invalid] {
+        counter!(MESSAGES, "result" => result.as_str()).absolute(0);
+    }
+    for status in ["FAILED", "PASSED"] {
+        counter!(FINDINGS, "status" => status).absolute(0);
+    }
+    counter!(EMIT_FAILED_ENTRIES).absolute(0);
+}
+
+/// Which AWS service a call went to (label `service`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Sqs,
+    Iam,
+    EventBridge,
+    Sts,
+}
+
+impl Service {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::Sqs => "sqs",
+            Service::Iam => "iam",
+            Service::EventBridge => "eventbridge",
+            Service::Sts => "sts",
+        }
+    }
+}
+
+/// How an AWS call ended (label `outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    Ok,
+    Throttled,
+    Error,
+}
+
+impl CallOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallOutcome::Ok => "ok",
+            CallOutcome::Throttled => "throttled",
+            CallOutcome::Error => "error",
+        }
+    }
+}
+
+/// Records one AWS API call.
+pub fn aws_request(service: Service, operation: &'static str, outcome: CallOutcome, elapsed: Duration) {
+    let labels = [
+        ("service", service.as_str()),
+        ("operation", operation),
+        ("outcome", outcome.as_str()),
+    ];
+    histogram!(AWS_REQUEST_DURATION, &labels).record(elapsed.as_secs_f64());
+    counter!(AWS_REQUESTS, &labels).increment(1);
+}
+
+/// What became of one event (label `outcome` of `keywatch_events_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// A finding was published for it.
+    Finding,
+    /// Re-checked, nothing to report.
+    Compliant,
+    /// Not an access-key event, or nothing keywatch can check.
+    Ignored,
+    /// The CloudTrail record is of a call that failed: nothing changed.
+    FailedCall,
+    /// The message body could not be understood.
+    Invalid,
+}
+
+impl EventOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventOutcome::Finding => "finding",
+            EventOutcome::Compliant => "compliant",
+            EventOutcome::Ignored => "ignored",
+            EventOutcome::FailedCall => "failed_call",
+            EventOutcome::Invalid => "invalid",
+        }
+    }
+}
+
+/// Records one event's outcome. `event_name` must come from a fixed set
+/// (see [`crate::event::EventName::metric_label`]).
+pub fn event(event_name: &'static str, outcome: EventOutcome) {
+    counter!(EVENTS, "event_name" => event_name, "outcome" => outcome.as_str()).increment(1);
+}
+
+/// What became of one SQS message (label `result`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageResult {
+    Deleted,
+    Retried,
+    Invalid,
+}
+
+impl MessageResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageResult::Deleted => "deleted",
+            MessageResult::Retried => "retried",
+            MessageResult::Invalid => "invalid",
+        }
+    }
+}
+
+pub fn message(result: MessageResult) {
+    counter!(MESSAGES, "result" => result.as_str()).increment(1);
+}
+
+/// A finding accepted by EventBridge, with its end-to-end latency.
+pub fn finding_accepted(status: &'static str, detection_latency_seconds: f64) {
+    counter!(FINDINGS, "status" => status).increment(1);
+    histogram!(DETECTION_LATENCY, "status" => status).record(detection_latency_seconds.max(0.0));
+}
+
+pub fn emit_failed_entries(count: u64) {
+    counter!(EMIT_FAILED_ENTRIES).increment(count);
+}
+
+pub fn delivery_delay(seconds: f64) {
+    histogram!(DELIVERY_DELAY).record(seconds.max(0.0));
+}
+
+pub fn processing(elapsed: Duration) {
+    histogram!(PROCESSING).record(elapsed.as_secs_f64());
+}
+
+pub fn inflight_add(n: usize) {
+    gauge!(INFLIGHT).increment(n as f64);
+}
+
+pub fn inflight_sub(n: usize) {
+    gauge!(INFLIGHT).decrement(n as f64);
+}
+
+/// Queue depth for `queue` (`input` or `dlq`).
+pub fn queue_depth(queue: &'static str, visible: u64, in_flight: u64) {
+    gauge!(QUEUE_MESSAGES, "queue" => queue, "state" => "visible").set(visible as f64);
+    gauge!(QUEUE_MESSAGES, "queue" => queue, "state" => "in_flight").set(in_flight as f64);
+}

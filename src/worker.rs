@@ -1,0 +1,513 @@
+//! Worker: poll → parse → check → emit → delete.
+//!
+//! Two layers, so that the same core serves the long-running worker, a
+//! Lambda handler (SQS event source with partial batch responses) and a
+//! replay of saved messages:
+//! - [`Processor::handle_batch`]: a batch of messages in, one
+//!   [`Disposition`] per message out. It parses, re-checks IAM, and publishes
+//!   findings (in `PutEvents` batches), but never touches the queue.
+//! - [`run`]: the SQS long-poll loop around it, which deletes exactly the
+//!   messages the core acknowledged, and stops on the shutdown token after
+//!   finishing the batch in hand.
+//!
+//! A message is acknowledged only when its finding was accepted by
+//! EventBridge or when nothing needed publishing. Anything that may succeed
+//! later (throttling, a 5xx, a rejected entry) leaves it for redelivery after
+//! its visibility timeout; a body that cannot be understood is left too, so
+//! that the queue's redrive policy moves it to the dead-letter queue.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::admin::Health;
+use crate::emit::FindingSink;
+use crate::evaluate::{self, listing_reflects};
+use crate::event::{self, EventName, KeyEvent, Parsed, Target};
+use crate::finding::{self, Finding};
+use crate::inventory::{InventoryError, KeyInventory};
+use crate::queue::{Received, SqsQueue};
+use crate::telemetry::{self, EventOutcome, MessageResult};
+
+/// One queue message as the core sees it (no receipt handle: a Lambda
+/// batch has none to give, and acknowledging is the caller's job).
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub message_id: String,
+    pub body: String,
+    /// SQS `ApproximateReceiveCount`, for logs about poison messages.
+    pub receive_count: Option<u32>,
+    /// Wall-clock time of receipt, for the upstream delivery delay.
+    pub received_at: OffsetDateTime,
+    /// Monotonic time of receipt, for our own processing time.
+    pub received: Instant,
+}
+
+impl Message {
+    /// A message received now (for callers other than the SQS loop).
+    pub fn new(message_id: impl Into<String>, body: impl Into<String>) -> Self {
+        Message {
+            message_id: message_id.into(),
+            body: body.into(),
+            receive_count: None,
+            received_at: OffsetDateTime::now_utc(),
+            received: Instant::now(),
+        }
+    }
+}
+
+/// What to do with a message once the core is done with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Done: delete it.
+    Ack,
+    /// Not done yet (AWS error, finding not accepted): leave it to be
+    /// delivered again after its visibility timeout.
+    Retry,
+    /// The body cannot be understood: leave it, so that the redrive policy
+    /// moves it to the dead-letter queue after `maxReceiveCount` receives.
+    Invalid,
+}
+
+/// How the core treats IAM's eventual consistency.
+#[derive(Debug, Clone)]
+pub struct ProcessorSettings {
+    /// An event younger than this is recent enough that a listing which
+    /// does not show its change is taken as stale (IAM propagation); the
+    /// listing is re-read and, failing that, the event's state is assumed.
+    /// An older event's listing is taken as the truth.
+    pub consistency_window: Duration,
+    /// Pauses between re-reads of a listing that does not show the event
+    /// yet; their sum bounds the extra latency.
+    pub relist_delays: Vec<Duration>,
+}
+
+impl ProcessorSettings {
+    /// Doubling delays from 100 ms whose sum is `budget`.
+    pub fn relist_delays_for(budget: Duration) -> Vec<Duration> {
+        let mut delays = Vec::new();
+        let mut left = budget;
+        let mut next = Duration::from_millis(100);
+        while !left.is_zero() {
+            let d = next.min(left);
+            delays.push(d);
+            left -= d;
+            next *= 2;
+        }
+        delays
+    }
+}
+
+impl Default for ProcessorSettings {
+    fn default() -> Self {
+        ProcessorSettings {
+            consistency_window: Duration::from_secs(120),
+            relist_delays: Self::relist_delays_for(Duration::from_secs(2)),
+        }
+    }
+}
+
+/// The batch core: parse, re-check, publish; no queue access.
+pub struct Processor<I, S> {
+    inventory: I,
+    sink: S,
+    settings: ProcessorSettings,
+}
+
+/// The outcome of checking one message before publishing.
+enum Checked {
+    Done(Disposition),
+    Publish { finding: Box<Finding>, event_name: EventName, event_time: OffsetDateTime },
+}
+
+fn name_label(name: EventName) -> &'static str {
+    name.as_str()
+}
+
+impl<I: KeyInventory, S: FindingSink> Processor<I, S> {
+    pub fn new(inventory: I, sink: S, settings: ProcessorSettings) -> Self {
+        Processor { inventory, sink, settings }
+    }
+
+    /// Handles a batch: one disposition per message, in order.
+    pub async fn handle_batch(&self, batch: &[Message]) -> Vec<Disposition> {
+        let checked = join_all(batch.iter().map(|m| self.check(m))).await;
+        let mut dispositions = vec![Disposition::Retry; batch.len()];
+        let mut findings = Vec::new();
+        let mut owners = Vec::new();
+        for (i, c) in checked.into_iter().enumerate() {
+            match c {
+                Checked::Done(d) => dispositions[i] = d,
+                Checked::Publish { finding, event_name, event_time } => {
+                    findings.push(*finding);
+                    owners.push((i, event_name, event_time));
+                }
+            }
+        }
+        if findings.is_empty() {
+            return dispositions;
+        }
+        let results = self.sink.publish(&findings).await;
+        for ((i, event_name, event_time), (f, result)) in owners.into_iter().zip(findings.iter().zip(results)) {
+            let m = &batch[i];
+            match result {
+                Ok(()) => {
+                    let latency = (OffsetDateTime::now_utc() - event_time).as_seconds_f64();
+                    telemetry::finding_accepted(f.status.as_str(), latency);
+                    telemetry::event(name_label(event_name), EventOutcome::Finding);
+                    info!(
+                        message_id = %m.message_id,
+                        finding_id = %f.finding_id,
+                        status = f.status.as_str(),
+                        account_id = %f.account_id,
+                        user_name = %f.user_name,
+                        active_key_count = f.active_key_count,
+                        event_id = %f.trigger.event_id,
+                        detection_latency_seconds = latency,
+                        "finding published"
+                    );
+                    dispositions[i] = Disposition::Ack;
+                }
+                Err(e) => {
+                    warn!(
+                        message_id = %m.message_id,
+                        finding_id = %f.finding_id,
+                        error = %e,
+                        "finding not accepted by EventBridge; message left for redelivery"
+                    );
+                    dispositions[i] = Disposition::Retry;
+                }
+            }
+        }
+        dispositions
+    }
+
+    async fn check(&self, m: &Message) -> Checked {
+        let parsed = match event::parse(&m.body) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(
+                    message_id = %m.message_id,
+                    receive_count = m.receive_count,
+                    reason = e.reason(),
+                    error = %e,
+                    "invalid message body; left for the dead-letter queue"
+                );
+                telemetry::event("unknown", EventOutcome::Invalid);
+                return Checked::Done(Disposition::Invalid);
+            }
+        };
+        let ev = match parsed {
+            Parsed::Key(ev) => ev,
+            Parsed::Ignored { event_name, event_id } => {
+                debug!(message_id = %m.message_id, event_name, event_id, "not an access-key event; acknowledged");
+                telemetry::event("other", EventOutcome::Ignored);
+                return Checked::Done(Disposition::Ack);
+            }
+        };
+        telemetry::delivery_delay((m.received_at - ev.event_time).as_seconds_f64());
+        let label = name_label(ev.event_name);
+
+        if let Some(failed) = &ev.failed {
+            info!(
+                message_id = %m.message_id,
+                event_id = %ev.event_id,
+                event_name = label,
+                account_id = %ev.account_id,
+                error_code = %failed.code,
+                "call failed in CloudTrail; nothing changed, acknowledged"
+            );
+            telemetry::event(label, EventOutcome::FailedCall);
+            return Checked::Done(Disposition::Ack);
+        }
+
+        let user_name = match self.target_user(m, &ev).await {
+            Ok(Some(user)) => user,
+            Ok(None) => {
+                telemetry::event(label, EventOutcome::Ignored);
+                return Checked::Done(Disposition::Ack);
+            }
+            Err(d) => return Checked::Done(d),
+        };
+
+        let fresh = OffsetDateTime::now_utc() - ev.event_time <= self.settings.consistency_window;
+        let keys = match self.list_until_reflected(&ev, &user_name, fresh).await {
+            Ok(keys) => keys,
+            Err(InventoryError::NoSuchUser { .. }) => {
+                info!(
+                    message_id = %m.message_id,
+                    event_id = %ev.event_id,
+                    account_id = %ev.account_id,
+                    user_name = %user_name,
+                    "user no longer exists; nothing to check, acknowledged"
+                );
+                telemetry::event(label, EventOutcome::Ignored);
+                return Checked::Done(Disposition::Ack);
+            }
+            Err(e) => {
+                warn!(
+                    message_id = %m.message_id,
+                    event_id = %ev.event_id,
+                    account_id = %ev.account_id,
+                    user_name = %user_name,
+                    retryable = e.is_retryable(),
+                    error = %e,
+                    "could not list access keys; message left for redelivery"
+                );
+                return Checked::Done(Disposition::Retry);
+            }
+        };
+
+        let assessment = evaluate::evaluate(&ev, keys, fresh);
+        match finding::build(&ev, &user_name, &assessment, OffsetDateTime::now_utc()) {
+            None => {
+                debug!(
+                    message_id = %m.message_id,
+                    event_id = %ev.event_id,
+                    account_id = %ev.account_id,
+                    user_name = %user_name,
+                    active_key_count = assessment.active_count(),
+                    "compliant; acknowledged"
+                );
+                telemetry::event(label, EventOutcome::Compliant);
+                Checked::Done(Disposition::Ack)
+            }
+            Some(f) => Checked::Publish { finding: Box::new(f), event_name: ev.event_name, event_time: ev.event_time },
+        }
+    }
+
+    /// The IAM user whose keys the event changed. `Ok(None)`: nothing to
+    /// check (logged here); `Err`: the message's disposition.
+    async fn target_user(&self, m: &Message, ev: &KeyEvent) -> Result<Option<String>, Disposition> {
+        match &ev.target {
+            Target::User { name, .. } => Ok(Some(name.clone())),
+            Target::Root => {
+                info!(
+                    message_id = %m.message_id,
+                    event_id = %ev.event_id,
+                    account_id = %ev.account_id,
+                    "root user access-key event: not an IAM user key; acknowledged"
+                );
+                Ok(None)
+            }
+            Target::Unresolved => {
+                let Some(key_id) = ev.access_key_id.as_deref() else {
+                    warn!(
+                        message_id = %m.message_id,
+                        event_id = %ev.event_id,
+                        "event names neither a user nor a key; acknowledged"
+                    );
+                    return Ok(None);
+                };
+                match self.inventory.key_owner(&ev.account_id, key_id).await {
+                    Ok(Some(user)) => Ok(Some(user)),
+                    Ok(None) => {
+                        warn!(
+                            message_id = %m.message_id,
+                            event_id = %ev.event_id,
+                            account_id = %ev.account_id,
+                            access_key_id = key_id,
+                            "owner of the key is unknown (key deleted); acknowledged"
+                        );
+                        Ok(None)
+                    }
+                    // A deleted key's owner may be unknowable: retrying
+                    // forever would not help.
+                    Err(e) if ev.event_name == EventName::DeleteAccessKey && !e.is_retryable() => {
+                        warn!(
+                            message_id = %m.message_id,
+                            event_id = %ev.event_id,
+                            account_id = %ev.account_id,
+                            access_key_id = key_id,
+                            error = %e,
+                            "owner of the deleted key cannot be found; acknowledged"
+                        );
+                        Ok(None)
+                    }
+                    Err(e) => {
+                        warn!(
+                            message_id = %m.message_id,
+                            event_id = %ev.event_id,
+                            account_id = %ev.account_id,
+                            access_key_id = key_id,
+                            error = %e,
+                            "could not find the key's owner; message left for redelivery"
+                        );
+                        Err(Disposition::Retry)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Lists the user's keys; while the event is fresh and the listing does
+    /// not show its change yet, waits and lists again (bounded).
+    async fn list_until_reflected(&self, ev: &KeyEvent, user_name: &str, fresh: bool) -> Result<Vec<evaluate::AccessKey>, InventoryError> {
+        let mut keys = self.inventory.list_keys(&ev.account_id, user_name).await?;
+        if fresh {
+            for delay in &self.settings.relist_delays {
+                if listing_reflects(ev, &keys) {
+                    break;
+                }
+                tokio::time::sleep(*delay).await;
+                keys = self.inventory.list_keys(&ev.account_id, user_name).await?;
+            }
+        }
+        Ok(keys)
+    }
+}
+
+/// How the poll loop receives.
+#[derive(Debug, Clone)]
+pub struct PollSettings {
+    /// Messages per `ReceiveMessage` (1–10).
+    pub max_messages: i32,
+    /// Long-poll wait (0–20 s).
+    pub wait: Duration,
+    /// Overrides the queue's visibility timeout on receive.
+    pub visibility_timeout: Option<Duration>,
+    /// Receive loops running side by side.
+    pub receivers: usize,
+    /// How often to read queue depth for `keywatch_queue_messages`.
+    pub queue_metrics_interval: Option<Duration>,
+}
+
+/// Runs the worker until `shutdown` is cancelled, then finishes the batches
+/// in hand (acknowledging what is done) and returns.
+pub async fn run<I: KeyInventory, S: FindingSink>(
+    queue: SqsQueue,
+    processor: Arc<Processor<I, S>>,
+    settings: PollSettings,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) {
+    let tracker = TaskTracker::new();
+    for receiver in 0..settings.receivers.max(1) {
+        tracker.spawn(receive_loop(
+            receiver,
+            queue.clone(),
+            processor.clone(),
+            settings.clone(),
+            health.clone(),
+            shutdown.clone(),
+        ));
+    }
+    if let Some(interval) = settings.queue_metrics_interval {
+        tracker.spawn(depth_loop(queue.clone(), interval, shutdown.clone()));
+    }
+    tracker.close();
+    shutdown.cancelled().await;
+    health.set_draining();
+    info!("shutting down: no new receives; finishing messages in flight");
+    tracker.wait().await;
+    info!("all messages in flight handled");
+}
+
+async fn receive_loop<I: KeyInventory, S: FindingSink>(
+    receiver: usize,
+    queue: SqsQueue,
+    processor: Arc<Processor<I, S>>,
+    settings: PollSettings,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) {
+    const MIN_BACKOFF: Duration = Duration::from_millis(500);
+    const MAX_BACKOFF: Duration = Duration::from_secs(30);
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        // Only the wait for messages races shutdown: a batch once received
+        // is always finished and acknowledged.
+        let received = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            r = queue.receive(settings.max_messages, settings.wait, settings.visibility_timeout) => r,
+        };
+        match received {
+            Ok(batch) => {
+                backoff = MIN_BACKOFF;
+                health.set_ready();
+                if !batch.is_empty() {
+                    process(&queue, &processor, batch).await;
+                }
+            }
+            Err(e) => {
+                warn!(receiver, error = %e, retry_in_ms = backoff.as_millis() as u64, "receive failed");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+    debug!(receiver, "receive loop stopped");
+}
+
+/// Handles one received batch and deletes what the core acknowledged.
+async fn process<I: KeyInventory, S: FindingSink>(queue: &SqsQueue, processor: &Processor<I, S>, batch: Vec<Received>) {
+    let n = batch.len();
+    telemetry::inflight_add(n);
+    let (messages, handles): (Vec<Message>, Vec<String>) = batch.into_iter().map(|r| (r.message, r.receipt_handle)).unzip();
+    let dispositions = processor.handle_batch(&messages).await;
+
+    let acked: Vec<usize> = (0..n).filter(|&i| dispositions[i] == Disposition::Ack).collect();
+    let ack_handles: Vec<&str> = acked.iter().map(|&i| handles[i].as_str()).collect();
+    let deleted = if ack_handles.is_empty() { Vec::new() } else { queue.delete(&ack_handles).await };
+    for (&i, result) in acked.iter().zip(deleted) {
+        match result {
+            Ok(()) => telemetry::message(MessageResult::Deleted),
+            Err(e) => {
+                warn!(message_id = %messages[i].message_id, error = %e, "delete failed; the message will be delivered again");
+                telemetry::message(MessageResult::Retried);
+            }
+        }
+    }
+    for (m, d) in messages.iter().zip(&dispositions) {
+        match d {
+            Disposition::Ack => {}
+            Disposition::Retry => telemetry::message(MessageResult::Retried),
+            Disposition::Invalid => telemetry::message(MessageResult::Invalid),
+        }
+        telemetry::processing(m.received.elapsed());
+    }
+    telemetry::inflight_sub(n);
+}
+
+/// Reads the input queue's and its dead-letter queue's depth periodically.
+async fn depth_loop(queue: SqsQueue, interval: Duration, shutdown: CancellationToken) {
+    let mut dlq: Option<SqsQueue> = None;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        match queue.attributes().await {
+            Ok(state) => {
+                telemetry::queue_depth("input", state.visible, state.in_flight);
+                if dlq.is_none() {
+                    if let Some(arn) = &state.dead_letter_arn {
+                        match queue.url_of_arn(arn).await {
+                            Ok(Some(url)) => dlq = Some(queue.with_url(url)),
+                            Ok(None) => {}
+                            Err(e) => warn!(error = %e, dead_letter_arn = %arn, "cannot resolve the dead-letter queue"),
+                        }
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot read the input queue's depth"),
+        }
+        if let Some(dlq) = &dlq {
+            match dlq.attributes().await {
+                Ok(state) => telemetry::queue_depth("dlq", state.visible, state.in_flight),
+                Err(e) => warn!(error = %e, "cannot read the dead-letter queue's depth"),
+            }
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The parser against CloudTrail-shaped fixtures: every shape the reference
+//! describes resolves to the right target user, key and state, and every
+//! malformed body is rejected with a bounded reason instead of a panic.
+
+use keywatch::event::{parse, EventName, KeyEvent, KeyStatus, ParseError, Parsed, Target, TargetSource};
+use time::macros::datetime;
+
+fn fixture(name: &str) -> String {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn key_event(name: &str) -> KeyEvent {
+    match parse(&fixture(name)) {
+        Ok(Parsed::Key(ev)) => *ev,
+        other => panic!("{name}: expected a key event, got {other:?}"),
+    }
+}
+
+fn user(ev: &KeyEvent) -> (&str, TargetSource) {
+    match &ev.target {
+        Target::User { name, from } => (name.as_str(), *from),
+        other => panic!("expected a user target, got {other:?}"),
+    }
+}
+
+#[test]
+fn admin_created_key_targets_the_user_in_the_response() {
+    let ev = key_event("create_access_key_admin.json");
+    assert_eq!(ev.event_name, EventName::CreateAccessKey);
+    assert_eq!(ev.event_id, "a1b2c3d4-0001-4000-8000-000000000001");
+    assert_eq!(ev.account_id, "111122223333");
+    assert_eq!(ev.event_time, datetime!(2026-11-20 14:03:09 UTC));
+    assert_eq!(user(&ev), ("alice", TargetSource::ResponseElements));
+    assert_eq!(ev.access_key_id.as_deref(), Some("AKIAEXAMPLEALICE0002"));
+    assert_eq!(ev.key_status, Some(KeyStatus::Active));
+    assert_eq!(ev.actor.arn.as_deref(), Some("arn:aws:iam::111122223333:user/admin"));
+    assert_eq!(ev.actor.user_name.as_deref(), Some("admin"));
+    assert!(ev.failed.is_none());
+}
+
+#[test]
+fn self_service_key_with_null_request_parameters() {
+    let ev = key_event("create_access_key_self.json");
+    assert_eq!(user(&ev), ("bob", TargetSource::ResponseElements));
+    assert_eq!(ev.access_key_id.as_deref(), Some("AKIAEXAMPLEBOB000002"));
+    assert_eq!(ev.key_status, Some(KeyStatus::Active));
+}
+
+#[test]
+fn update_names_user_key_and_new_status() {
+    let ev = key_event("update_access_key_inactive.json");
+    assert_eq!(ev.event_name, EventName::UpdateAccessKey);
+    assert_eq!(user(&ev), ("carol", TargetSource::RequestParameters));
+    assert_eq!(ev.access_key_id.as_deref(), Some("AKIAEXAMPLECAROL0001"));
+    assert_eq!(ev.key_status, Some(KeyStatus::Inactive));
+}
+
+#[test]
+fn update_without_user_by_an_iam_user_targets_the_caller() {
+    let ev = key_event("update_access_key_self_no_user.json");
+    assert_eq!(user(&ev), ("dave", TargetSource::CallerIdentity));
+    assert_eq!(ev.key_status, Some(KeyStatus::Active));
+}
+
+#[test]
+fn update_without_user_by_a_role_is_unresolved_but_keeps_the_key() {
+    let ev = key_event("update_access_key_role_no_user.json");
+    assert_eq!(ev.target, Target::Unresolved);
+    assert_eq!(ev.access_key_id.as_deref(), Some("AKIAEXAMPLEERIN00001"));
+    assert_eq!(ev.actor.identity_type.as_deref(), Some("AssumedRole"));
+}
+
+#[test]
+fn delete_names_user_and_key_and_no_status() {
+    let ev = key_event("delete_access_key.json");
+    assert_eq!(ev.event_name, EventName::DeleteAccessKey);
+    assert_eq!(user(&ev), ("frank", TargetSource::RequestParameters));
+    assert_eq!(ev.access_key_id.as_deref(), Some("AKIAEXAMPLEFRANK0001"));
+    assert_eq!(ev.key_status, None);
+}
+
+#[test]
+fn delete_without_user_by_a_role_is_unresolved() {
+    let ev = key_event("delete_access_key_role_no_user.json");
+    assert_eq!(ev.target, Target::Unresolved);
+    assert_eq!(ev.access_key_id.as_deref(), Some("AKIAEXAMPLEGRACE0001"));
+}
+
+#[test]
+fn failed_calls_carry_their_error_code() {
+    let ev = key_event("create_access_key_failed_limit.json");
+    let failed = ev.failed.expect("failed call");
+    assert_eq!(failed.code, "LimitExceededException");
+    assert_eq!(failed.message.as_deref(), Some("Cannot exceed quota for AccessKeysPerUser: 2"));
+    assert_eq!(ev.access_key_id, None);
+
+    let ev = key_event("create_access_key_failed_denied.json");
+    assert_eq!(ev.failed.as_ref().expect("failed call").code, "AccessDenied");
+    // No request parameters, no response: the caller is the only name.
+    assert_eq!(user(&ev), ("mallory", TargetSource::CallerIdentity));
+}
+
+#[test]
+fn envelope_without_account_takes_the_recipient_account() {
+    let ev = key_event("create_access_key_no_account.json");
+    assert_eq!(ev.account_id, "111122223333");
+    assert_eq!(user(&ev), ("alice", TargetSource::ResponseElements));
+}
+
+#[test]
+fn envelope_account_wins_over_recipient_account() {
+    let body = fixture("create_access_key_admin.json").replace("\"account\": \"111122223333\"", "\"account\": \"444455556666\"");
+    let Ok(Parsed::Key(ev)) = parse(&body) else { panic!("not parsed") };
+    assert_eq!(ev.account_id, "444455556666");
+}
+
+#[test]
+fn root_key_creation_is_a_root_target_never_a_user() {
+    let ev = key_event("create_access_key_root.json");
+    assert_eq!(ev.target, Target::Root);
+    assert!(ev.actor.is_root());
+}
+
+#[test]
+fn other_iam_events_are_ignored_not_invalid() {
+    match parse(&fixture("other_event_create_user.json")) {
+        Ok(Parsed::Ignored { event_name, event_id }) => {
+            assert_eq!(event_name.as_deref(), Some("CreateUser"));
+            assert_eq!(event_id.as_deref(), Some("a1b2c3d4-0012-4000-8000-000000000012"));
+        }
+        other => panic!("expected ignored, got {other:?}"),
+    }
+}
+
+#[test]
+fn key_events_from_another_service_are_ignored() {
+    let body = fixture("create_access_key_admin.json").replace("iam.amazonaws.com", "s3.amazonaws.com");
+    assert!(matches!(parse(&body), Ok(Parsed::Ignored { .. })));
+}
+
+#[test]
+fn malformed_bodies_are_rejected_with_a_reason() {
+    let cases = [
+        ("invalid_garbage.txt", "not_json"),
+        ("invalid_no_detail.json", "no_detail"),
+        ("invalid_bad_event_time.json", "bad_time"),
+        ("invalid_missing_event_id.json", "missing_field"),
+    ];
+    for (name, reason) in cases {
+        match parse(&fixture(name)) {
+            Err(e) => assert_eq!(e.reason(), reason, "{name}: {e}"),
+            Ok(p) => panic!("{name}: expected an error, got {p:?}"),
+        }
+    }
+    assert_eq!(parse("").unwrap_err().reason(), "not_json");
+    assert_eq!(parse("[1,2]").unwrap_err().reason(), "not_json");
+    assert_eq!(parse("{}").unwrap_err(), ParseError::NoDetail);
+}
+
+#[test]
+fn missing_account_everywhere_is_invalid() {
+    let body = fixture("create_access_key_no_account.json").replace("\"recipientAccountId\": \"111122223333\",", "");
+    assert_eq!(parse(&body).unwrap_err(), ParseError::MissingField("account or recipientAccountId"));
+}
+
+#[test]
+fn arbitrary_bytes_never_panic() {
+    // A cheap fuzz over truncations of every fixture: each prefix parses or
+    // fails cleanly.
+    let dir = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let body = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for cut in (0..body.len()).step_by(7) {
+            if body.is_char_boundary(cut) {
+                let _ = parse(&body[..cut]);
+            }
+        }
+    }
+}

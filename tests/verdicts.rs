@@ -1,0 +1,177 @@
+//! Evaluate and finding, pure: keys + event → verdict → document.
+
+use keywatch::evaluate::{evaluate, listing_reflects, AccessKey, Verdict};
+use keywatch::event::{parse, KeyEvent, KeyStatus, Parsed};
+use keywatch::finding::{build, finding_id, Severity, Status, CONTROL_ID};
+use time::macros::datetime;
+
+fn fixture_event(name: &str) -> KeyEvent {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    match parse(&std::fs::read_to_string(path).unwrap()) {
+        Ok(Parsed::Key(ev)) => *ev,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn key(id: &str, status: KeyStatus) -> AccessKey {
+    AccessKey { access_key_id: id.into(), status, created_at: Some(datetime!(2026-01-01 0:00 UTC)) }
+}
+
+const NEW: &str = "AKIAEXAMPLEALICE0002";
+
+#[test]
+fn two_active_keys_are_a_violation() {
+    let ev = fixture_event("create_access_key_admin.json");
+    let a = evaluate(&ev, vec![key("AKIAOLD", KeyStatus::Active), key(NEW, KeyStatus::Active)], true);
+    assert_eq!(a.verdict, Verdict::Violation);
+    assert_eq!(a.active_count(), 2);
+    assert!(!a.assumed_event_state);
+}
+
+#[test]
+fn one_active_key_is_compliant() {
+    let ev = fixture_event("create_access_key_admin.json");
+    let a = evaluate(&ev, vec![key("AKIAOLD", KeyStatus::Inactive), key(NEW, KeyStatus::Active)], true);
+    assert_eq!(a.verdict, Verdict::Compliant);
+}
+
+#[test]
+fn more_than_two_keys_are_counted_not_assumed() {
+    let ev = fixture_event("create_access_key_admin.json");
+    let keys: Vec<AccessKey> = (0..8).map(|i| key(&format!("AKIA{i}"), KeyStatus::Active)).chain([key(NEW, KeyStatus::Active)]).collect();
+    let a = evaluate(&ev, keys, true);
+    assert_eq!(a.verdict, Verdict::Violation);
+    assert_eq!(a.active_count(), 9);
+}
+
+#[test]
+fn a_stale_listing_is_merged_with_the_event_when_fresh() {
+    let ev = fixture_event("create_access_key_admin.json");
+    let listed = vec![key("AKIAOLD", KeyStatus::Active)];
+    assert!(!listing_reflects(&ev, &listed));
+    let a = evaluate(&ev, listed.clone(), true);
+    assert_eq!(a.verdict, Verdict::Violation);
+    assert!(a.assumed_event_state);
+    // An old event's listing is the truth: the key may be gone since.
+    let a = evaluate(&ev, listed, false);
+    assert_eq!(a.verdict, Verdict::Compliant);
+    assert!(!a.assumed_event_state);
+}
+
+#[test]
+fn a_stale_listing_of_an_update_takes_the_new_status() {
+    let ev = fixture_event("update_access_key_inactive.json");
+    let listed = vec![key("AKIAEXAMPLECAROL0001", KeyStatus::Active), key("AKIAOTHER", KeyStatus::Active)];
+    assert!(!listing_reflects(&ev, &listed));
+    let a = evaluate(&ev, listed, true);
+    assert_eq!(a.verdict, Verdict::Resolved);
+    assert!(a.assumed_event_state);
+    assert_eq!(a.active_count(), 1);
+}
+
+#[test]
+fn deactivation_leaving_one_active_resolves_and_two_stay_failed() {
+    let ev = fixture_event("update_access_key_inactive.json");
+    let resolved = evaluate(&ev, vec![key("AKIAEXAMPLECAROL0001", KeyStatus::Inactive), key("AKIAB", KeyStatus::Active)], true);
+    assert_eq!(resolved.verdict, Verdict::Resolved);
+    let still = evaluate(
+        &ev,
+        vec![key("AKIAEXAMPLECAROL0001", KeyStatus::Inactive), key("AKIAB", KeyStatus::Active), key("AKIAC", KeyStatus::Active)],
+        true,
+    );
+    assert_eq!(still.verdict, Verdict::Violation);
+}
+
+#[test]
+fn delete_leaving_none_active_still_resolves() {
+    let ev = fixture_event("delete_access_key.json");
+    let listed = vec![key("AKIAEXAMPLEFRANK0001", KeyStatus::Active)];
+    assert!(!listing_reflects(&ev, &listed), "the deleted key is still listed");
+    let a = evaluate(&ev, listed, true);
+    assert_eq!(a.verdict, Verdict::Resolved);
+    assert_eq!(a.active_count(), 0);
+    assert!(listing_reflects(&ev, &[]));
+}
+
+#[test]
+fn unknown_statuses_never_count_as_active() {
+    let ev = fixture_event("create_access_key_admin.json");
+    let a = evaluate(&ev, vec![key("AKIAOLD", KeyStatus::parse("active")), key(NEW, KeyStatus::Active)], true);
+    assert_eq!(a.verdict, Verdict::Compliant);
+}
+
+#[test]
+fn finding_carries_the_public_fields() {
+    let ev = fixture_event("create_access_key_admin.json");
+    let a = evaluate(&ev, vec![key("AKIAOLD", KeyStatus::Active), key(NEW, KeyStatus::Active)], true);
+    let detected = datetime!(2026-11-20 14:03:12.5 UTC);
+    let f = build(&ev, "alice", &a, detected).expect("a finding");
+    assert_eq!(f.status, Status::Failed);
+    // An administrator made the key for alice: severity rises.
+    assert_eq!(f.severity, Severity::High);
+    let doc: serde_json::Value = serde_json::to_value(&f).unwrap();
+    assert_eq!(doc["control_id"], "CIS-AWS-1.13");
+    assert_eq!(doc["status"], "FAILED");
+    assert_eq!(doc["severity"], "HIGH");
+    assert_eq!(doc["account_id"], "111122223333");
+    assert_eq!(doc["user_name"], "alice");
+    assert_eq!(doc["active_key_count"], 2);
+    assert_eq!(doc["active_keys"][1]["access_key_id"], NEW);
+    assert_eq!(doc["active_keys"][1]["status"], "Active");
+    assert_eq!(doc["active_keys"][1]["created_at"], "2026-01-01T00:00:00Z");
+    assert_eq!(doc["trigger"]["event_id"], "a1b2c3d4-0001-4000-8000-000000000001");
+    assert_eq!(doc["trigger"]["event_name"], "CreateAccessKey");
+    assert_eq!(doc["trigger"]["event_time"], "2026-11-20T14:03:09Z");
+    assert_eq!(doc["trigger"]["actor_arn"], "arn:aws:iam::111122223333:user/admin");
+    assert_eq!(doc["detected_at"], "2026-11-20T14:03:12.5Z");
+    assert_eq!(doc["detection_latency_seconds"], 3.5);
+    assert_eq!(doc["finding_id"], finding_id(CONTROL_ID, "111122223333", "alice"));
+    assert!(doc["remediation"].as_str().unwrap().contains("aws iam update-access-key --user-name alice"));
+}
+
+#[test]
+fn self_made_second_key_is_medium() {
+    let ev = fixture_event("create_access_key_self.json");
+    let a = evaluate(&ev, vec![key("AKIAOLD", KeyStatus::Active), key("AKIAEXAMPLEBOB000002", KeyStatus::Active)], true);
+    let f = build(&ev, "bob", &a, datetime!(2026-11-20 14:03:10 UTC)).unwrap();
+    assert_eq!(f.severity, Severity::Medium);
+}
+
+#[test]
+fn resolution_reuses_the_finding_id_and_compliance_emits_nothing() {
+    let failed_ev = fixture_event("create_access_key_no_account.json");
+    let failed = build(
+        &failed_ev,
+        "alice",
+        &evaluate(&failed_ev, vec![key("A", KeyStatus::Active), key("AKIAEXAMPLEALICE0003", KeyStatus::Active)], true),
+        datetime!(2026-11-20 14:05:01 UTC),
+    )
+    .unwrap();
+    let mut ev = fixture_event("update_access_key_inactive.json");
+    ev.target = keywatch::event::Target::User { name: "alice".into(), from: keywatch::event::TargetSource::RequestParameters };
+    let passed = build(
+        &ev,
+        "alice",
+        &evaluate(&ev, vec![key("AKIAEXAMPLECAROL0001", KeyStatus::Inactive), key("A", KeyStatus::Active)], true),
+        datetime!(2026-11-20 14:06:00 UTC),
+    )
+    .unwrap();
+    assert_eq!(passed.status, Status::Passed);
+    assert_eq!(passed.finding_id, failed.finding_id);
+    assert!(passed.remediation.is_none());
+
+    let create = fixture_event("create_access_key_self.json");
+    let compliant = evaluate(&create, vec![key("AKIAEXAMPLEBOB000002", KeyStatus::Active)], true);
+    assert!(build(&create, "bob", &compliant, datetime!(2026-11-20 14:03:10 UTC)).is_none());
+}
+
+#[test]
+fn finding_ids_differ_per_account_and_user() {
+    let a = finding_id(CONTROL_ID, "111122223333", "alice");
+    assert_eq!(a, finding_id(CONTROL_ID, "111122223333", "alice"));
+    assert_eq!(a.len(), 32);
+    assert_ne!(a, finding_id(CONTROL_ID, "111122223334", "alice"));
+    assert_ne!(a, finding_id(CONTROL_ID, "111122223333", "alicf"));
+    // The separator keeps ("1", "23") and ("12", "3") apart.
+    assert_ne!(finding_id(CONTROL_ID, "1", "23"), finding_id(CONTROL_ID, "12", "3"));
+}
