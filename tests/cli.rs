@@ -1,0 +1,70 @@
+//! The command line: help for every option, one clear line for a missing or
+//! invalid setting.
+
+use std::process::Command;
+
+fn keywatch(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_keywatch"))
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn run_help_explains_every_option_and_its_env_var() {
+    let (code, out, _) = keywatch(&["run", "--help"], &[]);
+    assert_eq!(code, 0);
+    for env in [
+        "KEYWATCH_QUEUE_URL",
+        "KEYWATCH_FINDINGS_BUS",
+        "KEYWATCH_METRICS_ADDR",
+        "KEYWATCH_WAIT_SECS",
+        "KEYWATCH_MAX_MESSAGES",
+        "KEYWATCH_FINDING_SOURCE",
+        "KEYWATCH_DRAIN_TIMEOUT_SECS",
+        "KEYWATCH_LOG_FORMAT",
+    ] {
+        assert!(out.contains(env), "--help lacks {env}:\n{out}");
+    }
+    assert!(out.contains("[default: 127.0.0.1:9464]"));
+    let (code, out, _) = keywatch(&["--help"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("run") && out.contains("healthcheck") && out.contains("CIS"));
+}
+
+#[test]
+fn a_missing_setting_is_one_line_naming_it() {
+    let (code, _, err) = keywatch(&["run"], &[("KEYWATCH_FINDINGS_BUS", "findings")]);
+    assert_eq!(code, 2);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("--queue-url") && err.contains("KEYWATCH_QUEUE_URL"), "{err}");
+}
+
+#[test]
+fn an_invalid_setting_is_one_line_naming_it() {
+    let (code, _, err) = keywatch(&["run"], &[("KEYWATCH_QUEUE_URL", "my-queue"), ("KEYWATCH_FINDINGS_BUS", "findings")]);
+    assert_eq!(code, 2);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("my-queue") && err.contains("queue"), "{err}");
+
+    let (code, _, err) = keywatch(
+        &["run"],
+        &[("KEYWATCH_QUEUE_URL", "http://127.0.0.1:1/q"), ("KEYWATCH_FINDINGS_BUS", "f"), ("KEYWATCH_WAIT_SECS", "60")],
+    );
+    assert_eq!(code, 2);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("60") && err.contains("KEYWATCH_WAIT_SECS"), "{err}");
+}
+
+#[test]
+fn a_missing_region_stops_start_up_with_what_to_do() {
+    let (code, _, err) = keywatch(
+        &["run", "--metrics-addr", "127.0.0.1:0"],
+        &[("KEYWATCH_QUEUE_URL", "http://127.0.0.1:1/q"), ("KEYWATCH_FINDINGS_BUS", "f"), ("AWS_EC2_METADATA_DISABLED", "true"), ("HOME", "/nonexistent")],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("AWS_REGION"), "{err}");
+}
