@@ -82,6 +82,14 @@ pub fn describe() {
         counter!(FINDINGS, "status" => status).absolute(0);
     }
     counter!(EMIT_FAILED_ENTRIES).absolute(0);
+    // Histograms too: a series that first appears with its first
+    // observation shows no increase to rate(), so the first finding after a
+    // start would be invisible on the latency panels.
+    for status in ["FAILED", "PASSED"] {
+        let _ = histogram!(DETECTION_LATENCY, "status" => status);
+    }
+    let _ = histogram!(DELIVERY_DELAY);
+    let _ = histogram!(PROCESSING);
 }
 
 /// Which AWS service a call went to (label `service`).
