@@ -117,6 +117,23 @@ pub struct RunArgs {
     #[arg(long, env = "KEYWATCH_QUEUE_METRICS_INTERVAL_SECS", value_name = "SECS", default_value_t = 30)]
     pub queue_metrics_interval_secs: u64,
 
+    /// Approved exceptions: a YAML or TOML file of entries with account,
+    /// user (glob), reason, owner and expiry date (see the README). A
+    /// matching unexpired exception marks a FAILED finding `suppressed`; it
+    /// is still published. Reloaded on SIGHUP.
+    #[arg(long = "exceptions", env = "KEYWATCH_EXCEPTIONS_FILE", value_name = "FILE")]
+    pub exceptions_file: Option<std::path::PathBuf>,
+
+    /// Role name to assume in member accounts: IAM calls for an account
+    /// other than the worker's own go to arn:aws:iam::<account>:role/<NAME>.
+    /// Unset, every call uses the worker's own credentials.
+    #[arg(long, env = "KEYWATCH_MEMBER_ROLE", value_name = "NAME", value_parser = parse_non_empty)]
+    pub member_role: Option<String>,
+
+    /// External id that the member role's trust policy requires.
+    #[arg(long, env = "KEYWATCH_MEMBER_ROLE_EXTERNAL_ID", value_name = "ID", requires = "member_role")]
+    pub member_role_external_id: Option<String>,
+
     /// Region to sign IAM requests with (IAM is global; us-east-1 in the
     /// aws partition).
     #[arg(long, env = "KEYWATCH_IAM_REGION", value_name = "REGION", default_value = "us-east-1")]

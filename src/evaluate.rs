@@ -21,6 +21,15 @@ pub struct AccessKey {
     pub created_at: Option<OffsetDateTime>,
 }
 
+/// When and where a key was last used (`GetAccessKeyLastUsed`); all `None`
+/// for a key never used.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KeyUsage {
+    pub last_used_at: Option<OffsetDateTime>,
+    pub service: Option<String>,
+    pub region: Option<String>,
+}
+
 impl AccessKey {
     pub fn is_active(&self) -> bool {
         self.status == KeyStatus::Active
@@ -116,4 +125,18 @@ pub fn evaluate(event: &KeyEvent, listed: Vec<AccessKey>, assume_event_state: bo
         Verdict::Compliant
     };
     Assessment { verdict, keys, assumed_event_state: assumed }
+}
+
+/// The root user's access keys after a root key event (CIS 1.4, "no root
+/// access key"). `present` is `AccountAccessKeysPresent`; a fresh, successful
+/// `CreateAccessKey` that the summary does not reflect yet counts as one key,
+/// as for user keys. Returns the verdict and whether the event was assumed.
+pub fn evaluate_root(event: &KeyEvent, present: u32, assume_event_state: bool) -> (Verdict, u32, bool) {
+    let (present, assumed) = if present == 0 && assume_event_state && event.event_name == EventName::CreateAccessKey {
+        (1, true)
+    } else {
+        (present, false)
+    };
+    let verdict = if present > 0 { Verdict::Violation } else { Verdict::Resolved };
+    (verdict, present, assumed)
 }

@@ -11,13 +11,23 @@ use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::evaluate::{AccessKey, Assessment, Verdict};
+use std::collections::HashMap;
+
+use crate::evaluate::{AccessKey, Assessment, KeyUsage, Verdict};
 use crate::event::KeyEvent;
+use crate::exceptions::Exception;
 
 /// CIS AWS Foundations "Ensure there is only one active access key available
 /// for any single IAM user" (1.13 in v1.4–v4.0).
 pub const CONTROL_ID: &str = "CIS-AWS-1.13";
 pub const CONTROL_TITLE: &str = "Ensure there is only one active access key available for any single IAM user";
+/// CIS AWS Foundations "Ensure no 'root' user account access key exists"
+/// (1.4 in v1.4–v4.0): a root key event is judged against this, never
+/// against 1.13.
+pub const ROOT_CONTROL_ID: &str = "CIS-AWS-1.4";
+pub const ROOT_CONTROL_TITLE: &str = "Ensure no 'root' user account access key exists";
+/// `user_name` of root findings.
+pub const ROOT_USER: &str = "<root>";
 /// Version of the `detail` document; bumped only on incompatible change.
 pub const SCHEMA_VERSION: &str = "1.0";
 
@@ -44,6 +54,7 @@ pub enum Severity {
     Informational,
     Medium,
     High,
+    Critical,
 }
 
 /// The `detail` of a finding event.
@@ -65,9 +76,19 @@ pub struct Finding {
     pub trigger: Trigger,
     pub detected_at: String,
     pub detection_latency_seconds: f64,
+    /// For a `FAILED` CIS-1.13 finding: the key to deactivate, the one
+    /// never used or else the least recently used (of several never used,
+    /// the newest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recommended_key_to_deactivate: Option<String>,
     /// What to do, for a `FAILED` finding.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remediation: Option<String>,
+    /// True when an unexpired approved exception covers this user: the
+    /// finding is kept for the record, alerting should skip it.
+    pub suppressed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exception: Option<Exception>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -75,6 +96,11 @@ pub struct KeyView {
     pub access_key_id: String,
     pub status: String,
     pub created_at: Option<String>,
+    /// `GetAccessKeyLastUsed`; all three null for a key never used (or
+    /// when the look-up failed).
+    pub last_used_at: Option<String>,
+    pub last_used_service: Option<String>,
+    pub last_used_region: Option<String>,
 }
 
 /// The CloudTrail event that made keywatch look.
@@ -103,12 +129,33 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
-fn key_view(k: &AccessKey) -> KeyView {
+fn key_view(k: &AccessKey, usage: Option<&KeyUsage>) -> KeyView {
     KeyView {
         access_key_id: k.access_key_id.clone(),
         status: k.status.as_str().to_string(),
         created_at: k.created_at.map(rfc3339),
+        last_used_at: usage.and_then(|u| u.last_used_at).map(rfc3339),
+        last_used_service: usage.and_then(|u| u.service.clone()),
+        last_used_region: usage.and_then(|u| u.region.clone()),
     }
+}
+
+/// The key a responder should deactivate: a never-used key (the newest of
+/// several, a key of unknown age counting as newest), else the least
+/// recently used. `None` with fewer than two active keys.
+pub fn recommend_key(active: &[&AccessKey], usage: &HashMap<String, KeyUsage>) -> Option<String> {
+    if active.len() < 2 {
+        return None;
+    }
+    let last_used = |k: &AccessKey| usage.get(&k.access_key_id).and_then(|u| u.last_used_at);
+    let never_used = active.iter().filter(|k| last_used(k).is_none()).max_by_key(|k| {
+        // None (unknown creation, e.g. a key only the event knows) sorts
+        // as the newest.
+        (k.created_at.is_none(), k.created_at)
+    });
+    never_used
+        .or_else(|| active.iter().min_by_key(|k| last_used(k)))
+        .map(|k| k.access_key_id.clone())
 }
 
 /// True when the caller acted on its own keys (an IAM user in the same
@@ -121,34 +168,83 @@ pub fn actor_is_target(event: &KeyEvent, user_name: &str) -> bool {
         && event.actor.account_id.as_deref().is_none_or(|a| a == event.account_id)
 }
 
-/// Builds the finding for a verdict; `None` when the verdict needs none.
-pub fn build(event: &KeyEvent, user_name: &str, assessment: &Assessment, detected_at: OffsetDateTime) -> Option<Finding> {
+/// Builds the CIS-1.13 finding for a verdict; `None` when the verdict needs
+/// none. `usage` holds `GetAccessKeyLastUsed` per key id, where known.
+pub fn build(
+    event: &KeyEvent,
+    user_name: &str,
+    assessment: &Assessment,
+    usage: &HashMap<String, KeyUsage>,
+    detected_at: OffsetDateTime,
+) -> Option<Finding> {
     let (status, severity) = match assessment.verdict {
         Verdict::Compliant => return None,
         Verdict::Resolved => (Status::Passed, Severity::Informational),
         Verdict::Violation if actor_is_target(event, user_name) => (Status::Failed, Severity::Medium),
         Verdict::Violation => (Status::Failed, Severity::High),
     };
-    let active_keys: Vec<KeyView> = assessment.active_keys().map(key_view).collect();
+    let active: Vec<&AccessKey> = assessment.active_keys().collect();
+    let active_keys: Vec<KeyView> = active.iter().map(|k| key_view(k, usage.get(&k.access_key_id))).collect();
+    let recommended = if status == Status::Failed { recommend_key(&active, usage) } else { None };
     let remediation = (status == Status::Failed).then(|| {
+        let key = recommended.as_deref().unwrap_or("<KEY_ID>");
         format!(
-            "Deactivate every access key of {user_name} but the one in use: \
-             aws iam update-access-key --user-name {user_name} --access-key-id <KEY_ID> --status Inactive"
+            "Deactivate the access key not in use (in account {account}): \
+             aws iam update-access-key --user-name {user_name} --access-key-id {key} --status Inactive",
+            account = event.account_id
         )
     });
-    let latency = (detected_at - event.event_time).as_seconds_f64();
     Some(Finding {
+        recommended_key_to_deactivate: recommended,
+        remediation,
+        ..base(event, CONTROL_ID, CONTROL_TITLE, user_name, status, severity, active_keys, assessment.assumed_event_state, detected_at)
+    })
+}
+
+/// Builds the CIS-1.4 finding for a root access-key event: `FAILED` while
+/// the root user has keys (`present`), `PASSED` once it has none.
+pub fn build_root(event: &KeyEvent, verdict: Verdict, present: u32, assumed: bool, detected_at: OffsetDateTime) -> Finding {
+    let (status, severity) = match verdict {
+        Verdict::Violation => (Status::Failed, Severity::Critical),
+        _ => (Status::Passed, Severity::Informational),
+    };
+    let mut f = base(event, ROOT_CONTROL_ID, ROOT_CONTROL_TITLE, ROOT_USER, status, severity, Vec::new(), assumed, detected_at);
+    f.active_key_count = present as usize;
+    if status == Status::Failed {
+        f.remediation = Some(format!(
+            "Sign in as the root user of account {} and delete its access keys (Security credentials → Access keys); \
+             use IAM roles or users instead",
+            event.account_id
+        ));
+    }
+    f
+}
+
+#[allow(clippy::too_many_arguments)]
+fn base(
+    event: &KeyEvent,
+    control_id: &'static str,
+    control_title: &'static str,
+    user_name: &str,
+    status: Status,
+    severity: Severity,
+    active_keys: Vec<KeyView>,
+    assumed: bool,
+    detected_at: OffsetDateTime,
+) -> Finding {
+    let latency = (detected_at - event.event_time).as_seconds_f64();
+    Finding {
         schema_version: SCHEMA_VERSION,
-        finding_id: finding_id(CONTROL_ID, &event.account_id, user_name),
-        control_id: CONTROL_ID,
-        control_title: CONTROL_TITLE,
+        finding_id: finding_id(control_id, &event.account_id, user_name),
+        control_id,
+        control_title,
         status,
         severity,
         account_id: event.account_id.clone(),
         user_name: user_name.to_string(),
         active_key_count: active_keys.len(),
         active_keys,
-        event_state_assumed: assessment.assumed_event_state,
+        event_state_assumed: assumed,
         trigger: Trigger {
             event_id: event.event_id.clone(),
             event_name: event.event_name.as_str(),
@@ -158,6 +254,17 @@ pub fn build(event: &KeyEvent, user_name: &str, assessment: &Assessment, detecte
         },
         detected_at: rfc3339(detected_at),
         detection_latency_seconds: latency,
-        remediation,
-    })
+        recommended_key_to_deactivate: None,
+        remediation: None,
+        suppressed: false,
+        exception: None,
+    }
+}
+
+impl Finding {
+    /// Marks the finding as covered by an approved exception.
+    pub fn suppress(&mut self, exception: &Exception) {
+        self.suppressed = true;
+        self.exception = Some(exception.clone());
+    }
 }

@@ -16,6 +16,7 @@ pub mod aws;
 pub mod config;
 pub mod emit;
 pub mod evaluate;
+pub mod exceptions;
 pub mod event;
 pub mod finding;
 pub mod inventory;

@@ -17,10 +17,11 @@ use tracing_subscriber::EnvFilter;
 use keywatch::admin::{self, Health};
 use keywatch::config::{one_line_error, Cli, Command, HealthcheckArgs, LogFormat, RunArgs};
 use keywatch::emit::EventBridgeSink;
-use keywatch::inventory::IamInventory;
+use keywatch::exceptions::Exceptions;
+use keywatch::inventory::{IamInventory, MemberRole};
 use keywatch::queue::SqsQueue;
 use keywatch::worker::{self, PollSettings, Processor, ProcessorSettings};
-use keywatch::telemetry;
+use keywatch::{aws, telemetry};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -77,6 +78,10 @@ async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let exceptions = match &args.exceptions_file {
+        Some(path) => Exceptions::load(path).context("KEYWATCH_EXCEPTIONS_FILE")?,
+        None => Exceptions::default(),
+    };
     let metrics = telemetry::install_recorder().context("cannot install the metrics recorder")?;
     let listener = admin::bind(args.metrics_addr)
         .await
@@ -117,14 +122,37 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         Err(e) => warn!(error = %e, "queue not reachable yet; will keep trying"),
     }
 
+    let inventory = match &args.member_role {
+        None => IamInventory::new(iam),
+        Some(name) => {
+            let sts = aws_sdk_sts::Client::new(&sdk);
+            let me = sts.get_caller_identity().send().await.map_err(|e| {
+                anyhow::anyhow!("KEYWATCH_MEMBER_ROLE needs the worker's own account id, but sts:GetCallerIdentity failed: {}", aws::describe(&e))
+            })?;
+            let own_account_id = me.account().unwrap_or_default().to_string();
+            info!(member_role = %name, own_account_id = %own_account_id, "member accounts are read through their role");
+            IamInventory::with_member_role(
+                iam,
+                sdk.clone(),
+                MemberRole { name: name.clone(), external_id: args.member_role_external_id.clone(), own_account_id },
+            )
+        }
+    };
     let processor = Arc::new(Processor::new(
-        IamInventory::new(iam),
+        inventory,
         EventBridgeSink::new(eventbridge, args.findings_bus.clone(), args.finding_source.clone()),
         ProcessorSettings {
             consistency_window: Duration::from_secs(args.consistency_window_secs),
             relist_delays: ProcessorSettings::relist_delays_for(Duration::from_millis(args.relist_budget_ms)),
         },
     ));
+    if !exceptions.entries.is_empty() {
+        info!(count = exceptions.entries.len(), "approved exceptions loaded");
+    }
+    processor.set_exceptions(exceptions);
+    if let Some(path) = args.exceptions_file.clone() {
+        tokio::spawn(reload_on_hangup(path, processor.clone()));
+    }
     let poll = PollSettings {
         max_messages: args.max_messages,
         wait: args.wait(),
@@ -162,6 +190,28 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     outcome?;
     info!("keywatch stopped");
     Ok(())
+}
+
+/// Reloads the exceptions file on SIGHUP; a broken file keeps the previous
+/// exceptions.
+async fn reload_on_hangup<I, S>(path: std::path::PathBuf, processor: Arc<Processor<I, S>>)
+where
+    I: keywatch::inventory::KeyInventory,
+    S: keywatch::emit::FindingSink,
+{
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        warn!("cannot listen for SIGHUP; exceptions will not be reloaded");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match Exceptions::load(&path) {
+            Ok(e) => {
+                info!(count = e.entries.len(), path = %path.display(), "exceptions reloaded");
+                processor.set_exceptions(e);
+            }
+            Err(e) => error!(error = %e, "exceptions not reloaded; keeping the previous ones"),
+        }
+    }
 }
 
 /// Cancels `token` on SIGTERM or SIGINT.

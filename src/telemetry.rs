@@ -23,6 +23,8 @@ pub const AWS_REQUEST_DURATION: &str = "keywatch_aws_request_duration_seconds";
 pub const AWS_REQUESTS: &str = "keywatch_aws_requests_total";
 /// Events by name and outcome.
 pub const EVENTS: &str = "keywatch_events_total";
+/// CloudTrail records of failed key calls, by event name and error code.
+pub const FAILED_CALLS: &str = "keywatch_failed_calls_total";
 /// Findings accepted by EventBridge, by status.
 pub const FINDINGS: &str = "keywatch_findings_total";
 /// PutEvents entries that EventBridge rejected.
@@ -66,6 +68,7 @@ pub fn describe() {
     describe_histogram!(AWS_REQUEST_DURATION, Unit::Seconds, "Duration of AWS API calls by service, operation and outcome.");
     describe_counter!(AWS_REQUESTS, "AWS API calls by service, operation and outcome (ok, throttled, error).");
     describe_counter!(EVENTS, "Access-key events by event name and outcome.");
+    describe_counter!(FAILED_CALLS, "CloudTrail records of access-key calls that failed (nothing changed), by event name and error code.");
     describe_counter!(FINDINGS, "Findings accepted by EventBridge, by status.");
     describe_counter!(EMIT_FAILED_ENTRIES, "PutEvents entries rejected by EventBridge; their messages are left for redelivery.");
     describe_counter!(MESSAGES, "SQS messages by result: deleted, retried (left for redelivery) or invalid (left for the dead-letter queue).");
@@ -197,6 +200,23 @@ pub fn message(result: MessageResult) {
 }
 
 /// A finding accepted by EventBridge, with its end-to-end latency.
+/// Error codes of failed key calls that get a label of their own; any other
+/// code is counted as `other`, so the label set stays bounded.
+const FAILED_CALL_CODES: &[&str] =
+    &["AccessDenied", "LimitExceeded", "NoSuchEntity", "InvalidInput", "ServiceFailure", "Throttling", "Unauthorized"];
+
+/// The bounded label for a CloudTrail `errorCode`
+/// (`LimitExceededException` → `LimitExceeded`).
+pub fn failed_call_label(code: &str) -> &'static str {
+    let base = code.strip_suffix("Exception").unwrap_or(code);
+    FAILED_CALL_CODES.iter().find(|c| **c == base).copied().unwrap_or("other")
+}
+
+/// A CloudTrail record of a key call that failed.
+pub fn failed_call(event_name: &'static str, error_code: &str) {
+    counter!(FAILED_CALLS, "event_name" => event_name, "error_code" => failed_call_label(error_code)).increment(1);
+}
+
 pub fn finding_accepted(status: &'static str, detection_latency_seconds: f64) {
     counter!(FINDINGS, "status" => status).increment(1);
     histogram!(DETECTION_LATENCY, "status" => status).record(detection_latency_seconds.max(0.0));

@@ -16,7 +16,8 @@
 //! its visibility timeout; a body that cannot be understood is left too, so
 //! that the queue's redrive policy moves it to the dead-letter queue.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
@@ -27,9 +28,10 @@ use tracing::{debug, info, warn};
 
 use crate::admin::Health;
 use crate::emit::FindingSink;
-use crate::evaluate::{self, listing_reflects};
+use crate::evaluate::{self, listing_reflects, KeyUsage, Verdict};
 use crate::event::{self, EventName, KeyEvent, Parsed, Target};
-use crate::finding::{self, Finding};
+use crate::exceptions::Exceptions;
+use crate::finding::{self, Finding, Status};
 use crate::inventory::{InventoryError, KeyInventory};
 use crate::queue::{Received, SqsQueue};
 use crate::telemetry::{self, EventOutcome, MessageResult};
@@ -117,6 +119,8 @@ pub struct Processor<I, S> {
     inventory: I,
     sink: S,
     settings: ProcessorSettings,
+    /// Approved exceptions; replaced whole on reload (SIGHUP).
+    exceptions: RwLock<Arc<Exceptions>>,
 }
 
 /// The outcome of checking one message before publishing.
@@ -131,7 +135,16 @@ fn name_label(name: EventName) -> &'static str {
 
 impl<I: KeyInventory, S: FindingSink> Processor<I, S> {
     pub fn new(inventory: I, sink: S, settings: ProcessorSettings) -> Self {
-        Processor { inventory, sink, settings }
+        Processor { inventory, sink, settings, exceptions: RwLock::new(Arc::new(Exceptions::default())) }
+    }
+
+    /// Replaces the approved exceptions (at start-up and on reload).
+    pub fn set_exceptions(&self, exceptions: Exceptions) {
+        *self.exceptions.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(exceptions);
+    }
+
+    fn exceptions(&self) -> Arc<Exceptions> {
+        self.exceptions.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Handles a batch: one disposition per message, in order.
@@ -223,7 +236,13 @@ impl<I: KeyInventory, S: FindingSink> Processor<I, S> {
                 "call failed in CloudTrail; nothing changed, acknowledged"
             );
             telemetry::event(label, EventOutcome::FailedCall);
+            telemetry::failed_call(label, &failed.code);
             return Checked::Done(Disposition::Ack);
+        }
+
+        let fresh = OffsetDateTime::now_utc() - ev.event_time <= self.settings.consistency_window;
+        if ev.target == Target::Root {
+            return self.check_root(m, &ev, fresh).await;
         }
 
         let user_name = match self.target_user(m, &ev).await {
@@ -235,7 +254,6 @@ impl<I: KeyInventory, S: FindingSink> Processor<I, S> {
             Err(d) => return Checked::Done(d),
         };
 
-        let fresh = OffsetDateTime::now_utc() - ev.event_time <= self.settings.consistency_window;
         let keys = match self.list_until_reflected(&ev, &user_name, fresh).await {
             Ok(keys) => keys,
             Err(InventoryError::NoSuchUser { .. }) => {
@@ -264,7 +282,12 @@ impl<I: KeyInventory, S: FindingSink> Processor<I, S> {
         };
 
         let assessment = evaluate::evaluate(&ev, keys, fresh);
-        match finding::build(&ev, &user_name, &assessment, OffsetDateTime::now_utc()) {
+        let usage = if assessment.verdict == Verdict::Violation {
+            self.usage(m, &ev, assessment.active_keys().map(|k| k.access_key_id.as_str())).await
+        } else {
+            HashMap::new()
+        };
+        match finding::build(&ev, &user_name, &assessment, &usage, OffsetDateTime::now_utc()) {
             None => {
                 debug!(
                     message_id = %m.message_id,
@@ -277,8 +300,68 @@ impl<I: KeyInventory, S: FindingSink> Processor<I, S> {
                 telemetry::event(label, EventOutcome::Compliant);
                 Checked::Done(Disposition::Ack)
             }
-            Some(f) => Checked::Publish { finding: Box::new(f), event_name: ev.event_name, event_time: ev.event_time },
+            Some(mut f) => {
+                if f.status == Status::Failed {
+                    if let Some(e) = self.exceptions().matching(&ev.account_id, &user_name, OffsetDateTime::now_utc()) {
+                        info!(
+                            message_id = %m.message_id,
+                            account_id = %ev.account_id,
+                            user_name = %user_name,
+                            exception_owner = %e.owner,
+                            exception_expires = %e.expires,
+                            "approved exception applies; finding marked suppressed"
+                        );
+                        f.suppress(e);
+                    }
+                }
+                Checked::Publish { finding: Box::new(f), event_name: ev.event_name, event_time: ev.event_time }
+            }
         }
+    }
+
+    /// A root access-key event: judged against CIS 1.4 (no root access key)
+    /// with `GetAccountSummary`, never against 1.13.
+    async fn check_root(&self, m: &Message, ev: &KeyEvent, fresh: bool) -> Checked {
+        match self.inventory.root_keys_present(&ev.account_id).await {
+            Ok(present) => {
+                let (verdict, present, assumed) = evaluate::evaluate_root(ev, present, fresh);
+                let f = finding::build_root(ev, verdict, present, assumed, OffsetDateTime::now_utc());
+                Checked::Publish { finding: Box::new(f), event_name: ev.event_name, event_time: ev.event_time }
+            }
+            Err(e) => {
+                warn!(
+                    message_id = %m.message_id,
+                    event_id = %ev.event_id,
+                    account_id = %ev.account_id,
+                    error = %e,
+                    "could not read the account summary for a root key event; message left for redelivery"
+                );
+                Checked::Done(Disposition::Retry)
+            }
+        }
+    }
+
+    /// Last use of each key, for the responder. A failed look-up leaves that
+    /// key's usage unknown rather than holding back the finding.
+    async fn usage<'a>(&self, m: &Message, ev: &KeyEvent, keys: impl Iterator<Item = &'a str>) -> HashMap<String, KeyUsage> {
+        let lookups = keys.map(|id| async move { (id, self.inventory.last_used(&ev.account_id, id).await) });
+        let mut usage = HashMap::new();
+        for (id, result) in join_all(lookups).await {
+            match result {
+                Ok(Some(last)) => {
+                    usage.insert(id.to_string(), last.usage);
+                }
+                Ok(None) => {}
+                Err(e) => warn!(
+                    message_id = %m.message_id,
+                    account_id = %ev.account_id,
+                    access_key_id = id,
+                    error = %e,
+                    "could not read the key's last use; finding published without it"
+                ),
+            }
+        }
+        usage
     }
 
     /// The IAM user whose keys the event changed. `Ok(None)`: nothing to
@@ -286,15 +369,8 @@ impl<I: KeyInventory, S: FindingSink> Processor<I, S> {
     async fn target_user(&self, m: &Message, ev: &KeyEvent) -> Result<Option<String>, Disposition> {
         match &ev.target {
             Target::User { name, .. } => Ok(Some(name.clone())),
-            Target::Root => {
-                info!(
-                    message_id = %m.message_id,
-                    event_id = %ev.event_id,
-                    account_id = %ev.account_id,
-                    "root user access-key event: not an IAM user key; acknowledged"
-                );
-                Ok(None)
-            }
+            // Handled by `check_root` before this is called.
+            Target::Root => Ok(None),
             Target::Unresolved => {
                 let Some(key_id) = ev.access_key_id.as_deref() else {
                     warn!(
@@ -304,9 +380,9 @@ impl<I: KeyInventory, S: FindingSink> Processor<I, S> {
                     );
                     return Ok(None);
                 };
-                match self.inventory.key_owner(&ev.account_id, key_id).await {
-                    Ok(Some(user)) => Ok(Some(user)),
-                    Ok(None) => {
+                match self.inventory.last_used(&ev.account_id, key_id).await {
+                    Ok(Some(last)) if last.user_name.is_some() => Ok(last.user_name),
+                    Ok(_) => {
                         warn!(
                             message_id = %m.message_id,
                             event_id = %ev.event_id,

@@ -17,6 +17,10 @@ fn key(id: &str, status: KeyStatus) -> AccessKey {
     AccessKey { access_key_id: id.into(), status, created_at: Some(datetime!(2026-01-01 0:00 UTC)) }
 }
 
+fn no_usage() -> std::collections::HashMap<String, keywatch::evaluate::KeyUsage> {
+    std::collections::HashMap::new()
+}
+
 const NEW: &str = "AKIAEXAMPLEALICE0002";
 
 #[test]
@@ -105,7 +109,7 @@ fn finding_carries_the_public_fields() {
     let ev = fixture_event("create_access_key_admin.json");
     let a = evaluate(&ev, vec![key("AKIAOLD", KeyStatus::Active), key(NEW, KeyStatus::Active)], true);
     let detected = datetime!(2026-11-20 14:03:12.5 UTC);
-    let f = build(&ev, "alice", &a, detected).expect("a finding");
+    let f = build(&ev, "alice", &a, &no_usage(), detected).expect("a finding");
     assert_eq!(f.status, Status::Failed);
     // An administrator made the key for alice: severity rises.
     assert_eq!(f.severity, Severity::High);
@@ -126,14 +130,15 @@ fn finding_carries_the_public_fields() {
     assert_eq!(doc["detected_at"], "2026-11-20T14:03:12.5Z");
     assert_eq!(doc["detection_latency_seconds"], 3.5);
     assert_eq!(doc["finding_id"], finding_id(CONTROL_ID, "111122223333", "alice"));
-    assert!(doc["remediation"].as_str().unwrap().contains("aws iam update-access-key --user-name alice"));
+    assert!(doc["remediation"].as_str().unwrap().contains("aws iam update-access-key --user-name alice --access-key-id AKIA"));
+    assert_eq!(doc["suppressed"], false);
 }
 
 #[test]
 fn self_made_second_key_is_medium() {
     let ev = fixture_event("create_access_key_self.json");
     let a = evaluate(&ev, vec![key("AKIAOLD", KeyStatus::Active), key("AKIAEXAMPLEBOB000002", KeyStatus::Active)], true);
-    let f = build(&ev, "bob", &a, datetime!(2026-11-20 14:03:10 UTC)).unwrap();
+    let f = build(&ev, "bob", &a, &no_usage(), datetime!(2026-11-20 14:03:10 UTC)).unwrap();
     assert_eq!(f.severity, Severity::Medium);
 }
 
@@ -144,6 +149,7 @@ fn resolution_reuses_the_finding_id_and_compliance_emits_nothing() {
         &failed_ev,
         "alice",
         &evaluate(&failed_ev, vec![key("A", KeyStatus::Active), key("AKIAEXAMPLEALICE0003", KeyStatus::Active)], true),
+        &no_usage(),
         datetime!(2026-11-20 14:05:01 UTC),
     )
     .unwrap();
@@ -153,6 +159,7 @@ fn resolution_reuses_the_finding_id_and_compliance_emits_nothing() {
         &ev,
         "alice",
         &evaluate(&ev, vec![key("AKIAEXAMPLECAROL0001", KeyStatus::Inactive), key("A", KeyStatus::Active)], true),
+        &no_usage(),
         datetime!(2026-11-20 14:06:00 UTC),
     )
     .unwrap();
@@ -162,7 +169,7 @@ fn resolution_reuses_the_finding_id_and_compliance_emits_nothing() {
 
     let create = fixture_event("create_access_key_self.json");
     let compliant = evaluate(&create, vec![key("AKIAEXAMPLEBOB000002", KeyStatus::Active)], true);
-    assert!(build(&create, "bob", &compliant, datetime!(2026-11-20 14:03:10 UTC)).is_none());
+    assert!(build(&create, "bob", &compliant, &no_usage(), datetime!(2026-11-20 14:03:10 UTC)).is_none());
 }
 
 #[test]
@@ -174,4 +181,100 @@ fn finding_ids_differ_per_account_and_user() {
     assert_ne!(a, finding_id(CONTROL_ID, "111122223333", "alicf"));
     // The separator keeps ("1", "23") and ("12", "3") apart.
     assert_ne!(finding_id(CONTROL_ID, "1", "23"), finding_id(CONTROL_ID, "12", "3"));
+}
+
+mod enrichment_and_root {
+    use std::collections::HashMap;
+
+    use super::*;
+    use keywatch::evaluate::{evaluate_root, KeyUsage};
+    use keywatch::finding::{build_root, recommend_key, ROOT_CONTROL_ID};
+    use keywatch::telemetry::failed_call_label;
+
+    fn aged(id: &str, created: time::OffsetDateTime) -> AccessKey {
+        AccessKey { access_key_id: id.into(), status: KeyStatus::Active, created_at: Some(created) }
+    }
+
+    fn used(at: time::OffsetDateTime) -> KeyUsage {
+        KeyUsage { last_used_at: Some(at), service: Some("s3".into()), region: Some("eu-west-1".into()) }
+    }
+
+    #[test]
+    fn the_never_used_key_is_recommended() {
+        let old = aged("OLD", datetime!(2025-01-01 0:00 UTC));
+        let new = aged("NEW", datetime!(2026-11-20 0:00 UTC));
+        let usage = HashMap::from([("OLD".to_string(), used(datetime!(2026-11-27 0:00 UTC)))]);
+        assert_eq!(recommend_key(&[&old, &new], &usage).as_deref(), Some("NEW"));
+        // Both used: the least recently used.
+        let usage = HashMap::from([
+            ("OLD".to_string(), used(datetime!(2026-11-27 0:00 UTC))),
+            ("NEW".to_string(), used(datetime!(2026-11-01 0:00 UTC))),
+        ]);
+        assert_eq!(recommend_key(&[&old, &new], &usage).as_deref(), Some("NEW"));
+        let usage = HashMap::from([
+            ("OLD".to_string(), used(datetime!(2026-10-01 0:00 UTC))),
+            ("NEW".to_string(), used(datetime!(2026-11-01 0:00 UTC))),
+        ]);
+        assert_eq!(recommend_key(&[&old, &new], &usage).as_deref(), Some("OLD"));
+        // Neither used: the newer; a key of unknown age counts as newest.
+        assert_eq!(recommend_key(&[&old, &new], &HashMap::new()).as_deref(), Some("NEW"));
+        let unknown = AccessKey { access_key_id: "EVENT".into(), status: KeyStatus::Active, created_at: None };
+        assert_eq!(recommend_key(&[&old, &unknown, &new], &HashMap::new()).as_deref(), Some("EVENT"));
+        // One key: nothing to recommend.
+        assert_eq!(recommend_key(&[&old], &HashMap::new()), None);
+    }
+
+    #[test]
+    fn a_failed_finding_names_the_key_and_its_usage() {
+        let ev = fixture_event("create_access_key_admin.json");
+        let old = aged("AKIAOLD", datetime!(2025-01-01 0:00 UTC));
+        let new = aged(NEW, datetime!(2026-11-20 14:03:09 UTC));
+        let a = evaluate(&ev, vec![old, new], true);
+        let usage = HashMap::from([("AKIAOLD".to_string(), used(datetime!(2026-11-19 8:00 UTC)))]);
+        let f = build(&ev, "alice", &a, &usage, datetime!(2026-11-20 14:03:10 UTC)).unwrap();
+        assert_eq!(f.recommended_key_to_deactivate.as_deref(), Some(NEW));
+        assert_eq!(
+            f.remediation.as_deref(),
+            Some(&*format!(
+                "Deactivate the access key not in use (in account 111122223333): aws iam update-access-key --user-name alice --access-key-id {NEW} --status Inactive"
+            ))
+        );
+        let doc = serde_json::to_value(&f).unwrap();
+        assert_eq!(doc["active_keys"][0]["last_used_at"], "2026-11-19T08:00:00Z");
+        assert_eq!(doc["active_keys"][0]["last_used_service"], "s3");
+        assert_eq!(doc["active_keys"][0]["last_used_region"], "eu-west-1");
+        assert_eq!(doc["active_keys"][1]["last_used_at"], serde_json::Value::Null);
+        assert_eq!(doc["suppressed"], false);
+    }
+
+    #[test]
+    fn root_keys_are_judged_against_cis_1_4() {
+        let ev = fixture_event("create_access_key_root.json");
+        // The summary does not show the new key yet: the fresh event counts.
+        assert_eq!(evaluate_root(&ev, 0, true), (Verdict::Violation, 1, true));
+        // An old event with no root key left: resolved.
+        assert_eq!(evaluate_root(&ev, 0, false), (Verdict::Resolved, 0, false));
+        assert_eq!(evaluate_root(&ev, 1, false), (Verdict::Violation, 1, false));
+
+        let f = build_root(&ev, Verdict::Violation, 1, true, datetime!(2026-11-20 14:03:10 UTC));
+        assert_eq!(f.control_id, ROOT_CONTROL_ID);
+        assert_eq!(f.status, Status::Failed);
+        assert_eq!(f.severity, Severity::Critical);
+        assert_eq!(f.user_name, "<root>");
+        assert_eq!(f.active_key_count, 1);
+        assert!(f.event_state_assumed);
+        assert_ne!(f.finding_id, finding_id(CONTROL_ID, "111122223333", "<root>"));
+        let passed = build_root(&ev, Verdict::Resolved, 0, false, datetime!(2026-11-20 14:03:10 UTC));
+        assert_eq!(passed.status, Status::Passed);
+        assert_eq!(passed.finding_id, f.finding_id);
+    }
+
+    #[test]
+    fn failed_call_codes_map_to_a_bounded_set() {
+        assert_eq!(failed_call_label("LimitExceededException"), "LimitExceeded");
+        assert_eq!(failed_call_label("AccessDenied"), "AccessDenied");
+        assert_eq!(failed_call_label("NoSuchEntityException"), "NoSuchEntity");
+        assert_eq!(failed_call_label("SomethingNew"), "other");
+        assert_eq!(failed_call_label("Client.UnauthorizedOperation: arn:aws:iam::1:user/x"), "other");
+    }
 }

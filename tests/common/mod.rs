@@ -454,3 +454,23 @@ pub fn metric_value(text: &str, series: &str) -> f64 {
         })
         .unwrap_or(0.0)
 }
+
+/// The same record, made by an assumed role (no userName in the identity).
+pub fn by_role(mut detail: Value) -> Value {
+    let account = detail["recipientAccountId"].clone();
+    detail["userIdentity"] = json!({
+        "type": "AssumedRole",
+        "principalId": "AROAEXAMPLE:ops",
+        "arn": format!("arn:aws:sts::{}:assumed-role/OpsAdmin/ops", account.as_str().unwrap_or(ACCOUNT)),
+        "accountId": account,
+        "sessionContext": {"sessionIssuer": {"type": "Role", "arn": format!("arn:aws:iam::{}:role/OpsAdmin", account.as_str().unwrap_or(ACCOUNT))}},
+    });
+    detail
+}
+
+/// The same record, in another account.
+pub fn in_account(mut detail: Value, account: &str) -> Value {
+    detail["recipientAccountId"] = json!(account);
+    detail["userIdentity"]["accountId"] = json!(account);
+    detail
+}

@@ -1,0 +1,290 @@
+//! Detection semantics on the emulator: every event shape, IAM eventual
+//! consistency, enrichment, root keys, approved exceptions, member accounts
+//! and duplicate delivery — each through the real binary and real rules.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+const T: Duration = Duration::from_secs(30);
+
+async fn setup() -> (Moto, Pipeline) {
+    let moto = Moto::start();
+    let pipeline = Pipeline::create(&moto.sdk_config().await, 5).await;
+    (moto, pipeline)
+}
+
+async fn one_finding(p: &Pipeline, worker: &Worker) -> Value {
+    let mut found = p.findings(1, T).await;
+    assert_eq!(found.len(), 1, "expected one finding:\n{}", worker.logs());
+    found.remove(0)["detail"].take()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_without_user_name_is_resolved_through_the_key_owner() {
+    let (moto, p) = setup().await;
+    let worker = Worker::start(&moto, &p, &[]);
+    let keys = p.user_with_keys("frank", 2).await;
+    let mut ev = by_role(update_key_event("evt-role-upd", "x", "frank", &keys[1], "Active"));
+    ev["requestParameters"].as_object_mut().unwrap().remove("userName");
+    p.put_cloudtrail(&ev).await;
+    let d = one_finding(&p, &worker).await;
+    assert_eq!(d["user_name"], "frank");
+    assert_eq!(d["status"], "FAILED");
+    assert_eq!(d["severity"], "HIGH", "a role acted on someone's keys");
+    assert_eq!(d["trigger"]["actor_type"], "AssumedRole");
+    assert!(worker.wait_metric(r#"keywatch_aws_requests_total{service="iam",operation="GetAccessKeyLastUsed",outcome="ok"}"#, 1.0, T).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_key_of_unknowable_owner_is_acknowledged_and_counted() {
+    let (moto, p) = setup().await;
+    let worker = Worker::start(&moto, &p, &[]);
+    let mut ev = by_role(delete_key_event("evt-role-del", "x", "gone", "AKIADELETEDKEY000001"));
+    ev["requestParameters"].as_object_mut().unwrap().remove("userName");
+    p.put_cloudtrail(&ev).await;
+    assert!(
+        worker.wait_metric(r#"keywatch_events_total{event_name="DeleteAccessKey",outcome="ignored"}"#, 1.0, T).await,
+        "{}",
+        worker.logs()
+    );
+    assert!(p.wait_drained(&p.queue_url, T).await, "message left behind");
+    assert!(worker.logs().contains("owner of the key is unknown"), "{}", worker.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_calls_are_acknowledged_and_counted_by_error_code() {
+    let (moto, p) = setup().await;
+    let worker = Worker::start(&moto, &p, &[]);
+    p.user_with_keys("gina", 2).await;
+    let mut ev = create_key_event("evt-failed", "admin", "gina", "AKIANEVERCREATED0001");
+    ev["responseElements"] = Value::Null;
+    ev["errorCode"] = json!("LimitExceededException");
+    ev["errorMessage"] = json!("Cannot exceed quota for AccessKeysPerUser: 2");
+    p.put_cloudtrail(&ev).await;
+    assert!(
+        worker
+            .wait_metric(r#"keywatch_failed_calls_total{event_name="CreateAccessKey",error_code="LimitExceeded"}"#, 1.0, T)
+            .await,
+        "{}",
+        worker.logs()
+    );
+    assert_eq!(worker.metric(r#"keywatch_events_total{event_name="CreateAccessKey",outcome="failed_call"}"#), 1.0);
+    assert!(p.wait_drained(&p.queue_url, T).await);
+    // No re-check was made, so no finding although gina has two keys.
+    assert_eq!(worker.metric(r#"keywatch_aws_requests_total{service="iam",operation="ListAccessKeys",outcome="ok"}"#), 0.0);
+    assert!(p.findings(1, Duration::from_secs(2)).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_key_is_a_cis_1_4_finding_never_a_user_finding() {
+    let (moto, p) = setup().await;
+    let worker = Worker::start(&moto, &p, &[]);
+    let mut ev = create_key_event("evt-root", "x", "x", "AKIAROOTKEY000000001");
+    ev["userIdentity"] = json!({"type": "Root", "arn": format!("arn:aws:iam::{ACCOUNT}:root"), "accountId": ACCOUNT});
+    ev["requestParameters"] = Value::Null;
+    ev["responseElements"]["accessKey"].as_object_mut().unwrap().remove("userName");
+    p.put_cloudtrail(&ev).await;
+    let d = one_finding(&p, &worker).await;
+    assert_eq!(d["control_id"], "CIS-AWS-1.4");
+    assert_eq!(d["status"], "FAILED");
+    assert_eq!(d["severity"], "CRITICAL");
+    assert_eq!(d["user_name"], "<root>");
+    // The emulator's account summary shows no root key: the fresh event's
+    // own state was counted, and the finding says so.
+    assert_eq!(d["event_state_assumed"], true);
+    assert!(worker.wait_metric(r#"keywatch_aws_requests_total{service="iam",operation="GetAccountSummary",outcome="ok"}"#, 1.0, T).await);
+    assert_eq!(worker.metric(r#"keywatch_aws_requests_total{service="iam",operation="ListAccessKeys",outcome="ok"}"#), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_listing_counts_the_event_and_says_so() {
+    let (moto, p) = setup().await;
+    let worker = Worker::start(&moto, &p, &[("KEYWATCH_RELIST_BUDGET_MS", "300")]);
+    let keys = p.user_with_keys("hana", 1).await;
+    // IAM "has not caught up": the event's key is missing from the listing.
+    p.put_cloudtrail(&create_key_event("evt-stale", "hana", "hana", "AKIANOTLISTEDYET0001")).await;
+    let d = one_finding(&p, &worker).await;
+    assert_eq!(d["status"], "FAILED");
+    assert_eq!(d["event_state_assumed"], true);
+    assert_eq!(d["active_key_count"], 2);
+    let ids: Vec<&str> = d["active_keys"].as_array().unwrap().iter().map(|k| k["access_key_id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&keys[0].as_str()) && ids.contains(&"AKIANOTLISTEDYET0001"));
+    // It re-listed before assuming: more than one ListAccessKeys.
+    assert!(worker.metric(r#"keywatch_aws_requests_total{service="iam",operation="ListAccessKeys",outcome="ok"}"#) >= 2.0);
+    // The unlisted key is the one to deactivate (never used, newest).
+    assert_eq!(d["recommended_key_to_deactivate"], "AKIANOTLISTEDYET0001");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_finding_is_enriched_for_the_responder() {
+    let (moto, p) = setup().await;
+    let worker = Worker::start(&moto, &p, &[]);
+    let keys = p.user_with_keys("ivan", 2).await;
+    p.put_cloudtrail(&create_key_event("evt-enrich", "ivan", "ivan", &keys[1])).await;
+    let d = one_finding(&p, &worker).await;
+    assert_eq!(d["severity"], "MEDIUM", "ivan made his own key");
+    let recommended = d["recommended_key_to_deactivate"].as_str().expect("a recommendation");
+    assert!(keys.contains(&recommended.to_string()));
+    assert!(d["remediation"].as_str().unwrap().contains(&format!(
+        "aws iam update-access-key --user-name ivan --access-key-id {recommended} --status Inactive"
+    )));
+    for k in d["active_keys"].as_array().unwrap() {
+        for field in ["last_used_at", "last_used_service", "last_used_region"] {
+            assert!(k.get(field).is_some(), "{field} missing in {k}");
+        }
+    }
+    assert!(worker.metric(r#"keywatch_aws_requests_total{service="iam",operation="GetAccessKeyLastUsed",outcome="ok"}"#) >= 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_exception_suppresses_until_it_expires() {
+    let (moto, p) = setup().await;
+    let exceptions = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    std::fs::write(
+        exceptions.path(),
+        format!(
+            "exceptions:\n  - {{account: \"{ACCOUNT}\", user: \"svc-*\", reason: \"rotation CHG-1\", owner: \"platform\", expires: 2999-12-31}}\n  - {{account: \"*\", user: \"old-*\", reason: \"expired\", owner: \"nobody\", expires: 2020-01-01}}\n"
+        ),
+    )
+    .unwrap();
+    let path = exceptions.path().to_str().unwrap().to_string();
+    let worker = Worker::start(&moto, &p, &[("KEYWATCH_EXCEPTIONS_FILE", &path)]);
+    let svc = p.user_with_keys("svc-deploy", 2).await;
+    p.put_cloudtrail(&create_key_event("evt-exc-1", "admin", "svc-deploy", &svc[1])).await;
+    let d = one_finding(&p, &worker).await;
+    assert_eq!(d["status"], "FAILED");
+    assert_eq!(d["suppressed"], true);
+    assert_eq!(d["exception"]["owner"], "platform");
+    assert_eq!(d["exception"]["expires"], "2999-12-31");
+
+    let old = p.user_with_keys("old-job", 2).await;
+    p.put_cloudtrail(&create_key_event("evt-exc-2", "admin", "old-job", &old[1])).await;
+    let d = one_finding(&p, &worker).await;
+    assert_eq!(d["suppressed"], false, "an expired exception no longer applies");
+    assert!(d.get("exception").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_exceptions_file_stops_start_up_naming_the_entry() {
+    let (moto, p) = setup().await;
+    let exceptions = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    std::fs::write(exceptions.path(), "exceptions:\n  - {account: \"123456789012\", user: bob, reason: r, expires: 2030-01-01}\n").unwrap();
+    let path = exceptions.path().to_str().unwrap().to_string();
+    let mut worker = Worker::start(&moto, &p, &[("KEYWATCH_EXCEPTIONS_FILE", &path)]);
+    assert_eq!(worker.wait_exit(T).await, Some(2));
+    let logs = worker.logs();
+    assert!(logs.contains("KEYWATCH_EXCEPTIONS_FILE") && logs.contains("entry 1") && logs.contains("owner"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_accounts_are_read_through_the_member_role() {
+    const MEMBER: &str = "222233334444";
+    let (moto, p) = setup().await;
+    // A user with two keys inside the member account.
+    let sts = aws_sdk_sts::Client::new(&moto.sdk_config().await);
+    let creds = sts
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{MEMBER}:role/keywatch-member"))
+        .role_session_name("setup")
+        .send()
+        .await
+        .unwrap()
+        .credentials
+        .unwrap();
+    let member_config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&moto.url)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_iam::config::Credentials::new(
+            creds.access_key_id(),
+            creds.secret_access_key(),
+            Some(creds.session_token().to_string()),
+            None,
+            "member",
+        ))
+        .load()
+        .await;
+    let member_iam = aws_sdk_iam::Client::new(&member_config);
+    member_iam.create_user().user_name("judy").send().await.unwrap();
+    let mut keys = Vec::new();
+    for _ in 0..2 {
+        keys.push(member_iam.create_access_key().user_name("judy").send().await.unwrap().access_key.unwrap().access_key_id);
+    }
+    // Not visible with the worker's own credentials.
+    assert!(p.iam.list_access_keys().user_name("judy").send().await.is_err());
+
+    let worker = Worker::start(&moto, &p, &[("KEYWATCH_MEMBER_ROLE", "keywatch-member")]);
+    p.put_cloudtrail(&in_account(create_key_event("evt-member", "admin", "judy", &keys[1]), MEMBER)).await;
+    let d = one_finding(&p, &worker).await;
+    assert_eq!(d["account_id"], MEMBER);
+    assert_eq!(d["user_name"], "judy");
+    assert_eq!(d["active_key_count"], 2);
+    // The worker's own account still works without the role.
+    let own = p.user_with_keys("kate", 2).await;
+    p.put_cloudtrail(&create_key_event("evt-own", "admin", "kate", &own[1])).await;
+    let d = one_finding(&p, &worker).await;
+    assert_eq!(d["account_id"], ACCOUNT);
+    drop(worker);
+
+    // Without a member role the member's user is not found: acknowledged.
+    let worker = Worker::start(&moto, &p, &[]);
+    p.put_cloudtrail(&in_account(create_key_event("evt-member-2", "admin", "judy", &keys[1]), MEMBER)).await;
+    assert!(
+        worker.wait_metric(r#"keywatch_events_total{event_name="CreateAccessKey",outcome="ignored"}"#, 1.0, T).await,
+        "{}",
+        worker.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_delivery_repeats_the_same_finding_id_and_event_id() {
+    let (moto, p) = setup().await;
+    let worker = Worker::start(&moto, &p, &[]);
+    let keys = p.user_with_keys("liam", 2).await;
+    let ev = create_key_event("evt-dup", "admin", "liam", &keys[1]);
+    p.put_cloudtrail(&ev).await;
+    p.put_cloudtrail(&ev).await;
+    let found = p.findings(2, T).await;
+    assert_eq!(found.len(), 2, "{}", worker.logs());
+    assert_eq!(found[0]["detail"]["finding_id"], found[1]["detail"]["finding_id"]);
+    assert_eq!(found[0]["detail"]["trigger"]["event_id"], "evt-dup");
+    assert_eq!(found[1]["detail"]["trigger"]["event_id"], "evt-dup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exceptions_reload_on_sighup_and_a_broken_reload_keeps_the_old_ones() {
+    let (moto, p) = setup().await;
+    let exceptions = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    std::fs::write(exceptions.path(), "exceptions: []\n").unwrap();
+    let path = exceptions.path().to_str().unwrap().to_string();
+    let worker = Worker::start(&moto, &p, &[("KEYWATCH_EXCEPTIONS_FILE", &path)]);
+    assert!(worker.wait_ready(T).await);
+    let keys = p.user_with_keys("mia", 2).await;
+    p.put_cloudtrail(&create_key_event("evt-hup-1", "admin", "mia", &keys[1])).await;
+    assert_eq!(one_finding(&p, &worker).await["suppressed"], false);
+
+    std::fs::write(
+        exceptions.path(),
+        format!("exceptions:\n  - {{account: \"{ACCOUNT}\", user: mia, reason: r, owner: o, expires: 2999-01-01}}\n"),
+    )
+    .unwrap();
+    worker.signal("HUP");
+    let deadline = std::time::Instant::now() + T;
+    while !worker.logs().contains("exceptions reloaded") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    p.put_cloudtrail(&create_key_event("evt-hup-2", "admin", "mia", &keys[1])).await;
+    assert_eq!(one_finding(&p, &worker).await["suppressed"], true, "{}", worker.logs());
+
+    std::fs::write(exceptions.path(), "exceptions: [\n").unwrap();
+    worker.signal("HUP");
+    let deadline = std::time::Instant::now() + T;
+    while !worker.logs().contains("exceptions not reloaded") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    p.put_cloudtrail(&create_key_event("evt-hup-3", "admin", "mia", &keys[1])).await;
+    assert_eq!(one_finding(&p, &worker).await["suppressed"], true, "the previous exceptions stay");
+}
