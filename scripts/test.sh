@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test keywatch has, after installing what they need:
 #   - the Python venv with the local AWS emulator (moto server),
+#   - the infrastructure linters (cfn-lint, checkov, hadolint,
+#     kubernetes-validate) in their own venv, and a deploy of the central stack
+#     to the emulator,
 #   - Debian's prometheus (promtool, and the server the monitoring test runs),
 #     the alert rules' unit tests and the dashboard checks,
 #   - the Rust unit, fixture and end-to-end tests (the end-to-end tests start
@@ -17,6 +20,9 @@ export KEYWATCH_MOTO_SERVER="$venv/bin/moto_server"
 
 echo "==> Dashboard and alert rules (promtool)"
 scripts/check-monitoring.sh
+
+echo "==> Infrastructure: cfn-lint, checkov, hadolint, kubernetes-validate, stack on the emulator"
+scripts/check-infra.sh
 
 echo "==> cargo test"
 cargo test --locked --all-targets 2>&1

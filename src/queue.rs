@@ -132,9 +132,15 @@ impl SqsQueue {
     }
 
     /// The URL of a queue given its ARN (`arn:aws:sqs:region:account:name`).
+    /// A queue in the same region as this one (a dead-letter queue must be)
+    /// has this queue's URL with its own account and name, which needs no
+    /// call and no `sqs:GetQueueUrl` permission; otherwise SQS is asked.
     pub async fn url_of_arn(&self, arn: &str) -> Result<Option<String>, AwsError> {
         let mut parts = arn.split(':');
         let (Some(account), Some(name)) = (parts.nth(4), parts.next()) else { return Ok(None) };
+        if let Some(url) = sibling_url(&self.url, account, name) {
+            return Ok(Some(url));
+        }
         let request = self.client.get_queue_url().queue_name(name).queue_owner_aws_account_id(account).send();
         let out = aws::call(Service::Sqs, "GetQueueUrl", request).await?;
         Ok(out.queue_url().map(str::to_string))
@@ -143,6 +149,15 @@ impl SqsQueue {
     pub fn with_url(&self, url: impl Into<String>) -> SqsQueue {
         SqsQueue { client: self.client.clone(), url: url.into() }
     }
+}
+
+/// `https://host/<account>/<name>` → the same host with another account and
+/// name; `None` for a URL of another shape.
+pub fn sibling_url(url: &str, account: &str, name: &str) -> Option<String> {
+    let (base, queue) = url.trim_end_matches('/').rsplit_once('/')?;
+    let (host, owner) = base.rsplit_once('/')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(owner) && !queue.is_empty() && host.contains("://")).then(|| format!("{host}/{account}/{name}"))
 }
 
 /// What GetQueueAttributes said of a queue.

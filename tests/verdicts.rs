@@ -278,3 +278,18 @@ mod enrichment_and_root {
         assert_eq!(failed_call_label("Client.UnauthorizedOperation: arn:aws:iam::1:user/x"), "other");
     }
 }
+
+#[test]
+fn dead_letter_queue_urls_are_derived_from_the_input_queue() {
+    use keywatch::queue::sibling_url;
+    assert_eq!(
+        sibling_url("https://sqs.us-east-1.amazonaws.com/111122223333/keywatch-events", "111122223333", "keywatch-events-dlq").as_deref(),
+        Some("https://sqs.us-east-1.amazonaws.com/111122223333/keywatch-events-dlq")
+    );
+    assert_eq!(
+        sibling_url("http://127.0.0.1:5000/123456789012/in", "444455556666", "dlq").as_deref(),
+        Some("http://127.0.0.1:5000/444455556666/dlq")
+    );
+    assert_eq!(sibling_url("https://example.com/queue", "1", "dlq"), None);
+    assert_eq!(sibling_url("not a url", "1", "dlq"), None);
+}

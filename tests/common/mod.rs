@@ -192,11 +192,18 @@ impl Pipeline {
 
     /// Puts a CloudTrail-shaped event on the default bus, as AWS would.
     pub async fn put_cloudtrail(&self, detail: &Value) {
+        self.put_cloudtrail_on(None, detail).await
+    }
+
+    /// Puts a CloudTrail-shaped event on `bus` (default bus when `None`), as
+    /// a member account's forwarding rule would.
+    pub async fn put_cloudtrail_on(&self, bus: Option<&str>, detail: &Value) {
         let out = self
             .events
             .put_events()
             .entries(
                 aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                    .set_event_bus_name(bus.map(str::to_string))
                     .source("aws.iam")
                     .detail_type("AWS API Call via CloudTrail")
                     .detail(detail.to_string())

@@ -1,0 +1,326 @@
+#!/usr/bin/env python3
+"""Checks infra/k8s beyond what kubernetes-validate can.
+
+kubernetes-validate (run by scripts/check-infra.sh with --strict) validates
+core kinds against the Kubernetes OpenAPI schemas, but it only *warns* about a
+kind it has no schema for, such as the CRDs ScaledObject, TriggerAuthentication
+(keda.sh) and ServiceMonitor (monitoring.coreos.com). This script:
+
+1. fails on any kind without a schema that is not one of those known CRDs
+   (a typo in a core kind's apiVersion would otherwise pass with a warning);
+2. validates the CRDs against minimal structural schemas written from the KEDA
+   and Prometheus Operator docs (required fields, known top-level spec keys);
+3. cross-checks the manifests against each other and the worker's contract:
+   references resolve, the ScaledObject scales the Deployment on the queue the
+   worker reads, probes hit /healthz and /readyz on 9464, the grace period
+   exceeds the drain timeout, Service and ServiceMonitor select the pods.
+
+Run with the lint venv (it has pyyaml, jsonschema and kubernetes-validate):
+    .venv-lint/bin/python infra/check_k8s.py infra/k8s
+Prints one line per failed check and a closing 'k8s: N passed, M failed'.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import jsonschema
+import yaml
+from kubernetes_validate import utils as kv
+
+K8S_VERSION = "1.30.0"
+METRICS_PORT = 9464
+
+_NAME = {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"}
+_META = {
+    "type": "object",
+    "required": ["name", "namespace"],
+    "properties": {"name": _NAME, "namespace": _NAME, "labels": {"type": "object"}, "annotations": {"type": "object"}},
+    "additionalProperties": False,
+}
+
+CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
+    ("keda.sh/v1alpha1", "ScaledObject"): {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "metadata": _META,
+            "spec": {
+                "type": "object",
+                "required": ["scaleTargetRef", "triggers"],
+                "additionalProperties": False,
+                "properties": {
+                    "scaleTargetRef": {
+                        "type": "object",
+                        "required": ["name"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "apiVersion": {"type": "string"},
+                            "kind": {"type": "string"},
+                            "name": _NAME,
+                            "envSourceContainerName": {"type": "string"},
+                        },
+                    },
+                    "pollingInterval": {"type": "integer", "minimum": 1},
+                    "cooldownPeriod": {"type": "integer", "minimum": 0},
+                    "initialCooldownPeriod": {"type": "integer", "minimum": 0},
+                    "idleReplicaCount": {"type": "integer", "minimum": 0},
+                    "minReplicaCount": {"type": "integer", "minimum": 0},
+                    "maxReplicaCount": {"type": "integer", "minimum": 1},
+                    "fallback": {"type": "object"},
+                    "advanced": {"type": "object"},
+                    "triggers": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "required": ["type", "metadata"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "type": {"type": "string"},
+                                "name": {"type": "string"},
+                                "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+                                "authenticationRef": {
+                                    "type": "object",
+                                    "required": ["name"],
+                                    "properties": {"name": _NAME, "kind": {"enum": ["TriggerAuthentication", "ClusterTriggerAuthentication"]}},
+                                    "additionalProperties": False,
+                                },
+                                "metricType": {"enum": ["AverageValue", "Value", "Utilization"]},
+                                "useCachedMetrics": {"type": "boolean"},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "metadata": _META,
+            "spec": {
+                "type": "object",
+                "minProperties": 1,
+                "properties": {
+                    "podIdentity": {
+                        "type": "object",
+                        "required": ["provider"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "provider": {"enum": ["aws", "aws-eks", "azure-workload", "gcp", "none"]},
+                            "roleArn": {"type": "string"},
+                            "identityOwner": {"enum": ["keda", "workload"]},
+                            "identityId": {"type": "string"},
+                        },
+                        # KEDA: roleArn and identityOwner are mutually exclusive.
+                        "not": {"required": ["roleArn", "identityOwner"]},
+                    }
+                },
+            },
+        },
+    },
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "metadata": _META,
+            "spec": {
+                "type": "object",
+                "required": ["selector", "endpoints"],
+                "additionalProperties": False,
+                "properties": {
+                    "jobLabel": {"type": "string"},
+                    "targetLabels": {"type": "array"},
+                    "podTargetLabels": {"type": "array"},
+                    "sampleLimit": {"type": "integer"},
+                    "selector": {"type": "object", "properties": {"matchLabels": {"type": "object"}, "matchExpressions": {"type": "array"}}},
+                    "namespaceSelector": {
+                        "type": "object",
+                        "properties": {"any": {"type": "boolean"}, "matchNames": {"type": "array", "items": {"type": "string"}}},
+                        "additionalProperties": False,
+                    },
+                    "endpoints": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "port": {"type": "string"},
+                                "targetPort": {},
+                                "path": {"type": "string"},
+                                "scheme": {"enum": ["http", "https"]},
+                                "interval": {"type": "string", "pattern": r"^\d+(ms|s|m|h)$"},
+                                "scrapeTimeout": {"type": "string", "pattern": r"^\d+(ms|s|m|h)$"},
+                                "honorLabels": {"type": "boolean"},
+                                "relabelings": {"type": "array"},
+                                "metricRelabelings": {"type": "array"},
+                            },
+                            "additionalProperties": False,
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+class Checker:
+    def __init__(self) -> None:
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, name: str, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except (AssertionError, KeyError, IndexError, TypeError, ValueError, jsonschema.ValidationError) as e:
+            self.failed += 1
+            msg = e.message if isinstance(e, jsonschema.ValidationError) else str(e)
+            print(f"FAIL {name}: {type(e).__name__}: {msg}")
+            return
+        self.passed += 1
+
+
+def load(dirpath: Path) -> list[tuple[str, dict[str, Any]]]:
+    docs = []
+    paths = sorted(dirpath.glob("*.yaml")) + sorted(dirpath.glob("*.yml"))
+    if not paths:
+        raise SystemExit(f"FAIL no manifests in {dirpath}")
+    for path in paths:
+        try:
+            loaded = list(yaml.safe_load_all(path.read_text()))
+        except yaml.YAMLError as e:
+            raise SystemExit(f"FAIL {path.name} is not valid YAML: {e}")
+        docs.extend((path.name, doc) for doc in loaded if doc)
+    return docs
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print(__doc__.split("\n\n")[0], file=sys.stderr)
+        print("usage: check_k8s.py DIR", file=sys.stderr)
+        return 2
+    docs = load(Path(argv[0]))
+    c = Checker()
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for _, d in docs:
+        by_kind.setdefault(d.get("kind", "?"), []).append(d)
+
+    def one(kind: str, name: str | None = None) -> dict[str, Any]:
+        found = [d for d in by_kind.get(kind, []) if name is None or d["metadata"]["name"] == name]
+        assert len(found) == 1, f"expected one {kind}{' ' + name if name else ''}, found {len(found)}"
+        return found[0]
+
+    # 1 + 2: every document has a schema, core kinds strictly.
+    for fname, d in docs:
+        key = (d.get("apiVersion", ""), d.get("kind", ""))
+        label = f"{fname}: {key[1]}/{d.get('metadata', {}).get('name')}"
+        if key in CRD_SCHEMAS:
+            c.check(f"{label} matches its CRD schema", lambda d=d, key=key: jsonschema.validate(d, CRD_SCHEMAS[key]))
+        else:
+
+            def core(d: dict[str, Any] = d) -> None:
+                try:
+                    kv.validate(d, K8S_VERSION, strict=True)
+                except kv.SchemaNotFoundError as e:
+                    raise AssertionError(f"no schema for {d.get('apiVersion')} {d.get('kind')} (unknown kind or apiVersion): {e.message}")
+                except kv.ValidationError as e:
+                    raise AssertionError(f"{'.'.join(map(str, e.path))}: {e.message}")
+
+            c.check(f"{label} validates strictly against Kubernetes {K8S_VERSION}", core)
+        c.check(f"{label} is namespaced to keywatch", lambda d=d: (
+            None if d["kind"] == "Namespace" else _assert(d["metadata"].get("namespace") == "keywatch", "namespace is not keywatch")
+        ))
+
+    # 3: cross-references and the worker contract.
+    cm = by_kind.get("ConfigMap", [{}])[0].get("data", {})
+
+    def deployment() -> dict[str, Any]:
+        return one("Deployment", "keywatch")
+
+    def container() -> dict[str, Any]:
+        return deployment()["spec"]["template"]["spec"]["containers"][0]
+
+    def probes() -> None:
+        ctr = container()
+        ports = {p["name"]: p["containerPort"] for p in ctr["ports"]}
+        for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+            get = ctr[probe]["httpGet"]
+            port = ports.get(get["port"], get["port"])
+            _assert(get["path"] == path and port == METRICS_PORT, f"{probe} is {get['path']} on {port}, want {path} on {METRICS_PORT}")
+
+    def grace_exceeds_drain() -> None:
+        grace = deployment()["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        drain = int(cm["KEYWATCH_DRAIN_TIMEOUT_SECS"])
+        _assert(grace > drain, f"terminationGracePeriodSeconds {grace} <= KEYWATCH_DRAIN_TIMEOUT_SECS {drain}")
+
+    def config_complete() -> None:
+        for key in ("KEYWATCH_QUEUE_URL", "KEYWATCH_FINDINGS_BUS", "KEYWATCH_METRICS_ADDR", "AWS_REGION"):
+            _assert(cm.get(key), f"ConfigMap lacks {key}")
+        _assert(cm["KEYWATCH_METRICS_ADDR"] == f"0.0.0.0:{METRICS_PORT}", "KEYWATCH_METRICS_ADDR must bind 0.0.0.0:9464 in a pod")
+        refs = [e["configMapRef"]["name"] for e in container().get("envFrom", []) if "configMapRef" in e]
+        _assert(one("ConfigMap")["metadata"]["name"] in refs, "Deployment does not load the ConfigMap")
+
+    def service_account() -> None:
+        spec = deployment()["spec"]["template"]["spec"]
+        sa = one("ServiceAccount", spec["serviceAccountName"])
+        _assert("eks.amazonaws.com/role-arn" in sa["metadata"].get("annotations", {}), "ServiceAccount lacks the IRSA annotation")
+
+    def non_root() -> None:
+        pod = deployment()["spec"]["template"]["spec"]
+        ctx = container()["securityContext"]
+        _assert(pod["securityContext"].get("runAsNonRoot") is True, "pod runAsNonRoot is not true")
+        _assert(ctx.get("allowPrivilegeEscalation") is False and ctx.get("readOnlyRootFilesystem") is True, "container securityContext too loose")
+        _assert("resources" in container() and container()["resources"].get("limits"), "container has no resource limits")
+
+    def scaled_object() -> None:
+        so = one("ScaledObject")
+        _assert(so["spec"]["scaleTargetRef"]["name"] == deployment()["metadata"]["name"], "ScaledObject does not target the Deployment")
+        sqs = [t for t in so["spec"]["triggers"] if t["type"] == "aws-sqs-queue"]
+        _assert(len(sqs) == 1, "ScaledObject needs exactly one aws-sqs-queue trigger")
+        md = sqs[0]["metadata"]
+        for key in ("queueURL", "queueLength", "awsRegion"):
+            _assert(md.get(key), f"aws-sqs-queue trigger lacks {key}")
+        _assert(md["queueLength"].isdigit(), "queueLength must be a whole number in a string")
+        _assert(md["queueURL"] == cm["KEYWATCH_QUEUE_URL"], "ScaledObject queueURL differs from KEYWATCH_QUEUE_URL")
+        _assert(md["awsRegion"] == cm["AWS_REGION"], "ScaledObject awsRegion differs from AWS_REGION")
+        if md.get("identityOwner") != "operator":
+            ref = sqs[0].get("authenticationRef", {}).get("name")
+            _assert(ref, "trigger needs authenticationRef (or identityOwner: operator)")
+            one("TriggerAuthentication", ref)
+
+    def service_selects_pods() -> None:
+        svc = one("Service", "keywatch")
+        pod_labels = deployment()["spec"]["template"]["metadata"]["labels"]
+        _assert(all(pod_labels.get(k) == v for k, v in svc["spec"]["selector"].items()), "Service selector misses the pods")
+        ann = svc["metadata"].get("annotations", {})
+        _assert(ann.get("prometheus.io/scrape") == "true" and ann.get("prometheus.io/port") == str(METRICS_PORT), "Service lacks prometheus.io scrape annotations")
+        sm = one("ServiceMonitor")
+        sel = sm["spec"]["selector"].get("matchLabels", {})
+        _assert(all(svc["metadata"]["labels"].get(k) == v for k, v in sel.items()), "ServiceMonitor selector misses the Service")
+        names = {p["name"] for p in svc["spec"]["ports"]}
+        _assert(all(ep.get("port") in names for ep in sm["spec"]["endpoints"]), "ServiceMonitor endpoint port is not a Service port name")
+
+    c.check("probes hit /healthz and /readyz on 9464", probes)
+    c.check("terminationGracePeriodSeconds exceeds the drain timeout", grace_exceeds_drain)
+    c.check("ConfigMap carries the worker settings and is loaded", config_complete)
+    c.check("ServiceAccount exists with the IRSA annotation", service_account)
+    c.check("pod runs non-root, read-only, with limits", non_root)
+    c.check("ScaledObject scales the Deployment on the worker's queue", scaled_object)
+    c.check("Service and ServiceMonitor select the worker pods", service_selects_pods)
+
+    print(f"k8s: {c.passed} passed, {c.failed} failed")
+    return 0 if c.failed == 0 else 1
+
+
+def _assert(cond: Any, msg: str) -> None:
+    if not cond:
+        raise AssertionError(msg)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

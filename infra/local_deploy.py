@@ -1,0 +1,422 @@
+#!/usr/bin/env python3
+"""Deploy infra/central.yaml to a local AWS emulator (moto server) and, with
+--verify, prove that the stack really wires the keywatch pipeline.
+
+Run it with the project venv (scripts/python-env.sh creates it):
+
+    .venv/bin/moto_server -H 127.0.0.1 -p 5123 &
+    .venv/bin/python infra/local_deploy.py --endpoint-url http://127.0.0.1:5123
+    .venv/bin/python infra/local_deploy.py --endpoint-url http://127.0.0.1:5123 --verify
+
+stdout carries one JSON object: the stack outputs. Progress, stack events on
+failure and the verification results go to stderr. Exit status: 0 on success,
+1 when the deploy or a verification check fails, 2 on bad usage.
+
+The local deploy sets DeployWorker=false and CreateAlarms=false, which leave
+out the resource types the emulator's CloudFormation lacks (ECS service
+autoscaling, CloudWatch alarms); see infra/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlparse
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_TEMPLATE = HERE / "central.yaml"
+
+# Parameters a local deploy needs; anything else keeps the template default.
+LOCAL_PARAMETERS = {"DeployWorker": "false", "CreateAlarms": "false"}
+# --verify also creates the organization bus so its rule is exercised too.
+VERIFY_ORGANIZATION_ID = "o-localverify01"
+
+REQUIRED_OUTPUTS = [
+    "QueueUrl",
+    "QueueArn",
+    "DeadLetterQueueUrl",
+    "FindingsBusName",
+    "FindingsBusArn",
+    "WorkerRoleArn",
+]
+
+WORKER_ACTIONS = {
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueAttributes",
+    "kms:Decrypt",
+    "events:PutEvents",
+    "iam:ListAccessKeys",
+    "iam:GetAccessKeyLastUsed",
+    "iam:GetAccountSummary",
+    "sts:AssumeRole",
+}
+
+CLOUDTRAIL_DETAIL_TYPE = "AWS API Call via CloudTrail"
+FINDING_DETAIL_TYPE = "IAM Access Key Finding"
+
+
+class DeployError(Exception):
+    """The stack did not reach CREATE_COMPLETE (message says why)."""
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--endpoint-url", required=True, help="moto server URL on loopback, e.g. http://127.0.0.1:5123")
+    p.add_argument("--region", default="us-east-1", help="region to deploy in (default us-east-1)")
+    p.add_argument("--stack-name", default="keywatch-local", help="stack name (default keywatch-local)")
+    p.add_argument("--template", type=Path, default=DEFAULT_TEMPLATE, help="template path (default infra/central.yaml)")
+    p.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a stack parameter (repeatable)",
+    )
+    p.add_argument("--timeout-secs", type=float, default=90.0, help="limit for the stack to settle (default 90)")
+    p.add_argument("--verify", action="store_true", help="after the deploy, send events through the pipeline and check where they land")
+    p.add_argument("--delivery-timeout-secs", type=float, default=10.0, help="how long --verify waits for an event to reach a queue (default 10)")
+    args = p.parse_args(argv)
+
+    url = urlparse(args.endpoint_url)
+    host = url.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if url.scheme not in ("http", "https") or not loopback:
+        p.error("--endpoint-url must point at an emulator on loopback (127.0.0.0/8, ::1 or localhost)")
+    for item in args.parameter:
+        if "=" not in item:
+            p.error(f"--parameter expects KEY=VALUE, got {item!r}")
+    return args
+
+
+def clients(endpoint_url: str, region: str) -> dict[str, Any]:
+    # Fixed dummy credentials: never pick up real ones for an emulator run.
+    session = boto3.session.Session(
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        aws_session_token="testing",
+        region_name=region,
+    )
+    cfg = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30)
+    return {
+        name: session.client(name, endpoint_url=endpoint_url, config=cfg)
+        for name in ("cloudformation", "sqs", "events", "iam")
+    }
+
+
+def stack_status(cfn: Any, stack_name: str) -> str | None:
+    try:
+        stacks = cfn.describe_stacks(StackName=stack_name)["Stacks"]
+    except ClientError as e:
+        if "does not exist" in str(e):
+            return None
+        raise
+    return stacks[0]["StackStatus"] if stacks else None
+
+
+def stack_events_text(cfn: Any, stack_name: str, limit: int = 25) -> str:
+    try:
+        events = cfn.describe_stack_events(StackName=stack_name)["StackEvents"]
+    except (ClientError, BotoCoreError) as e:
+        return f"  (could not read stack events: {e})"
+    lines = []
+    for ev in events[:limit]:
+        reason = ev.get("ResourceStatusReason") or ""
+        lines.append(
+            f"  {ev.get('Timestamp')} {ev.get('LogicalResourceId')} "
+            f"{ev.get('ResourceType')} {ev.get('ResourceStatus')} {reason}".rstrip()
+        )
+    return "\n".join(lines) if lines else "  (no stack events)"
+
+
+def wait_settled(cfn: Any, stack_name: str, timeout: float) -> str | None:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = stack_status(cfn, stack_name)
+        if status is None or not status.endswith("_IN_PROGRESS"):
+            return status
+        if time.monotonic() > deadline:
+            raise DeployError(
+                f"stack {stack_name} still {status} after {timeout:.0f}s; last events:\n"
+                + stack_events_text(cfn, stack_name)
+            )
+        time.sleep(0.5)
+
+
+def deploy(cfn: Any, args: argparse.Namespace, parameters: dict[str, str]) -> dict[str, str]:
+    """Create the stack (replacing one of the same name) and return its outputs."""
+    existing = stack_status(cfn, args.stack_name)
+    if existing not in (None, "DELETE_COMPLETE"):
+        log(f"deleting existing stack {args.stack_name} ({existing})")
+        cfn.delete_stack(StackName=args.stack_name)
+        status = wait_settled(cfn, args.stack_name, args.timeout_secs)
+        if status not in (None, "DELETE_COMPLETE"):
+            raise DeployError(f"could not delete existing stack {args.stack_name}: {status}")
+
+    body = args.template.read_text()
+    log(f"creating stack {args.stack_name} from {args.template} with {parameters}")
+    try:
+        cfn.create_stack(
+            StackName=args.stack_name,
+            TemplateBody=body,
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(parameters.items())],
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
+        )
+    except Exception as e:  # noqa: BLE001 - the emulator can answer malformed errors (ResponseParserError)
+        raise DeployError(f"CreateStack failed: {e}\n{stack_events_text(cfn, args.stack_name)}") from e
+
+    status = wait_settled(cfn, args.stack_name, args.timeout_secs)
+    if status != "CREATE_COMPLETE":
+        raise DeployError(
+            f"stack {args.stack_name} ended in {status}; stack events:\n{stack_events_text(cfn, args.stack_name)}"
+        )
+    stack = cfn.describe_stacks(StackName=args.stack_name)["Stacks"][0]
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+# ---------------------------------------------------------------- verification
+
+
+class Checks:
+    """Runs named checks, records pass/fail, never stops at the first failure."""
+
+    def __init__(self) -> None:
+        self.passed = 0
+        self.failed = 0
+
+    def run(self, name: str, fn: Callable[[], str | None]) -> None:
+        try:
+            detail = fn()
+        except AssertionError as e:
+            self.failed += 1
+            log(f"FAIL {name}: {e}")
+            return
+        except (ClientError, BotoCoreError, KeyError, ValueError) as e:
+            self.failed += 1
+            log(f"FAIL {name}: {type(e).__name__}: {e}")
+            return
+        self.passed += 1
+        log(f"PASS {name}" + (f" ({detail})" if detail else ""))
+
+
+def drain(sqs: Any, queue_url: str, want: int, timeout: float) -> list[dict[str, Any]]:
+    """Receive (and delete) messages until `want` arrived or `timeout` passed."""
+    got: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < want and time.monotonic() < deadline:
+        resp = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        for m in resp.get("Messages", []):
+            got.append(json.loads(m["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+    return got
+
+
+def cloudtrail_event(bus: str, event_name: str, account: str) -> tuple[str, dict[str, Any]]:
+    event_id = str(uuid.uuid4())
+    detail: dict[str, Any] = {
+        "eventVersion": "1.09",
+        "eventID": event_id,
+        "eventTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "eventSource": "iam.amazonaws.com",
+        "eventName": event_name,
+        "awsRegion": "us-east-1",
+        "recipientAccountId": account,
+        "userIdentity": {
+            "type": "IAMUser",
+            "accountId": account,
+            "arn": f"arn:aws:iam::{account}:user/alice",
+            "userName": "alice",
+        },
+        "requestParameters": {"userName": "bob"},
+        "responseElements": None,
+    }
+    if event_name == "CreateAccessKey":
+        detail["responseElements"] = {
+            "accessKey": {
+                "userName": "bob",
+                "accessKeyId": "AKIAEXAMPLEVERIFY001",
+                "status": "Active",
+                "createDate": "Sep 27, 2022 5:09:18 PM",
+            }
+        }
+    entry = {
+        "Source": "aws.iam",
+        "DetailType": CLOUDTRAIL_DETAIL_TYPE,
+        "Detail": json.dumps(detail),
+        "EventBusName": bus,
+    }
+    return event_id, entry
+
+
+def put_events(events: Any, entries: list[dict[str, Any]]) -> None:
+    resp = events.put_events(Entries=entries)
+    assert resp.get("FailedEntryCount", 0) == 0, f"PutEvents rejected entries: {resp.get('Entries')}"
+
+
+def verify(c: dict[str, Any], outputs: dict[str, str], parameters: dict[str, str], verify_queue_url: str, timeout: float) -> Checks:
+    sqs, events, iam = c["sqs"], c["events"], c["iam"]
+    checks = Checks()
+    queue_url = outputs.get("QueueUrl", "")
+    account = outputs.get("QueueArn", "arn:aws:sqs:us-east-1:123456789012:x").split(":")[4]
+    with_org = bool(parameters.get("OrganizationId"))
+
+    def outputs_present() -> str:
+        want = REQUIRED_OUTPUTS + (["OrganizationBusArn"] if with_org else [])
+        missing = [k for k in want if not outputs.get(k)]
+        assert not missing, f"missing outputs: {missing}"
+        return f"{len(want)} outputs"
+
+    def redrive_and_encryption() -> str:
+        attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+        redrive = json.loads(attrs["RedrivePolicy"])
+        want_count = int(parameters.get("MaxReceiveCount", "5"))
+        assert int(redrive["maxReceiveCount"]) == want_count, f"maxReceiveCount {redrive['maxReceiveCount']} != {want_count}"
+        assert redrive["deadLetterTargetArn"] == outputs["DeadLetterQueueArn"], (
+            f"redrive target {redrive['deadLetterTargetArn']} is not the stack's DLQ"
+        )
+        assert attrs.get("KmsMasterKeyId"), "input queue has no KmsMasterKeyId (SSE-KMS)"
+        dlq_attrs = sqs.get_queue_attributes(QueueUrl=outputs["DeadLetterQueueUrl"], AttributeNames=["All"])["Attributes"]
+        assert dlq_attrs.get("KmsMasterKeyId"), "dead-letter queue has no KmsMasterKeyId"
+        return f"maxReceiveCount={want_count}, SSE-KMS on both queues"
+
+    def default_bus_delivers_key_events() -> str:
+        sent = {}
+        for name in ("CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey"):
+            event_id, entry = cloudtrail_event("default", name, account)
+            sent[event_id] = name
+            put_events(events, [entry])
+        got = drain(sqs, queue_url, len(sent), timeout)
+        seen = {}
+        for body in got:
+            assert body.get("source") == "aws.iam", f"unexpected source {body.get('source')}"
+            assert body.get("detail-type") == CLOUDTRAIL_DETAIL_TYPE, f"unexpected detail-type {body.get('detail-type')}"
+            seen[body["detail"]["eventID"]] = body["detail"]["eventName"]
+        assert seen == sent, f"expected {sorted(sent.values())} on the input queue, got {sorted(seen.values())}"
+        return "CreateAccessKey, UpdateAccessKey, DeleteAccessKey arrived as raw envelopes"
+
+    def default_bus_filters_other_events() -> str:
+        _, other_iam = cloudtrail_event("default", "CreateUser", account)
+        _, read_only = cloudtrail_event("default", "ListAccessKeys", account)
+        wrong_source = dict(other_iam, Source="aws.s3")
+        put_events(events, [other_iam, read_only, wrong_source])
+        got = drain(sqs, queue_url, 1, 2.0)
+        assert not got, f"non-matching events reached the input queue: {[g.get('detail', {}).get('eventName') for g in got]}"
+        return "CreateUser, ListAccessKeys and a non-IAM source were not delivered"
+
+    def organization_bus_delivers() -> str:
+        bus = parameters.get("OrganizationBusName", "keywatch-org-events")
+        event_id, entry = cloudtrail_event(bus, "UpdateAccessKey", "210987654321")
+        put_events(events, [entry])
+        got = drain(sqs, queue_url, 1, timeout)
+        ids = [g["detail"]["eventID"] for g in got]
+        assert ids == [event_id], f"expected the forwarded event on the input queue, got {ids}"
+        return f"event on {bus} reached the input queue"
+
+    def findings_bus_accepts_and_routes() -> str:
+        finding = {
+            "finding_id": "kw-123456789012-bob",
+            "account_id": account,
+            "user_name": "bob",
+            "active_access_keys": 2,
+            "trigger": {"event_id": str(uuid.uuid4()), "event_name": "CreateAccessKey"},
+        }
+        put_events(
+            events,
+            [
+                {
+                    "Source": "keywatch",
+                    "DetailType": FINDING_DETAIL_TYPE,
+                    "Detail": json.dumps(finding),
+                    "EventBusName": outputs["FindingsBusName"],
+                }
+            ],
+        )
+        got = drain(sqs, verify_queue_url, 1, timeout)
+        assert len(got) == 1, f"finding did not reach the example rule's target (got {len(got)} messages)"
+        body = got[0]
+        assert body.get("source") == "keywatch" and body.get("detail-type") == FINDING_DETAIL_TYPE, f"unexpected envelope {body}"
+        assert body["detail"]["trigger"]["event_id"] == finding["trigger"]["event_id"], "finding detail changed on the way"
+        stray = drain(sqs, queue_url, 1, 1.0)
+        assert not stray, "a finding leaked onto the input queue"
+        return "finding reached the example rule's target, not the input queue"
+
+    def worker_role_is_least_privilege() -> str:
+        role_name = outputs["WorkerRoleArn"].rsplit("/", 1)[-1]
+        actions: set[str] = set()
+        attached = iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]
+        assert attached, "worker role has no attached policy"
+        for pol in attached:
+            meta = iam.get_policy(PolicyArn=pol["PolicyArn"])["Policy"]
+            doc = iam.get_policy_version(PolicyArn=pol["PolicyArn"], VersionId=meta["DefaultVersionId"])["PolicyVersion"]["Document"]
+            if isinstance(doc, str):
+                doc = json.loads(doc)
+            for st in doc["Statement"]:
+                acts = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+                assert st["Effect"] == "Allow", f"unexpected statement {st}"
+                assert all("*" not in a for a in acts), f"wildcard action in {st}"
+                actions.update(acts)
+        assert actions == WORKER_ACTIONS, f"worker actions differ: extra {sorted(actions - WORKER_ACTIONS)}, missing {sorted(WORKER_ACTIONS - actions)}"
+        return f"{len(actions)} actions, no wildcards"
+
+    checks.run("stack outputs present", outputs_present)
+    checks.run("input queue redrive to DLQ and SSE-KMS", redrive_and_encryption)
+    checks.run("default bus rule delivers the three IAM key events", default_bus_delivers_key_events)
+    checks.run("default bus rule ignores other events", default_bus_filters_other_events)
+    if with_org:
+        checks.run("organization bus rule delivers forwarded events", organization_bus_delivers)
+    checks.run("findings bus accepts a finding and the example rule routes it", findings_bus_accepts_and_routes)
+    checks.run("worker role grants exactly the worker's actions", worker_role_is_least_privilege)
+    return checks
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    c = clients(args.endpoint_url, args.region)
+    parameters = dict(LOCAL_PARAMETERS)
+    verify_queue_url = ""
+    try:
+        if args.verify:
+            parameters["OrganizationId"] = VERIFY_ORGANIZATION_ID
+            # A fresh stand-in consumer for the example findings rule (unique name:
+            # SQS allows one purge a minute, and re-runs share the server).
+            verify_queue_name = f"{args.stack_name}-verify-findings-{uuid.uuid4().hex[:8]}"
+            verify_queue_url = c["sqs"].create_queue(QueueName=verify_queue_name)["QueueUrl"]
+            arn = c["sqs"].get_queue_attributes(QueueUrl=verify_queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            parameters["FindingsTargetArn"] = arn
+        parameters.update(item.split("=", 1) for item in args.parameter)
+        outputs = deploy(c["cloudformation"], args, parameters)
+    except DeployError as e:
+        log(f"ERROR: {e}")
+        return 1
+    except (ClientError, BotoCoreError) as e:
+        log(f"ERROR: talking to the emulator at {args.endpoint_url}: {e}")
+        return 1
+    log(f"stack {args.stack_name} CREATE_COMPLETE")
+    print(json.dumps(outputs, indent=2, sort_keys=True))
+    if not args.verify:
+        return 0
+    checks = verify(c, outputs, parameters, verify_queue_url, args.delivery_timeout_secs)
+    log(f"verify: {checks.passed} passed, {checks.failed} failed")
+    return 0 if checks.failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

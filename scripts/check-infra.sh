@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Lints and verifies everything under infra/ plus the Dockerfile:
+#   1. cfn-lint        infra/central.yaml infra/member.yaml
+#   2. checkov         infra/ (CloudFormation, Kubernetes, secrets) and the Dockerfile:
+#                      any failed check or parsing error fails; skips are listed
+#                      with their written reasons
+#   3. hadolint        Dockerfile
+#   4. kubernetes-validate --strict  infra/k8s (core kinds; CRDs only warn there)
+#   5. infra/check_k8s.py            CRD schemas + cross-checks of infra/k8s
+#   6. emulator        deploys infra/central.yaml on a private moto server and
+#                      runs infra/local_deploy.py --verify against it
+# The lint tools live in their own venv (.venv-lint, pinned in
+# scripts/requirements-lint.txt); the emulator comes from .venv
+# (scripts/python-env.sh). Both are created on first use, so this runs on a
+# fresh machine with only python3.11 and pip. Every step runs even after a
+# failure; the last line is the summary and the exit status is non-zero when any
+# step failed.
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root" || exit 1
+
+K8S_VERSION=1.30.0
+venv="$root/.venv-lint"
+req="$root/scripts/requirements-lint.txt"
+stamp="$venv/.requirements.sha256"
+work=$(mktemp -d "${TMPDIR:-/tmp}/check-infra.XXXXXX")
+moto_pid=""
+
+cleanup() {
+  if [ -n "$moto_pid" ] && kill -0 "$moto_pid" 2>/dev/null; then
+    kill "$moto_pid" 2>/dev/null
+    wait "$moto_pid" 2>/dev/null
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+python_bin() {
+  for py in "${PYTHON:-}" python3.11 python3; do
+    if [ -n "$py" ] && command -v "$py" >/dev/null 2>&1; then
+      echo "$py"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# Idempotent: reinstalls only when the pinned requirements or the interpreter change.
+install_lint_venv() {
+  local py want
+  py=$(python_bin) || { echo "no python3.11/python3 on PATH" >&2; return 1; }
+  want=$( { cat "$req"; "$py" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "creating $venv with $("$py" --version)" >&2
+    "$py" -m venv "$venv" >&2 || return 1
+  fi
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "installing lint tools from $req (checkov takes a minute or two)" >&2
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2 || return 1
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" >&2 || return 1
+    echo "$want" > "$stamp"
+  fi
+}
+
+passed=0
+failed=0
+failures=()
+step() {
+  local name=$1
+  shift
+  echo "==> $name"
+  if "$@"; then
+    passed=$((passed + 1))
+    echo "--- ok: $name"
+  else
+    failed=$((failed + 1))
+    failures+=("$name")
+    echo "--- FAILED: $name"
+  fi
+}
+
+run_cfn_lint() {
+  "$venv/bin/cfn-lint" infra/central.yaml infra/member.yaml && echo "cfn-lint: 2 templates, no findings"
+}
+
+# checkov: one JSON report per target, summarised compactly.
+run_checkov() {
+  local rc=0
+  "$venv/bin/checkov" -d infra --skip-download --framework cloudformation kubernetes secrets \
+    -o json >"$work/checkov-infra.json" 2>"$work/checkov-infra.err" || rc=1
+  "$venv/bin/checkov" -f Dockerfile --skip-download --framework dockerfile \
+    -o json >"$work/checkov-docker.json" 2>"$work/checkov-docker.err" || rc=1
+  "$venv/bin/python" - "$work/checkov-infra.json" "$work/checkov-docker.json" <<'PY' || rc=1
+import json, sys
+want = {"cloudformation", "kubernetes", "dockerfile"}
+seen, bad = set(), 0
+for path in sys.argv[1:]:
+    try:
+        data = json.load(open(path))
+    except ValueError as e:
+        print(f"checkov: unreadable report {path}: {e}")
+        sys.exit(1)
+    for rep in data if isinstance(data, list) else [data]:
+        if "check_type" not in rep:
+            continue
+        kind, s, res = rep["check_type"], rep["summary"], rep["results"]
+        seen.add(kind)
+        print(f"checkov {kind}: {s['passed']} passed, {s['failed']} failed, "
+              f"{s['skipped']} skipped, {s['parsing_errors']} parsing errors")
+        for f in res.get("failed_checks", []):
+            print(f"  FAILED {f['check_id']} {f['resource']} {f['file_path']}:{f['file_line_range']} {f['check_name']}")
+        for f in res.get("skipped_checks", []):
+            reason = (f.get("check_result") or {}).get("suppress_comment") or "(no reason given)"
+            print(f"  skipped {f['check_id']} {f['resource']}: {reason}")
+            if reason == "(no reason given)":
+                bad += 1
+        for p in res.get("parsing_errors", []):
+            print(f"  PARSING ERROR {p}")
+        bad += s["failed"] + s["parsing_errors"]
+missing = want - seen
+if missing:
+    print(f"checkov: no results for {sorted(missing)} (nothing scanned?)")
+    bad += 1
+sys.exit(1 if bad else 0)
+PY
+  if [ "$rc" -ne 0 ]; then
+    for f in "$work/checkov-infra.err" "$work/checkov-docker.err"; do
+      if [ -s "$f" ]; then tail -n 20 "$f"; fi
+    done
+  fi
+  return "$rc"
+}
+
+run_hadolint() {
+  "$venv/bin/hadolint" --no-color Dockerfile && echo "hadolint: Dockerfile, no findings"
+}
+
+run_kubernetes_validate() {
+  # --strict rejects unknown fields in core kinds. Kinds it has no schema for
+  # (the KEDA and Prometheus Operator CRDs) only WARN here; check_k8s.py fails
+  # on any such kind that is not one of those CRDs and validates the CRDs itself.
+  "$venv/bin/kubernetes-validate" --strict -k "$K8S_VERSION" infra/k8s/*.yaml
+}
+
+run_check_k8s() {
+  "$venv/bin/python" infra/check_k8s.py infra/k8s
+}
+
+free_port() {
+  "$1" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+run_emulator_verify() {
+  local appvenv port
+  appvenv=$(bash scripts/python-env.sh) || return 1
+  port=$(free_port "$appvenv/bin/python") || return 1
+  (cd "$work" && exec "$appvenv/bin/moto_server" -H 127.0.0.1 -p "$port") >"$work/moto.log" 2>&1 &
+  moto_pid=$!
+  local ready=""
+  for _ in $(seq 1 100); do
+    if "$appvenv/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/', timeout=1)" 2>/dev/null; then
+      ready=1
+      break
+    fi
+    if ! kill -0 "$moto_pid" 2>/dev/null; then
+      break
+    fi
+    sleep 0.2
+  done
+  if [ -z "$ready" ]; then
+    echo "moto server did not come up on 127.0.0.1:$port; its log:"
+    cat "$work/moto.log"
+    return 1
+  fi
+  echo "moto server pid $moto_pid on 127.0.0.1:$port"
+  local rc=0
+  timeout 300 "$appvenv/bin/python" infra/local_deploy.py --endpoint-url "http://127.0.0.1:$port" --verify \
+    >"$work/outputs.json" || rc=1
+  [ "$rc" -eq 0 ] && echo "stack outputs: $(tr -d '\n ' <"$work/outputs.json")"
+  kill "$moto_pid" 2>/dev/null
+  wait "$moto_pid" 2>/dev/null
+  moto_pid=""
+  return "$rc"
+}
+
+if ! install_lint_venv; then
+  echo "check-infra: could not install the lint venv at $venv"
+  echo "check-infra: 0 passed, 1 failed"
+  exit 1
+fi
+
+step "cfn-lint" run_cfn_lint
+step "checkov" run_checkov
+step "hadolint" run_hadolint
+step "kubernetes-validate --strict" run_kubernetes_validate
+step "check_k8s (CRDs and cross-checks)" run_check_k8s
+step "emulator deploy + verify" run_emulator_verify
+
+if [ "$failed" -ne 0 ]; then
+  echo "check-infra: failed steps: ${failures[*]}"
+fi
+echo "check-infra: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
