@@ -112,6 +112,26 @@ pub struct RunArgs {
     #[arg(long, env = "KEYWATCH_RELIST_BUDGET_MS", value_name = "MS", default_value_t = 2000)]
     pub relist_budget_ms: u64,
 
+    /// Messages checked at once across all receive loops (bounds IAM calls
+    /// in flight).
+    #[arg(long, env = "KEYWATCH_MAX_CONCURRENT_CHECKS", value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub max_concurrent_checks: u64,
+
+    /// IAM requests per second per account (token bucket, also the burst);
+    /// halved on throttling, recovered on success. 0 turns limiting off.
+    #[arg(long, env = "KEYWATCH_IAM_RATE_PER_ACCOUNT", value_name = "RPS", default_value_t = 20.0)]
+    pub iam_rate_per_account: f64,
+
+    /// Attempts per IAM call (throttling, 5xx and timeouts are retried with
+    /// exponential backoff and full jitter).
+    #[arg(long, env = "KEYWATCH_IAM_MAX_ATTEMPTS", value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub iam_max_attempts: u32,
+
+    /// How long a key's last-use answer (GetAccessKeyLastUsed) is reused, in
+    /// seconds; 0 asks every time.
+    #[arg(long, env = "KEYWATCH_LAST_USED_CACHE_SECS", value_name = "SECS", default_value_t = 600)]
+    pub last_used_cache_secs: u64,
+
     /// How often to read the input queue's and dead-letter queue's depth for
     /// the keywatch_queue_messages metric, in seconds; 0 turns it off.
     #[arg(long, env = "KEYWATCH_QUEUE_METRICS_INTERVAL_SECS", value_name = "SECS", default_value_t = 30)]

@@ -23,6 +23,7 @@ use time::OffsetDateTime;
 use tokio::sync::RwLock;
 
 use crate::aws::{self, AwsError, ErrorClass};
+use crate::limit::{RateLimiter, RetryPolicy};
 use crate::evaluate::{AccessKey, KeyUsage};
 use crate::event::KeyStatus;
 use crate::telemetry::Service;
@@ -81,11 +82,14 @@ pub struct MemberRole {
     pub own_account_id: String,
 }
 
-/// [`KeyInventory`] over the IAM API.
+/// [`KeyInventory`] over the IAM API, rate-limited and retried per account
+/// (see [`crate::limit`]).
 #[derive(Clone)]
 pub struct IamInventory {
     own: aws_sdk_iam::Client,
     member: Option<Arc<Members>>,
+    limiter: Arc<RateLimiter>,
+    retry: RetryPolicy,
 }
 
 struct Members {
@@ -98,8 +102,17 @@ struct Members {
 
 impl IamInventory {
     /// Every call with the worker's own credentials.
+    /// No rate limit, default retries.
     pub fn new(client: aws_sdk_iam::Client) -> Self {
-        IamInventory { own: client, member: None }
+        IamInventory { own: client, member: None, limiter: Arc::new(RateLimiter::new(0.0)), retry: RetryPolicy::default() }
+    }
+
+    /// Rate limiting per account and the retry policy. The client itself
+    /// should not retry (retries here are counted attempt by attempt).
+    pub fn with_limits(mut self, limiter: Arc<RateLimiter>, retry: RetryPolicy) -> Self {
+        self.limiter = limiter;
+        self.retry = retry;
+        self
     }
 
     /// Calls for accounts other than `role.own_account_id` assume the member
@@ -107,8 +120,8 @@ impl IamInventory {
     pub fn with_member_role(client: aws_sdk_iam::Client, sdk: SdkConfig, role: MemberRole) -> Self {
         let base = client.config().clone();
         IamInventory {
-            own: client,
             member: Some(Arc::new(Members { role, base, sdk, clients: RwLock::new(HashMap::new()) })),
+            ..IamInventory::new(client)
         }
     }
 
@@ -152,8 +165,13 @@ impl KeyInventory for IamInventory {
         let mut keys = Vec::new();
         let mut marker: Option<String> = None;
         loop {
-            let request = client.list_access_keys().user_name(user_name).set_marker(marker.take()).send();
-            let page = match aws::call(Service::Iam, "ListAccessKeys", request).await {
+            let page = self
+                .limiter
+                .run(account_id, &self.retry, || {
+                    aws::call(Service::Iam, "ListAccessKeys", client.list_access_keys().user_name(user_name).set_marker(marker.clone()).send())
+                })
+                .await;
+            let page = match page {
                 Ok(page) => page,
                 Err(e) if e.code.as_deref() == Some("NoSuchEntity") => {
                     return Err(InventoryError::NoSuchUser { account_id: account_id.to_string(), user_name: user_name.to_string() })
@@ -177,8 +195,13 @@ impl KeyInventory for IamInventory {
 
     async fn last_used(&self, account_id: &str, access_key_id: &str) -> Result<Option<KeyLastUsed>, InventoryError> {
         let client = self.client_for(account_id).await;
-        let request = client.get_access_key_last_used().access_key_id(access_key_id).send();
-        match aws::call(Service::Iam, "GetAccessKeyLastUsed", request).await {
+        let result = self
+            .limiter
+            .run(account_id, &self.retry, || {
+                aws::call(Service::Iam, "GetAccessKeyLastUsed", client.get_access_key_last_used().access_key_id(access_key_id).send())
+            })
+            .await;
+        match result {
             Ok(out) => {
                 let used = out.access_key_last_used();
                 Ok(Some(KeyLastUsed {
@@ -198,7 +221,10 @@ impl KeyInventory for IamInventory {
 
     async fn root_keys_present(&self, account_id: &str) -> Result<u32, InventoryError> {
         let client = self.client_for(account_id).await;
-        let out = aws::call(Service::Iam, "GetAccountSummary", client.get_account_summary().send()).await?;
+        let out = self
+            .limiter
+            .run(account_id, &self.retry, || aws::call(Service::Iam, "GetAccountSummary", client.get_account_summary().send()))
+            .await?;
         let present = out.summary_map().and_then(|m| m.get(&SummaryKeyType::AccountAccessKeysPresent)).copied().unwrap_or(0);
         Ok(present.max(0) as u32)
     }

@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod aws;
+pub mod coalesce;
 pub mod config;
 pub mod emit;
 pub mod evaluate;
@@ -20,6 +21,7 @@ pub mod exceptions;
 pub mod event;
 pub mod finding;
 pub mod inventory;
+pub mod limit;
 pub mod queue;
 pub mod telemetry;
 pub mod worker;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use clap::error::ErrorKind;
@@ -19,6 +20,7 @@ use keywatch::config::{one_line_error, Cli, Command, HealthcheckArgs, LogFormat,
 use keywatch::emit::EventBridgeSink;
 use keywatch::exceptions::Exceptions;
 use keywatch::inventory::{IamInventory, MemberRole};
+use keywatch::limit::{RateLimiter, RetryPolicy};
 use keywatch::queue::SqsQueue;
 use keywatch::worker::{self, PollSettings, Processor, ProcessorSettings};
 use keywatch::{aws, telemetry};
@@ -106,6 +108,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         aws_sdk_iam::config::Builder::from(&sdk)
             .region(Region::new(args.iam_region.clone()))
             .timeout_config(call_timeouts.clone())
+            // keywatch retries IAM itself, per account, counting each attempt.
+            .retry_config(RetryConfig::disabled())
             .build(),
     );
     let eventbridge =
@@ -122,6 +126,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         Err(e) => warn!(error = %e, "queue not reachable yet; will keep trying"),
     }
 
+    if !(args.iam_rate_per_account >= 0.0 && args.iam_rate_per_account.is_finite()) {
+        bail!("--iam-rate-per-account (KEYWATCH_IAM_RATE_PER_ACCOUNT) must be a number >= 0, got {}", args.iam_rate_per_account);
+    }
+    let limiter = Arc::new(RateLimiter::new(args.iam_rate_per_account));
+    let retry = RetryPolicy { max_attempts: args.iam_max_attempts, ..RetryPolicy::default() };
     let inventory = match &args.member_role {
         None => IamInventory::new(iam),
         Some(name) => {
@@ -137,13 +146,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 MemberRole { name: name.clone(), external_id: args.member_role_external_id.clone(), own_account_id },
             )
         }
-    };
+    }
+    .with_limits(limiter, retry);
     let processor = Arc::new(Processor::new(
         inventory,
         EventBridgeSink::new(eventbridge, args.findings_bus.clone(), args.finding_source.clone()),
         ProcessorSettings {
             consistency_window: Duration::from_secs(args.consistency_window_secs),
             relist_delays: ProcessorSettings::relist_delays_for(Duration::from_millis(args.relist_budget_ms)),
+            max_concurrent_checks: args.max_concurrent_checks as usize,
+            last_used_ttl: Duration::from_secs(args.last_used_cache_secs),
         },
     ));
     if !exceptions.entries.is_empty() {

@@ -25,6 +25,8 @@ pub const AWS_REQUESTS: &str = "keywatch_aws_requests_total";
 pub const EVENTS: &str = "keywatch_events_total";
 /// CloudTrail records of failed key calls, by event name and error code.
 pub const FAILED_CALLS: &str = "keywatch_failed_calls_total";
+/// Re-checks that joined a listing of the same user already in flight.
+pub const COALESCED_CHECKS: &str = "keywatch_coalesced_checks_total";
 /// Findings accepted by EventBridge, by status.
 pub const FINDINGS: &str = "keywatch_findings_total";
 /// PutEvents entries that EventBridge rejected.
@@ -69,6 +71,7 @@ pub fn describe() {
     describe_counter!(AWS_REQUESTS, "AWS API calls by service, operation and outcome (ok, throttled, error).");
     describe_counter!(EVENTS, "Access-key events by event name and outcome.");
     describe_counter!(FAILED_CALLS, "CloudTrail records of access-key calls that failed (nothing changed), by event name and error code.");
+    describe_counter!(COALESCED_CHECKS, "Re-checks that shared a ListAccessKeys already in flight for the same user instead of making their own.");
     describe_counter!(FINDINGS, "Findings accepted by EventBridge, by status.");
     describe_counter!(EMIT_FAILED_ENTRIES, "PutEvents entries rejected by EventBridge; their messages are left for redelivery.");
     describe_counter!(MESSAGES, "SQS messages by result: deleted, retried (left for redelivery) or invalid (left for the dead-letter queue).");
@@ -85,6 +88,7 @@ pub fn describe() {
         counter!(FINDINGS, "status" => status).absolute(0);
     }
     counter!(EMIT_FAILED_ENTRIES).absolute(0);
+    counter!(COALESCED_CHECKS).absolute(0);
     // Histograms too: a series that first appears with its first
     // observation shows no increase to rate(), so the first finding after a
     // start would be invisible on the latency panels.
@@ -220,6 +224,10 @@ pub fn failed_call(event_name: &'static str, error_code: &str) {
 pub fn finding_accepted(status: &'static str, detection_latency_seconds: f64) {
     counter!(FINDINGS, "status" => status).increment(1);
     histogram!(DETECTION_LATENCY, "status" => status).record(detection_latency_seconds.max(0.0));
+}
+
+pub fn coalesced_check() {
+    counter!(COALESCED_CHECKS).increment(1);
 }
 
 pub fn emit_failed_entries(count: u64) {

@@ -21,18 +21,20 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
+use tokio::sync::Semaphore;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::admin::Health;
+use crate::coalesce::SingleFlight;
 use crate::emit::FindingSink;
 use crate::evaluate::{self, listing_reflects, KeyUsage, Verdict};
 use crate::event::{self, EventName, KeyEvent, Parsed, Target};
 use crate::exceptions::Exceptions;
 use crate::finding::{self, Finding, Status};
-use crate::inventory::{InventoryError, KeyInventory};
+use crate::inventory::{InventoryError, KeyInventory, KeyLastUsed};
 use crate::queue::{Received, SqsQueue};
 use crate::telemetry::{self, EventOutcome, MessageResult};
 
@@ -87,6 +89,14 @@ pub struct ProcessorSettings {
     /// Pauses between re-reads of a listing that does not show the event
     /// yet; their sum bounds the extra latency.
     pub relist_delays: Vec<Duration>,
+    /// Messages checked at once, across all receive loops: bounds the IAM
+    /// calls in flight so that one slow call never stalls the rest.
+    pub max_concurrent_checks: usize,
+    /// How long a key's `GetAccessKeyLastUsed` answer is reused. Last use
+    /// is enrichment for the responder (AWS itself updates it only every few
+    /// hours), and a key's owner never changes, so a burst need not ask
+    /// again per event.
+    pub last_used_ttl: Duration,
 }
 
 impl ProcessorSettings {
@@ -110,18 +120,36 @@ impl Default for ProcessorSettings {
         ProcessorSettings {
             consistency_window: Duration::from_secs(120),
             relist_delays: Self::relist_delays_for(Duration::from_secs(2)),
+            max_concurrent_checks: 32,
+            last_used_ttl: Duration::from_secs(600),
         }
     }
 }
 
+type Listing = Result<Vec<evaluate::AccessKey>, InventoryError>;
+type LastUsed = Result<Option<KeyLastUsed>, InventoryError>;
+/// An answer with the time it was got.
+type Dated<T> = (Instant, T);
+
 /// The batch core: parse, re-check, publish; no queue access.
 pub struct Processor<I, S> {
-    inventory: I,
+    inventory: Arc<I>,
     sink: S,
     settings: ProcessorSettings,
     /// Approved exceptions; replaced whole on reload (SIGHUP).
     exceptions: RwLock<Arc<Exceptions>>,
+    /// Listings in flight by (account, user): events for a user whose keys
+    /// are being listed share that call instead of making their own.
+    listings: SingleFlight<(String, String), Listing>,
+    /// `GetAccessKeyLastUsed` calls in flight by (account, key).
+    last_used_calls: SingleFlight<(String, String), LastUsed>,
+    /// `GetAccessKeyLastUsed` answers by (account, key), with their time.
+    last_used: std::sync::Mutex<HashMap<(String, String), Dated<Option<KeyLastUsed>>>>,
+    checks: Semaphore,
 }
+
+/// Entries the last-use cache holds before expired ones are swept.
+const LAST_USED_SWEEP: usize = 10_000;
 
 /// The outcome of checking one message before publishing.
 enum Checked {
@@ -135,7 +163,53 @@ fn name_label(name: EventName) -> &'static str {
 
 impl<I: KeyInventory, S: FindingSink> Processor<I, S> {
     pub fn new(inventory: I, sink: S, settings: ProcessorSettings) -> Self {
-        Processor { inventory, sink, settings, exceptions: RwLock::new(Arc::new(Exceptions::default())) }
+        Processor {
+            inventory: Arc::new(inventory),
+            sink,
+            checks: Semaphore::new(settings.max_concurrent_checks.max(1)),
+            settings,
+            exceptions: RwLock::new(Arc::new(Exceptions::default())),
+            listings: SingleFlight::default(),
+            last_used_calls: SingleFlight::default(),
+            last_used: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The user's keys; joins a listing of the same user already in flight.
+    async fn list_keys(&self, account_id: &str, user_name: &str) -> Listing {
+        let inventory = self.inventory.clone();
+        let (account, user) = (account_id.to_string(), user_name.to_string());
+        let (listing, joined) = self
+            .listings
+            .run((account.clone(), user.clone()), move || async move { inventory.list_keys(&account, &user).await })
+            .await;
+        if joined {
+            telemetry::coalesced_check();
+        }
+        listing
+    }
+
+    /// `GetAccessKeyLastUsed`, answered from the cache while fresh.
+    async fn last_used(&self, account_id: &str, key_id: &str) -> Result<Option<KeyLastUsed>, InventoryError> {
+        let key = (account_id.to_string(), key_id.to_string());
+        let ttl = self.settings.last_used_ttl;
+        if let Some((at, cached)) = self.last_used.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            if at.elapsed() < ttl {
+                return Ok(cached.clone());
+            }
+        }
+        let inventory = self.inventory.clone();
+        let (account, id) = key.clone();
+        let (answer, _) = self.last_used_calls.run(key.clone(), move || async move { inventory.last_used(&account, &id).await }).await;
+        let answer = answer?;
+        if !ttl.is_zero() {
+            let mut cache = self.last_used.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() >= LAST_USED_SWEEP {
+                cache.retain(|_, (at, _)| at.elapsed() < ttl);
+            }
+            cache.insert(key, (Instant::now(), answer.clone()));
+        }
+        Ok(answer)
     }
 
     /// Replaces the approved exceptions (at start-up and on reload).
@@ -201,6 +275,9 @@ impl<I: KeyInventory, S: FindingSink> Processor<I, S> {
     }
 
     async fn check(&self, m: &Message) -> Checked {
+        // Closed only if the processor is gone, which cannot happen while
+        // `self` is borrowed.
+        let _permit = self.checks.acquire().await;
         let parsed = match event::parse(&m.body) {
             Ok(p) => p,
             Err(e) => {
@@ -344,7 +421,7 @@ impl<I: KeyInventory, S: FindingSink> Processor<I, S> {
     /// Last use of each key, for the responder. A failed look-up leaves that
     /// key's usage unknown rather than holding back the finding.
     async fn usage<'a>(&self, m: &Message, ev: &KeyEvent, keys: impl Iterator<Item = &'a str>) -> HashMap<String, KeyUsage> {
-        let lookups = keys.map(|id| async move { (id, self.inventory.last_used(&ev.account_id, id).await) });
+        let lookups = keys.map(|id| async move { (id, self.last_used(&ev.account_id, id).await) });
         let mut usage = HashMap::new();
         for (id, result) in join_all(lookups).await {
             match result {
@@ -380,7 +457,7 @@ impl<I: KeyInventory, S: FindingSink> Processor<I, S> {
                     );
                     return Ok(None);
                 };
-                match self.inventory.last_used(&ev.account_id, key_id).await {
+                match self.last_used(&ev.account_id, key_id).await {
                     Ok(Some(last)) if last.user_name.is_some() => Ok(last.user_name),
                     Ok(_) => {
                         warn!(
@@ -424,14 +501,14 @@ impl<I: KeyInventory, S: FindingSink> Processor<I, S> {
     /// Lists the user's keys; while the event is fresh and the listing does
     /// not show its change yet, waits and lists again (bounded).
     async fn list_until_reflected(&self, ev: &KeyEvent, user_name: &str, fresh: bool) -> Result<Vec<evaluate::AccessKey>, InventoryError> {
-        let mut keys = self.inventory.list_keys(&ev.account_id, user_name).await?;
+        let mut keys = self.list_keys(&ev.account_id, user_name).await?;
         if fresh {
             for delay in &self.settings.relist_delays {
                 if listing_reflects(ev, &keys) {
                     break;
                 }
                 tokio::time::sleep(*delay).await;
-                keys = self.inventory.list_keys(&ev.account_id, user_name).await?;
+                keys = self.list_keys(&ev.account_id, user_name).await?;
             }
         }
         Ok(keys)

@@ -288,3 +288,23 @@ async fn exceptions_reload_on_sighup_and_a_broken_reload_keeps_the_old_ones() {
     p.put_cloudtrail(&create_key_event("evt-hup-3", "admin", "mia", &keys[1])).await;
     assert_eq!(one_finding(&p, &worker).await["suppressed"], true, "the previous exceptions stay");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_for_one_user_arriving_together_share_one_listing() {
+    let (moto, p) = setup().await;
+    let keys = p.user_with_keys("olga", 2).await;
+    for i in 0..5 {
+        p.put_cloudtrail(&create_key_event(&format!("evt-burst-{i}"), "admin", "olga", &keys[1])).await;
+    }
+    // The burst waits in the queue; the worker takes it in one receive.
+    let worker = Worker::start(&moto, &p, &[]);
+    let found = p.findings(5, T).await;
+    assert_eq!(found.len(), 5, "each message still gets its finding:\n{}", worker.logs());
+    assert!(p.wait_drained(&p.queue_url, T).await, "each message acknowledged on its own");
+    let lists = worker.metric(r#"keywatch_aws_requests_total{service="iam",operation="ListAccessKeys",outcome="ok"}"#);
+    let coalesced = worker.metric("keywatch_coalesced_checks_total");
+    assert_eq!(lists + coalesced, 5.0, "every check either listed or joined a listing");
+    assert!(lists < 5.0 && coalesced >= 1.0, "lists {lists}, coalesced {coalesced}");
+    // Last use is asked once per key, not once per event.
+    assert_eq!(worker.metric(r#"keywatch_aws_requests_total{service="iam",operation="GetAccessKeyLastUsed",outcome="ok"}"#), 2.0);
+}

@@ -1,0 +1,167 @@
+//! Limit: client-side rate limiting and retries for IAM, per account.
+//!
+//! IAM throttles each account with a token bucket whose size AWS does not
+//! publish. A burst (a key-rotation job touching hundreds of users) must not
+//! turn into a storm of `Throttling` errors, so every IAM call first takes a
+//! token from its account's bucket. The bucket adapts: a throttle halves the
+//! account's rate, each success wins a little of it back, up to the
+//! configured rate. Throttled and transient failures are retried with
+//! exponential backoff and full jitter; every attempt goes through
+//! [`crate::aws::call`], so each throttle is counted in the metrics.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::aws::{AwsError, ErrorClass};
+
+/// Retry policy for IAM calls.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts in all (1 = no retry).
+    pub max_attempts: u32,
+    /// First backoff ceiling; doubles per attempt.
+    pub base: Duration,
+    /// Largest backoff ceiling.
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { max_attempts: 5, base: Duration::from_millis(100), cap: Duration::from_secs(5) }
+    }
+}
+
+impl RetryPolicy {
+    /// Full jitter: a uniform pause in [0, min(cap, base·2^attempt)).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self.base.saturating_mul(1u32 << attempt.min(16)).min(self.cap);
+        ceiling.mul_f64(jitter())
+    }
+}
+
+/// A number in [0, 1) from the clock's low bits: enough to spread retries,
+/// no cryptographic use.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    /// Current rate (tokens per second), adapted on throttling.
+    rate: f64,
+    last: Instant,
+}
+
+/// Per-account adaptive token buckets.
+#[derive(Debug)]
+pub struct RateLimiter {
+    /// Configured rate per account (requests per second); also the burst.
+    max_rate: f64,
+    /// Lowest rate a throttle can bring an account to.
+    min_rate: f64,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+impl RateLimiter {
+    /// `rate` requests per second per account, with a burst of as many.
+    /// A rate of 0 turns limiting off.
+    pub fn new(rate: f64) -> Self {
+        RateLimiter { max_rate: rate, min_rate: (rate / 16.0).max(0.5), buckets: Mutex::new(HashMap::new()) }
+    }
+
+    fn enabled(&self) -> bool {
+        self.max_rate > 0.0
+    }
+
+    /// Takes a token for `account`, waiting as long as the bucket needs.
+    pub async fn acquire(&self, account: &str) {
+        if !self.enabled() {
+            return;
+        }
+        loop {
+            let wait = {
+                let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+                let now = Instant::now();
+                let b = buckets
+                    .entry(account.to_string())
+                    .or_insert(Bucket { tokens: self.max_rate, rate: self.max_rate, last: now });
+                b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * b.rate).min(b.rate.max(1.0));
+                b.last = now;
+                if b.tokens >= 1.0 {
+                    b.tokens -= 1.0;
+                    return;
+                }
+                Duration::from_secs_f64((1.0 - b.tokens) / b.rate)
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// The account was throttled: halve its rate.
+    pub fn throttled(&self, account: &str) {
+        if !self.enabled() {
+            return;
+        }
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = buckets.get_mut(account) {
+            b.rate = (b.rate / 2.0).max(self.min_rate);
+            b.tokens = b.tokens.min(0.0);
+        }
+    }
+
+    /// A call succeeded: win back a little of the rate.
+    pub fn succeeded(&self, account: &str) {
+        if !self.enabled() {
+            return;
+        }
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = buckets.get_mut(account) {
+            if b.rate < self.max_rate {
+                b.rate = (b.rate + self.max_rate / 32.0).min(self.max_rate);
+            }
+        }
+    }
+
+    /// The current rate for `account` (for tests and logs).
+    pub fn rate(&self, account: &str) -> f64 {
+        let buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        buckets.get(account).map_or(self.max_rate, |b| b.rate)
+    }
+
+    /// Runs `call` for `account` under the limiter, retrying throttled and
+    /// transient failures per `policy`.
+    pub async fn run<T, F, Fut>(&self, account: &str, policy: &RetryPolicy, mut call: F) -> Result<T, AwsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, AwsError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            self.acquire(account).await;
+            match call().await {
+                Ok(v) => {
+                    self.succeeded(account);
+                    return Ok(v);
+                }
+                Err(e) => {
+                    if e.class == ErrorClass::Throttled {
+                        self.throttled(account);
+                    }
+                    attempt += 1;
+                    if !e.is_retryable() || attempt >= policy.max_attempts {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(policy.backoff(attempt)).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! IAM rate limiting and retries. Throttling, pagination and error codes
+//! that the emulator cannot produce are driven through a mocked IAM client
+//! (aws-smithy-mocks); the limiter's timing runs on tokio's paused clock, so
+//! it is exact rather than measured.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_iam::operation::get_access_key_last_used::GetAccessKeyLastUsedOutput;
+use aws_sdk_iam::operation::list_access_keys::{ListAccessKeysError, ListAccessKeysOutput};
+use aws_sdk_iam::types::{AccessKeyMetadata, StatusType};
+use aws_smithy_mocks::{mock, mock_client, RuleMode};
+use keywatch::aws::{AwsError, ErrorClass};
+use keywatch::inventory::{IamInventory, InventoryError, KeyInventory};
+use keywatch::limit::{RateLimiter, RetryPolicy};
+
+fn aws_error(class: ErrorClass, code: &str) -> AwsError {
+    AwsError { operation: "ListAccessKeys", class, code: Some(code.into()), message: code.into() }
+}
+
+fn fast_retries() -> RetryPolicy {
+    RetryPolicy { max_attempts: 4, base: Duration::from_millis(1), cap: Duration::from_millis(2) }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_bucket_allows_its_burst_then_its_rate() {
+    let limiter = RateLimiter::new(10.0);
+    let start = tokio::time::Instant::now();
+    for _ in 0..10 {
+        limiter.acquire("111122223333").await;
+    }
+    assert_eq!(start.elapsed(), Duration::ZERO, "the burst is immediate");
+    for _ in 0..10 {
+        limiter.acquire("111122223333").await;
+    }
+    let elapsed = start.elapsed();
+    assert!(elapsed >= Duration::from_millis(990) && elapsed <= Duration::from_millis(1100), "{elapsed:?}");
+    // Another account has its own bucket.
+    let other = tokio::time::Instant::now();
+    limiter.acquire("444455556666").await;
+    assert_eq!(other.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttling_halves_the_rate_and_success_wins_it_back() {
+    let limiter = RateLimiter::new(16.0);
+    limiter.acquire("a").await;
+    limiter.throttled("a");
+    assert_eq!(limiter.rate("a"), 8.0);
+    limiter.throttled("a");
+    limiter.throttled("a");
+    limiter.throttled("a");
+    limiter.throttled("a");
+    assert_eq!(limiter.rate("a"), 1.0, "floored at a sixteenth");
+    for _ in 0..100 {
+        limiter.succeeded("a");
+    }
+    assert_eq!(limiter.rate("a"), 16.0, "never above the configured rate");
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_retries_throttles_and_transient_errors_but_not_permanent_ones() {
+    let limiter = RateLimiter::new(0.0);
+    let calls = AtomicU32::new(0);
+    let result = limiter
+        .run("a", &fast_retries(), || async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 => Err(aws_error(ErrorClass::Throttled, "Throttling")),
+                1 => Err(aws_error(ErrorClass::Transient, "ServiceUnavailable")),
+                _ => Ok(7),
+            }
+        })
+        .await;
+    assert_eq!(result.unwrap(), 7);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+    let calls = AtomicU32::new(0);
+    let result: Result<(), _> = limiter
+        .run("a", &fast_retries(), || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(aws_error(ErrorClass::Permanent, "AccessDenied"))
+        })
+        .await;
+    assert_eq!(result.unwrap_err().code.as_deref(), Some("AccessDenied"));
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "a permanent error is not retried");
+
+    let calls = AtomicU32::new(0);
+    let result: Result<(), _> = limiter
+        .run("a", &fast_retries(), || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(aws_error(ErrorClass::Throttled, "Throttling"))
+        })
+        .await;
+    assert!(result.is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), 4, "bounded by max_attempts");
+}
+
+#[test]
+fn backoff_is_jittered_below_a_doubling_ceiling() {
+    let p = RetryPolicy { max_attempts: 5, base: Duration::from_millis(100), cap: Duration::from_secs(1) };
+    for attempt in 1..8 {
+        let ceiling = Duration::from_millis(100 * (1 << attempt)).min(Duration::from_secs(1));
+        for _ in 0..20 {
+            assert!(p.backoff(attempt) < ceiling);
+        }
+    }
+}
+
+fn key(id: &str) -> AccessKeyMetadata {
+    AccessKeyMetadata::builder().access_key_id(id).status(StatusType::Active).user_name("alice").build()
+}
+
+#[tokio::test]
+async fn every_page_of_list_access_keys_is_read() {
+    let first = mock!(aws_sdk_iam::Client::list_access_keys)
+        .match_requests(|r| r.marker().is_none())
+        .then_output(|| ListAccessKeysOutput::builder().access_key_metadata(key("K1")).is_truncated(true).marker("m1").build().unwrap());
+    let second = mock!(aws_sdk_iam::Client::list_access_keys)
+        .match_requests(|r| r.marker() == Some("m1"))
+        .then_output(|| ListAccessKeysOutput::builder().access_key_metadata(key("K2")).access_key_metadata(key("K3")).is_truncated(false).build().unwrap());
+    let client = mock_client!(aws_sdk_iam, RuleMode::MatchAny, [&first, &second]);
+    let keys = IamInventory::new(client).list_keys("123456789012", "alice").await.unwrap();
+    let ids: Vec<&str> = keys.iter().map(|k| k.access_key_id.as_str()).collect();
+    assert_eq!(ids, ["K1", "K2", "K3"]);
+    assert_eq!((first.num_calls(), second.num_calls()), (1, 1));
+}
+
+#[tokio::test]
+async fn a_throttled_listing_is_retried_and_succeeds() {
+    let throttled = mock!(aws_sdk_iam::Client::list_access_keys).sequence().error(|| {
+        ListAccessKeysError::generic(aws_sdk_iam::error::ErrorMetadata::builder().code("Throttling").message("Rate exceeded").build())
+    }).times(2).output(|| ListAccessKeysOutput::builder().access_key_metadata(key("K1")).build().unwrap()).build();
+    // As in production, the client does not retry: keywatch does.
+    let client = mock_client!(aws_sdk_iam, RuleMode::Sequential, [&throttled], |c| c
+        .retry_config(aws_sdk_iam::config::retry::RetryConfig::disabled()));
+    let limiter = Arc::new(RateLimiter::new(50.0));
+    let inventory = IamInventory::new(client).with_limits(limiter.clone(), fast_retries());
+    let keys = inventory.list_keys("123456789012", "alice").await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(throttled.num_calls(), 3);
+    let rate = limiter.rate("123456789012");
+    assert!(rate < 50.0, "the throttles lowered the account rate: {rate}");
+}
+
+#[tokio::test]
+async fn unknown_users_and_denied_calls_are_permanent() {
+    let missing = mock!(aws_sdk_iam::Client::list_access_keys).then_error(|| {
+        ListAccessKeysError::NoSuchEntityException(
+            // As the SDK's deserializer does, the error carries IAM's code.
+            aws_sdk_iam::types::error::NoSuchEntityException::builder()
+                .message("The user with name ghost cannot be found.")
+                .meta(aws_sdk_iam::error::ErrorMetadata::builder().code("NoSuchEntity").build())
+                .build(),
+        )
+    });
+    let client = mock_client!(aws_sdk_iam, [&missing]);
+    let err = IamInventory::new(client).with_limits(Arc::new(RateLimiter::new(0.0)), fast_retries()).list_keys("1", "ghost").await.unwrap_err();
+    assert!(matches!(err, InventoryError::NoSuchUser { .. }), "{err}");
+    assert_eq!(missing.num_calls(), 1);
+
+    let denied = mock!(aws_sdk_iam::Client::list_access_keys).then_error(|| {
+        ListAccessKeysError::generic(aws_sdk_iam::error::ErrorMetadata::builder().code("AccessDenied").message("not authorized").build())
+    });
+    let client = mock_client!(aws_sdk_iam, [&denied]);
+    let err = IamInventory::new(client).with_limits(Arc::new(RateLimiter::new(0.0)), fast_retries()).list_keys("1", "alice").await.unwrap_err();
+    assert!(!err.is_retryable(), "{err}");
+    assert_eq!(denied.num_calls(), 1, "not retried");
+}
+
+#[tokio::test]
+async fn last_use_is_read_and_never_used_keys_have_none() {
+    let rule = mock!(aws_sdk_iam::Client::get_access_key_last_used).then_output(|| {
+        GetAccessKeyLastUsedOutput::builder()
+            .user_name("alice")
+            .access_key_last_used(
+                aws_sdk_iam::types::AccessKeyLastUsed::builder().service_name("N/A").region("N/A").build().unwrap(),
+            )
+            .build()
+    });
+    let client = mock_client!(aws_sdk_iam, [&rule]);
+    let last = IamInventory::new(client).last_used("1", "K1").await.unwrap().unwrap();
+    assert_eq!(last.user_name.as_deref(), Some("alice"));
+    assert_eq!(last.usage.last_used_at, None);
+    assert_eq!(last.usage.service, None, "N/A means never used");
+}
