@@ -128,8 +128,8 @@ impl Default for ProcessorSettings {
 
 type Listing = Result<Vec<evaluate::AccessKey>, InventoryError>;
 type LastUsed = Result<Option<KeyLastUsed>, InventoryError>;
-/// An answer with the time it was got.
-type Dated<T> = (Instant, T);
+/// `GetAccessKeyLastUsed` answers by (account, key), with when they came.
+type LastUsedCache = std::sync::Mutex<HashMap<(String, String), (Instant, Option<KeyLastUsed>)>>;
 
 /// The batch core: parse, re-check, publish; no queue access.
 pub struct Processor<I, S> {
@@ -144,7 +144,7 @@ pub struct Processor<I, S> {
     /// `GetAccessKeyLastUsed` calls in flight by (account, key).
     last_used_calls: SingleFlight<(String, String), LastUsed>,
     /// `GetAccessKeyLastUsed` answers by (account, key), with their time.
-    last_used: std::sync::Mutex<HashMap<(String, String), Dated<Option<KeyLastUsed>>>>,
+    last_used: LastUsedCache,
     checks: Semaphore,
 }
 
