@@ -201,7 +201,7 @@ struct Record {
     #[serde(default)]
     user_identity: Option<UserIdentity>,
     #[serde(default)]
-    request_parameters: Option<RequestParameters>,
+    request_parameters: Option<KeyFields>,
     #[serde(default)]
     response_elements: Option<ResponseElements>,
     #[serde(default)]
@@ -223,9 +223,11 @@ struct UserIdentity {
     user_name: Option<String>,
 }
 
+/// `requestParameters` of the three calls, and `responseElements.accessKey`
+/// of `CreateAccessKey`: the same three names, each optional.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RequestParameters {
+struct KeyFields {
     #[serde(default)]
     user_name: Option<String>,
     #[serde(default)]
@@ -238,18 +240,7 @@ struct RequestParameters {
 #[serde(rename_all = "camelCase")]
 struct ResponseElements {
     #[serde(default)]
-    access_key: Option<ResponseAccessKey>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ResponseAccessKey {
-    #[serde(default)]
-    user_name: Option<String>,
-    #[serde(default)]
-    access_key_id: Option<String>,
-    #[serde(default)]
-    status: Option<String>,
+    access_key: Option<KeyFields>,
 }
 
 fn non_empty(s: Option<String>) -> Option<String> {
