@@ -24,7 +24,10 @@ scripts/check-monitoring.sh
 echo "==> Infrastructure: cfn-lint, checkov, hadolint, kubernetes-validate, stack on the emulator"
 scripts/check-infra.sh
 
+echo "==> Benchmarks compile (they are run by hand: see benches/README.md)"
+cargo test --locked --benches --no-run 2>&1
+
 echo "==> cargo test"
-cargo test --locked --all-targets 2>&1
+cargo test --locked --lib --bins --tests 2>&1
 
 echo "==> all checks passed"
