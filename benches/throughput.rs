@@ -53,7 +53,6 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
@@ -745,20 +744,8 @@ async fn sdk_clients(url: &str, wait: Duration) -> (aws_sdk_sqs::Client, aws_sdk
         .credentials_provider(aws_sdk_sqs::config::Credentials::new("bench", "bench", None, None, "bench"))
         .load()
         .await;
-    let sqs_timeouts = TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .operation_attempt_timeout(wait + Duration::from_secs(10))
-        .build();
-    let call_timeouts = TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .operation_attempt_timeout(Duration::from_secs(10))
-        .build();
-    let sqs = aws_sdk_sqs::Client::from_conf(aws_sdk_sqs::config::Builder::from(&sdk).timeout_config(sqs_timeouts).build());
-    let iam = aws_sdk_iam::Client::from_conf(
-        aws_sdk_iam::config::Builder::from(&sdk).region(Region::new("us-east-1")).timeout_config(call_timeouts.clone()).build(),
-    );
-    let events = aws_sdk_eventbridge::Client::from_conf(aws_sdk_eventbridge::config::Builder::from(&sdk).timeout_config(call_timeouts).build());
-    (sqs, iam, events)
+    let clients = keywatch::aws::Clients::new(&sdk, wait, "us-east-1");
+    (clients.sqs, clients.iam, clients.eventbridge)
 }
 
 async fn run_in_process(settings: &Settings, row: &Row, metrics: &metrics_exporter_prometheus::PrometheusHandle) -> Outcome {

@@ -125,3 +125,44 @@ where
     telemetry::aws_request(service, operation, outcome, started.elapsed());
     result.map_err(|e| AwsError::from_sdk(operation, &e))
 }
+
+/// The three service clients the worker uses, configured from one SDK
+/// config: SQS with attempt timeouts above the long-poll wait (a shorter one
+/// would cut every receive), IAM signed for its global region and without
+/// SDK retries (keywatch retries IAM itself, per account, counting each
+/// attempt), EventBridge with the SDK's standard retries.
+#[derive(Clone)]
+pub struct Clients {
+    pub sqs: aws_sdk_sqs::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub eventbridge: aws_sdk_eventbridge::Client,
+}
+
+impl Clients {
+    pub fn new(sdk: &aws_config::SdkConfig, wait: std::time::Duration, iam_region: &str) -> Clients {
+        use aws_config::retry::RetryConfig;
+        use aws_config::timeout::TimeoutConfig;
+        use std::time::Duration;
+        let sqs_timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(wait + Duration::from_secs(10))
+            .build();
+        let call_timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(Duration::from_secs(10))
+            .build();
+        Clients {
+            sqs: aws_sdk_sqs::Client::from_conf(aws_sdk_sqs::config::Builder::from(sdk).timeout_config(sqs_timeouts).build()),
+            iam: aws_sdk_iam::Client::from_conf(
+                aws_sdk_iam::config::Builder::from(sdk)
+                    .region(aws_config::Region::new(iam_region.to_string()))
+                    .timeout_config(call_timeouts.clone())
+                    .retry_config(RetryConfig::disabled())
+                    .build(),
+            ),
+            eventbridge: aws_sdk_eventbridge::Client::from_conf(
+                aws_sdk_eventbridge::config::Builder::from(sdk).timeout_config(call_timeouts).build(),
+            ),
+        }
+    }
+}

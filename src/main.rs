@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region};
+use aws_config::BehaviorVersion;
 use clap::error::ErrorKind;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
@@ -23,7 +21,8 @@ use keywatch::inventory::{IamInventory, MemberRole};
 use keywatch::limit::{RateLimiter, RetryPolicy};
 use keywatch::queue::SqsQueue;
 use keywatch::worker::{self, PollSettings, Processor, ProcessorSettings};
-use keywatch::{aws, telemetry};
+use keywatch::aws::{self, Clients};
+use keywatch::telemetry;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -93,27 +92,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if sdk.region().is_none() {
         bail!("no AWS region configured: set AWS_REGION (e.g. us-east-1, where IAM events arrive)");
     }
-    // A receive waits up to `wait` for messages: an attempt timeout shorter
-    // than that would cut every long poll.
-    let sqs_timeouts = TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .operation_attempt_timeout(args.wait() + Duration::from_secs(10))
-        .build();
-    let call_timeouts = TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .operation_attempt_timeout(Duration::from_secs(10))
-        .build();
-    let sqs = aws_sdk_sqs::Client::from_conf(aws_sdk_sqs::config::Builder::from(&sdk).timeout_config(sqs_timeouts).build());
-    let iam = aws_sdk_iam::Client::from_conf(
-        aws_sdk_iam::config::Builder::from(&sdk)
-            .region(Region::new(args.iam_region.clone()))
-            .timeout_config(call_timeouts.clone())
-            // keywatch retries IAM itself, per account, counting each attempt.
-            .retry_config(RetryConfig::disabled())
-            .build(),
-    );
-    let eventbridge =
-        aws_sdk_eventbridge::Client::from_conf(aws_sdk_eventbridge::config::Builder::from(&sdk).timeout_config(call_timeouts).build());
+    let Clients { sqs, iam, eventbridge } = Clients::new(&sdk, args.wait(), &args.iam_region);
 
     let queue = SqsQueue::new(sqs, args.queue_url.clone());
     // Fail fast on a queue that does not exist or cannot be read; a
