@@ -29,7 +29,8 @@ pub const FAILED_CALLS: &str = "keywatch_failed_calls_total";
 pub const COALESCED_CHECKS: &str = "keywatch_coalesced_checks_total";
 /// Findings accepted by EventBridge, by status.
 pub const FINDINGS: &str = "keywatch_findings_total";
-/// PutEvents entries that EventBridge rejected.
+/// Findings not accepted by EventBridge: entries it rejected, or every
+/// entry of a PutEvents call that failed whole.
 pub const EMIT_FAILED_ENTRIES: &str = "keywatch_emit_failed_entries_total";
 /// SQS messages by what became of them.
 pub const MESSAGES: &str = "keywatch_messages_total";
@@ -73,7 +74,7 @@ pub fn describe() {
     describe_counter!(FAILED_CALLS, "CloudTrail records of access-key calls that failed (nothing changed), by event name and error code.");
     describe_counter!(COALESCED_CHECKS, "Re-checks that shared a ListAccessKeys already in flight for the same user instead of making their own.");
     describe_counter!(FINDINGS, "Findings accepted by EventBridge, by status.");
-    describe_counter!(EMIT_FAILED_ENTRIES, "PutEvents entries rejected by EventBridge; their messages are left for redelivery.");
+    describe_counter!(EMIT_FAILED_ENTRIES, "Findings not accepted by EventBridge (a rejected entry, or every entry of a failed PutEvents call); their messages are left for redelivery.");
     describe_counter!(MESSAGES, "SQS messages by result: deleted, retried (left for redelivery) or invalid (left for the dead-letter queue).");
     describe_gauge!(INFLIGHT, "SQS messages received and not yet acknowledged or released.");
     describe_gauge!(QUEUE_MESSAGES, "Messages in the input queue and its dead-letter queue, by state (visible, in_flight).");

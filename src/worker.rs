@@ -157,10 +157,6 @@ enum Checked {
     Publish { finding: Box<Finding>, event_name: EventName, event_time: OffsetDateTime },
 }
 
-fn name_label(name: EventName) -> &'static str {
-    name.as_str()
-}
-
 impl<I: KeyInventory, S: FindingSink> Processor<I, S> {
     pub fn new(inventory: I, sink: S, settings: ProcessorSettings) -> Self {
         Processor {
@@ -246,7 +242,7 @@ impl<I: KeyInventory, S: FindingSink> Processor<I, S> {
                 Ok(()) => {
                     let latency = (OffsetDateTime::now_utc() - event_time).as_seconds_f64();
                     telemetry::finding_accepted(f.status.as_str(), latency);
-                    telemetry::event(name_label(event_name), EventOutcome::Finding);
+                    telemetry::event(event_name.as_str(), EventOutcome::Finding);
                     info!(
                         message_id = %m.message_id,
                         finding_id = %f.finding_id,
@@ -301,7 +297,7 @@ impl<I: KeyInventory, S: FindingSink> Processor<I, S> {
             }
         };
         telemetry::delivery_delay((m.received_at - ev.event_time).as_seconds_f64());
-        let label = name_label(ev.event_name);
+        let label = ev.event_name.as_str();
 
         if let Some(failed) = &ev.failed {
             info!(
