@@ -1,16 +1,24 @@
 //! Coalesce: one call in flight per key, shared by everyone who asks
-//! meanwhile.
+//! meanwhile ([`SingleFlight`]), and recent answers kept with the time their
+//! call started ([`Recent`]).
 //!
 //! During a burst, several events for the same user arrive together (a
 //! rotation creates a key, deactivates the old one, deletes it). Their
 //! re-checks would each list the same keys; instead, the first asks IAM and
-//! the others await the same answer. Nothing is kept once the call ends: a
-//! later check asks again, so no answer outlives the moment it was true.
+//! the others await the same answer. From a backlog, a user's events come
+//! spread over the drain: an answer is reused for an event only when its
+//! call *started after the event happened*, so it already shows that change
+//! and everything before it. A change after the call has an event of its
+//! own, which that answer can never serve.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Mutex;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::time::Instant;
 
 use futures_util::future::{BoxFuture, Shared};
 use futures_util::FutureExt;
@@ -49,5 +57,103 @@ impl<K: Eq + Hash + Clone, V: Clone + Send + Sync + 'static> SingleFlight<K, V> 
             self.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
         }
         (value, joined)
+    }
+}
+
+/// Answers by key with the wall-clock time their call started, kept for
+/// `ttl` (which bounds memory and how old a reused answer can be).
+pub struct Recent<K, V> {
+    ttl: Duration,
+    entries: Mutex<HashMap<K, Kept<V>>>,
+}
+
+struct Kept<V> {
+    /// Wall clock when the call started: compared with event times.
+    started: OffsetDateTime,
+    /// Monotonic time it was stored: its age.
+    stored: Instant,
+    value: V,
+}
+
+/// Entries kept before expired ones are swept.
+const RECENT_SWEEP: usize = 10_000;
+
+impl<K: Eq + Hash, V: Clone> Recent<K, V> {
+    /// A store whose answers are reused for at most `ttl`; zero keeps none.
+    pub fn new(ttl: Duration) -> Self {
+        Recent { ttl, entries: Mutex::new(HashMap::new()) }
+    }
+
+    /// The answer for `key` whose call started after `after`, if one is kept
+    /// and younger than the TTL.
+    pub fn get(&self, key: &K, after: OffsetDateTime) -> Option<V> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let kept = entries.get(key)?;
+        (kept.started > after && kept.stored.elapsed() < self.ttl).then(|| kept.value.clone())
+    }
+
+    /// Keeps `value`, from a call that started at `started`, unless the
+    /// answer kept for `key` comes from a later call.
+    pub fn put(&self, key: K, started: OffsetDateTime, value: V) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= RECENT_SWEEP {
+            let ttl = self.ttl;
+            entries.retain(|_, kept| kept.stored.elapsed() < ttl);
+        }
+        match entries.get(&key) {
+            Some(kept) if kept.started > started => {}
+            _ => {
+                entries.insert(key, Kept { started, stored: Instant::now(), value });
+            }
+        }
+    }
+
+    /// Forgets the answer for `key` (it was found wrong, e.g. the user is gone).
+    pub fn forget(&self, key: &K) {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const T: OffsetDateTime = datetime!(2026-11-28 12:00:00 UTC);
+
+    #[tokio::test(start_paused = true)]
+    async fn reused_only_for_events_before_the_call_and_within_the_ttl() {
+        let recent = Recent::new(Duration::from_secs(60));
+        recent.put("alice", T, 1);
+        assert_eq!(recent.get(&"alice", T - Duration::from_millis(1)), Some(1), "event just before the call");
+        assert_eq!(recent.get(&"alice", T), None, "event at the call's start: the call may predate it");
+        assert_eq!(recent.get(&"alice", T + Duration::from_secs(1)), None, "event after the call");
+        assert_eq!(recent.get(&"bob", T - Duration::from_secs(1)), None, "another key");
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert_eq!(recent.get(&"alice", T - Duration::from_secs(1)), Some(1));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(recent.get(&"alice", T - Duration::from_secs(1)), None, "expired");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_later_call_wins_whatever_order_the_answers_arrive_in() {
+        let recent = Recent::new(Duration::from_secs(60));
+        recent.put("alice", T + Duration::from_secs(5), "newer");
+        recent.put("alice", T, "older, finished last");
+        assert_eq!(recent.get(&"alice", T - Duration::from_secs(1)), Some("newer"));
+        recent.put("alice", T + Duration::from_secs(6), "newest");
+        assert_eq!(recent.get(&"alice", T + Duration::from_secs(5)), Some("newest"));
+        recent.forget(&"alice");
+        assert_eq!(recent.get(&"alice", T - Duration::from_secs(1)), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_ttl_keeps_nothing() {
+        let recent = Recent::new(Duration::ZERO);
+        recent.put("alice", T, 1);
+        assert_eq!(recent.get(&"alice", T - Duration::from_secs(1)), None);
     }
 }

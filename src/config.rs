@@ -132,6 +132,14 @@ pub struct RunArgs {
     #[arg(long, env = "KEYWATCH_LAST_USED_CACHE_SECS", value_name = "SECS", default_value_t = 600)]
     pub last_used_cache_secs: u64,
 
+    /// How long a user's key listing may serve events that happened before
+    /// it started, in seconds; 0 lists for every event. From a backlog, a
+    /// user's events then share one ListAccessKeys: the listing already shows
+    /// their changes, and a change after it has its own event, which always
+    /// lists again.
+    #[arg(long, env = "KEYWATCH_LISTING_REUSE_SECS", value_name = "SECS", default_value_t = 300)]
+    pub listing_reuse_secs: u64,
+
     /// How often to read the input queue's and dead-letter queue's depth for
     /// the keywatch_queue_messages metric, in seconds; 0 turns it off.
     #[arg(long, env = "KEYWATCH_QUEUE_METRICS_INTERVAL_SECS", value_name = "SECS", default_value_t = 30)]

@@ -135,6 +135,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             relist_delays: ProcessorSettings::relist_delays_for(Duration::from_millis(args.relist_budget_ms)),
             max_concurrent_checks: args.max_concurrent_checks as usize,
             last_used_ttl: Duration::from_secs(args.last_used_cache_secs),
+            listing_reuse: Duration::from_secs(args.listing_reuse_secs),
         },
     ));
     if !exceptions.entries.is_empty() {

@@ -25,7 +25,9 @@ pub const AWS_REQUESTS: &str = "keywatch_aws_requests_total";
 pub const EVENTS: &str = "keywatch_events_total";
 /// CloudTrail records of failed key calls, by event name and error code.
 pub const FAILED_CALLS: &str = "keywatch_failed_calls_total";
-/// Re-checks that joined a listing of the same user already in flight.
+/// Re-checks that made no `ListAccessKeys` of their own, by how: joined a
+/// listing of the same user in flight, or reused a recent one that started
+/// after the event.
 pub const COALESCED_CHECKS: &str = "keywatch_coalesced_checks_total";
 /// Findings accepted by EventBridge, by status.
 pub const FINDINGS: &str = "keywatch_findings_total";
@@ -72,7 +74,7 @@ pub fn describe() {
     describe_counter!(AWS_REQUESTS, "AWS API calls by service, operation and outcome (ok, throttled, error).");
     describe_counter!(EVENTS, "Access-key events by event name and outcome.");
     describe_counter!(FAILED_CALLS, "CloudTrail records of access-key calls that failed (nothing changed), by event name and error code.");
-    describe_counter!(COALESCED_CHECKS, "Re-checks that shared a ListAccessKeys already in flight for the same user instead of making their own.");
+    describe_counter!(COALESCED_CHECKS, "Re-checks that made no ListAccessKeys of their own, by how: in_flight (joined a listing of the same user in flight) or recent (reused a listing that started after the event).");
     describe_counter!(FINDINGS, "Findings accepted by EventBridge, by status.");
     describe_counter!(EMIT_FAILED_ENTRIES, "Findings not accepted by EventBridge (a rejected entry, or every entry of a failed PutEvents call); their messages are left for redelivery.");
     describe_counter!(MESSAGES, "SQS messages by result: deleted, retried (left for redelivery) or invalid (left for the dead-letter queue).");
@@ -89,7 +91,9 @@ pub fn describe() {
         counter!(FINDINGS, "status" => status).absolute(0);
     }
     counter!(EMIT_FAILED_ENTRIES).absolute(0);
-    counter!(COALESCED_CHECKS).absolute(0);
+    for how in [Coalesced::InFlight, Coalesced::Recent] {
+        counter!(COALESCED_CHECKS, "how" => how.as_str()).absolute(0);
+    }
     // Histograms too: a series that first appears with its first
     // observation shows no increase to rate(), so the first finding after a
     // start would be invisible on the latency panels.
@@ -227,8 +231,24 @@ pub fn finding_accepted(status: &'static str, detection_latency_seconds: f64) {
     histogram!(DETECTION_LATENCY, "status" => status).record(detection_latency_seconds.max(0.0));
 }
 
-pub fn coalesced_check() {
-    counter!(COALESCED_CHECKS).increment(1);
+/// How a re-check did without a listing of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coalesced {
+    InFlight,
+    Recent,
+}
+
+impl Coalesced {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Coalesced::InFlight => "in_flight",
+            Coalesced::Recent => "recent",
+        }
+    }
+}
+
+pub fn coalesced_check(how: Coalesced) {
+    counter!(COALESCED_CHECKS, "how" => how.as_str()).increment(1);
 }
 
 pub fn emit_failed_entries(count: u64) {

@@ -28,7 +28,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::admin::Health;
-use crate::coalesce::SingleFlight;
+use crate::coalesce::{Recent, SingleFlight};
 use crate::emit::FindingSink;
 use crate::evaluate::{self, listing_reflects, KeyUsage, Verdict};
 use crate::event::{self, EventName, KeyEvent, Parsed, Target};
@@ -36,7 +36,7 @@ use crate::exceptions::Exceptions;
 use crate::finding::{self, Finding, Status};
 use crate::inventory::{InventoryError, KeyInventory, KeyLastUsed};
 use crate::queue::{Received, SqsQueue};
-use crate::telemetry::{self, EventOutcome, MessageResult};
+use crate::telemetry::{self, Coalesced, EventOutcome, MessageResult};
 
 /// One queue message as the core sees it (no receipt handle: a Lambda
 /// batch has none to give, and acknowledging is the caller's job).
@@ -97,6 +97,11 @@ pub struct ProcessorSettings {
     /// hours), and a key's owner never changes, so a burst need not ask
     /// again per event.
     pub last_used_ttl: Duration,
+    /// How long a user's listing may serve events that happened before it
+    /// started (a backlog holds several per user). Such a listing already
+    /// shows those changes; a later change has its own event, which never
+    /// reuses an older listing. Zero lists for every event.
+    pub listing_reuse: Duration,
 }
 
 impl ProcessorSettings {
@@ -122,6 +127,7 @@ impl Default for ProcessorSettings {
             relist_delays: Self::relist_delays_for(Duration::from_secs(2)),
             max_concurrent_checks: 32,
             last_used_ttl: Duration::from_secs(600),
+            listing_reuse: Duration::from_secs(300),
         }
     }
 }
@@ -141,6 +147,8 @@ pub struct Processor<I, S> {
     /// Listings in flight by (account, user): events for a user whose keys
     /// are being listed share that call instead of making their own.
     listings: SingleFlight<(String, String), Listing>,
+    /// The latest listing by (account, user), with when it started.
+    recent_listings: Recent<(String, String), Vec<evaluate::AccessKey>>,
     /// `GetAccessKeyLastUsed` calls in flight by (account, key).
     last_used_calls: SingleFlight<(String, String), LastUsed>,
     /// `GetAccessKeyLastUsed` answers by (account, key), with their time.
@@ -163,6 +171,7 @@ impl<I: KeyInventory, S: FindingSink> Processor<I, S> {
             inventory: Arc::new(inventory),
             sink,
             checks: Semaphore::new(settings.max_concurrent_checks.max(1)),
+            recent_listings: Recent::new(settings.listing_reuse),
             settings,
             exceptions: RwLock::new(Arc::new(Exceptions::default())),
             listings: SingleFlight::default(),
@@ -172,15 +181,20 @@ impl<I: KeyInventory, S: FindingSink> Processor<I, S> {
     }
 
     /// The user's keys; joins a listing of the same user already in flight.
+    /// Every listing made is kept for reuse by older events.
     async fn list_keys(&self, account_id: &str, user_name: &str) -> Listing {
         let inventory = self.inventory.clone();
-        let (account, user) = (account_id.to_string(), user_name.to_string());
-        let (listing, joined) = self
-            .listings
-            .run((account.clone(), user.clone()), move || async move { inventory.list_keys(&account, &user).await })
-            .await;
+        let key = (account_id.to_string(), user_name.to_string());
+        let (account, user) = key.clone();
+        let started = OffsetDateTime::now_utc();
+        let (listing, joined) = self.listings.run(key.clone(), move || async move { inventory.list_keys(&account, &user).await }).await;
         if joined {
-            telemetry::coalesced_check();
+            telemetry::coalesced_check(Coalesced::InFlight);
+        } else {
+            match &listing {
+                Ok(keys) => self.recent_listings.put(key, started, keys.clone()),
+                Err(_) => self.recent_listings.forget(&key),
+            }
         }
         listing
     }
@@ -497,6 +511,15 @@ impl<I: KeyInventory, S: FindingSink> Processor<I, S> {
     /// Lists the user's keys; while the event is fresh and the listing does
     /// not show its change yet, waits and lists again (bounded).
     async fn list_until_reflected(&self, ev: &KeyEvent, user_name: &str, fresh: bool) -> Result<Vec<evaluate::AccessKey>, InventoryError> {
+        // A listing that started after the event shows its change, unless
+        // IAM had not propagated it yet (then list as usual).
+        let key = (ev.account_id.clone(), user_name.to_string());
+        if let Some(keys) = self.recent_listings.get(&key, ev.event_time) {
+            if !fresh || listing_reflects(ev, &keys) {
+                telemetry::coalesced_check(Coalesced::Recent);
+                return Ok(keys);
+            }
+        }
         let mut keys = self.list_keys(&ev.account_id, user_name).await?;
         if fresh {
             for delay in &self.settings.relist_delays {

@@ -302,9 +302,45 @@ async fn events_for_one_user_arriving_together_share_one_listing() {
     assert_eq!(found.len(), 5, "each message still gets its finding:\n{}", worker.logs());
     assert!(p.wait_drained(&p.queue_url, T).await, "each message acknowledged on its own");
     let lists = worker.metric(r#"keywatch_aws_requests_total{service="iam",operation="ListAccessKeys",outcome="ok"}"#);
-    let coalesced = worker.metric("keywatch_coalesced_checks_total");
+    let coalesced = worker.metric(r#"keywatch_coalesced_checks_total{how="in_flight"}"#)
+        + worker.metric(r#"keywatch_coalesced_checks_total{how="recent"}"#);
     assert_eq!(lists + coalesced, 5.0, "every check either listed or joined a listing");
     assert!(lists < 5.0 && coalesced >= 1.0, "lists {lists}, coalesced {coalesced}");
     // Last use is asked once per key, not once per event.
     assert_eq!(worker.metric(r#"keywatch_aws_requests_total{service="iam",operation="GetAccessKeyLastUsed",outcome="ok"}"#), 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_serves_the_users_older_events_never_a_newer_one() {
+    let (moto, p) = setup().await;
+    let keys = p.user_with_keys("pia", 2).await;
+    for i in 0..3 {
+        p.put_cloudtrail(&create_key_event(&format!("evt-backlog-{i}"), "admin", "pia", &keys[1])).await;
+    }
+    // One message per receive: the backlog is handled one event after the
+    // other, so nothing joins a listing in flight.
+    let worker = Worker::start(&moto, &p, &[("KEYWATCH_MAX_MESSAGES", "1")]);
+    let found = p.findings(3, T).await;
+    assert_eq!(found.len(), 3, "{}", worker.logs());
+    assert!(found.iter().all(|f| f["detail"]["active_key_count"] == 2));
+    assert!(p.wait_drained(&p.queue_url, T).await);
+    let lists = r#"keywatch_aws_requests_total{service="iam",operation="ListAccessKeys",outcome="ok"}"#;
+    let recent = r#"keywatch_coalesced_checks_total{how="recent"}"#;
+    assert_eq!(worker.metric(lists), 1.0, "the first event's listing started after all three happened");
+    assert_eq!(worker.metric(recent), 2.0);
+    assert_eq!(worker.metric(r#"keywatch_coalesced_checks_total{how="in_flight"}"#), 0.0);
+
+    // Keys change after that listing: key 0 replaced by a new one (their
+    // own events are not sent). An event for key 1 that happens now is
+    // consistent with the old listing (key 1 is active there too), yet must
+    // not reuse it: it started before the event.
+    p.iam.delete_access_key().user_name("pia").access_key_id(&keys[0]).send().await.unwrap();
+    let third = p.create_key("pia").await;
+    p.put_cloudtrail(&update_key_event("evt-after", "admin", "pia", &keys[1], "Active")).await;
+    let f = one_finding(&p, &worker).await;
+    let active: Vec<&str> = f["active_keys"].as_array().unwrap().iter().map(|k| k["access_key_id"].as_str().unwrap()).collect();
+    assert_eq!(active.len(), 2);
+    assert!(active.contains(&third.as_str()) && !active.contains(&keys[0].as_str()), "listed again: {active:?}");
+    assert_eq!(worker.metric(lists), 2.0);
+    assert_eq!(worker.metric(recent), 2.0);
 }
