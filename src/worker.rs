@@ -6,9 +6,10 @@
 //! - [`Processor::handle_batch`]: a batch of messages in, one
 //!   [`Disposition`] per message out. It parses, re-checks IAM, and publishes
 //!   findings (in `PutEvents` batches), but never touches the queue.
-//! - [`run`]: the SQS long-poll loop around it, which deletes exactly the
-//!   messages the core acknowledged, and stops on the shutdown token after
-//!   finishing the batch in hand.
+//! - [`run`]: the SQS long-poll loops around it, which delete exactly the
+//!   messages the core acknowledged, keep the next receive waiting while a
+//!   batch is checked, and stop on the shutdown token after finishing the
+//!   batches in hand.
 //!
 //! A message is acknowledged only when its finding was accepted by
 //! EventBridge or when nothing needed publishing. Anything that may succeed
@@ -549,6 +550,11 @@ pub struct PollSettings {
     pub queue_metrics_interval: Option<Duration>,
 }
 
+/// Batches a receive loop holds at once: the one being checked and the
+/// next, whose receive is already waiting meanwhile (so the queue's answer
+/// time overlaps the IAM and EventBridge calls instead of adding to them).
+const BATCHES_PER_RECEIVER: usize = 2;
+
 /// Runs the worker until `shutdown` is cancelled, then finishes the batches
 /// in hand (acknowledging what is done) and returns.
 pub async fn run<I: KeyInventory, S: FindingSink>(
@@ -566,6 +572,7 @@ pub async fn run<I: KeyInventory, S: FindingSink>(
             processor.clone(),
             settings.clone(),
             health.clone(),
+            tracker.clone(),
             shutdown.clone(),
         ));
     }
@@ -580,20 +587,30 @@ pub async fn run<I: KeyInventory, S: FindingSink>(
     info!("all messages in flight handled");
 }
 
+/// Receives batches and hands each to a task of its own (tracked, so that
+/// shutdown waits for it), holding at most [`BATCHES_PER_RECEIVER`].
+#[allow(clippy::too_many_arguments)]
 async fn receive_loop<I: KeyInventory, S: FindingSink>(
     receiver: usize,
     queue: SqsQueue,
     processor: Arc<Processor<I, S>>,
     settings: PollSettings,
     health: Arc<Health>,
+    tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
     const MIN_BACKOFF: Duration = Duration::from_millis(500);
     const MAX_BACKOFF: Duration = Duration::from_secs(30);
+    let slots = Arc::new(Semaphore::new(BATCHES_PER_RECEIVER));
     let mut backoff = MIN_BACKOFF;
     loop {
-        // Only the wait for messages races shutdown: a batch once received
-        // is always finished and acknowledged.
+        // Only waiting (for a slot, for messages) races shutdown: a batch
+        // once received is always finished and acknowledged.
+        let slot = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+        };
         let received = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
@@ -604,7 +621,11 @@ async fn receive_loop<I: KeyInventory, S: FindingSink>(
                 backoff = MIN_BACKOFF;
                 health.set_ready();
                 if !batch.is_empty() {
-                    process(&queue, &processor, batch).await;
+                    let (queue, processor) = (queue.clone(), processor.clone());
+                    tracker.spawn(async move {
+                        process(&queue, &processor, batch).await;
+                        drop(slot);
+                    });
                 }
             }
             Err(e) => {

@@ -1,0 +1,100 @@
+//! The poll loop on the emulator's SQS and EventBridge with an IAM that
+//! answers when the test says so: a slow IAM call (which the emulator cannot
+//! produce) must not stall the messages behind it, even with one receive
+//! loop taking one message at a time, and shutdown still finishes it.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use keywatch::admin::Health;
+use keywatch::emit::EventBridgeSink;
+use keywatch::evaluate::AccessKey;
+use keywatch::event::KeyStatus;
+use keywatch::inventory::{InventoryError, KeyInventory, KeyLastUsed};
+use keywatch::queue::SqsQueue;
+use keywatch::worker::{self, PollSettings, Processor, ProcessorSettings};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+const T: Duration = Duration::from_secs(30);
+
+/// Two active keys for every user; listing `slow` waits for the gate.
+struct GatedInventory {
+    gate: Arc<Semaphore>,
+    /// Users whose listing has begun, in order.
+    started: mpsc::UnboundedSender<String>,
+    listed: Mutex<Vec<String>>,
+}
+
+impl KeyInventory for GatedInventory {
+    async fn list_keys(&self, _account_id: &str, user_name: &str) -> Result<Vec<AccessKey>, InventoryError> {
+        self.started.send(user_name.to_string()).unwrap();
+        if user_name == "slow" {
+            let _pass = self.gate.acquire().await.unwrap();
+        }
+        self.listed.lock().unwrap().push(user_name.to_string());
+        Ok(["AKIAEXAMPLE000000001", "AKIAEXAMPLE000000002"]
+            .map(|id| AccessKey { access_key_id: id.into(), status: KeyStatus::Active, created_at: None })
+            .to_vec())
+    }
+
+    async fn last_used(&self, _account_id: &str, _access_key_id: &str) -> Result<Option<KeyLastUsed>, InventoryError> {
+        Ok(None)
+    }
+
+    async fn root_keys_present(&self, _account_id: &str) -> Result<u32, InventoryError> {
+        Ok(0)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_check_does_not_stall_the_next_message_and_shutdown_finishes_it() {
+    let moto = Moto::start();
+    let config = moto.sdk_config().await;
+    let p = Pipeline::create(&config, 30).await;
+
+    let gate = Arc::new(Semaphore::new(0));
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let inventory = GatedInventory { gate: gate.clone(), started: started_tx, listed: Mutex::new(Vec::new()) };
+    let sink = EventBridgeSink::new(aws_sdk_eventbridge::Client::new(&config), FINDINGS_BUS, "keywatch");
+    let processor = Arc::new(Processor::new(inventory, sink, ProcessorSettings::default()));
+    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&config), p.queue_url.clone());
+    let poll = PollSettings {
+        max_messages: 1,
+        wait: Duration::from_secs(1),
+        visibility_timeout: None,
+        receivers: 1,
+        queue_metrics_interval: None,
+    };
+    let shutdown = CancellationToken::new();
+    let health = Arc::new(Health::default());
+    let run = tokio::spawn(worker::run(queue, processor.clone(), poll, health.clone(), shutdown.clone()));
+
+    p.put_cloudtrail(&create_key_event("evt-slow", "admin", "slow", "AKIAEXAMPLE000000002")).await;
+    let first = tokio::time::timeout(T, started.recv()).await.expect("the slow check began").unwrap();
+    assert_eq!(first, "slow");
+
+    // The only receive loop is inside the slow check; the next message
+    // still goes all the way through.
+    p.put_cloudtrail(&create_key_event("evt-fast", "admin", "fast", "AKIAEXAMPLE000000002")).await;
+    let found = p.findings(1, T).await;
+    assert_eq!(found.len(), 1, "the message behind the slow check was handled");
+    assert_eq!(found[0]["detail"]["user_name"], "fast");
+    assert_eq!(p.depth(&p.queue_url).await, (0, 1), "the slow message is in flight, the fast one deleted");
+
+    // Shutdown while the slow check waits: it is finished, published and
+    // deleted before run returns.
+    shutdown.cancel();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!run.is_finished(), "run waits for the batch in hand");
+    assert!(!health.is_ready(), "draining");
+    gate.add_permits(1);
+    tokio::time::timeout(T, run).await.expect("run returns once the batch is done").unwrap();
+    let found = p.findings(1, T).await;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["detail"]["user_name"], "slow");
+    assert_eq!(p.depth(&p.queue_url).await, (0, 0), "both acknowledged");
+}
