@@ -40,6 +40,12 @@
 //!   that long by the responder)
 //! - `KW_BENCH_LOG` (`json`): `off` drops the in-process log subscriber
 //! - `KW_BENCH_ROW_TIMEOUT_SECS` (60)
+//! - `KW_BENCH_EVENT_TIME` (`backlog`): the events' `eventTime`. `backlog`:
+//!   when the row's backlog was loaded, as for a burst that happened just
+//!   before the drain (a user's later events can then share the listing made
+//!   for the first). `receive`: the moment each message is received, as if
+//!   every event had just happened; no listing can serve a later event, so
+//!   every event costs a `ListAccessKeys` (the worst case).
 //! - `KW_BENCH_IAM_RATE` (0 = off): the per-account IAM rate limit, in-process
 //!   and as `KEYWATCH_IAM_RATE_PER_ACCOUNT` for the binary. Off by default
 //!   because every event here is in one account: the binary's default (20/s)
@@ -97,6 +103,7 @@ struct Settings {
     /// IAM requests per second per account (KEYWATCH_IAM_RATE_PER_ACCOUNT);
     /// 0 = off.
     iam_rate: f64,
+    event_time: EventTime,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -139,6 +146,11 @@ impl Settings {
             log: std::env::var("KW_BENCH_LOG").map_or(true, |v| v != "off"),
             row_timeout: Duration::from_secs(env_or("KW_BENCH_ROW_TIMEOUT_SECS", 60)),
             iam_rate: env_or("KW_BENCH_IAM_RATE", 0.0),
+            event_time: match std::env::var("KW_BENCH_EVENT_TIME").as_deref() {
+                Err(_) | Ok("backlog") => EventTime::Backlog,
+                Ok("receive") => EventTime::Receive,
+                Ok(other) => panic!("KW_BENCH_EVENT_TIME={other:?} is not backlog or receive"),
+            },
         }
     }
 }
@@ -175,6 +187,15 @@ struct Backlog {
     put_entries: u64,
     failed_findings: u64,
     duplicate_deletes: u64,
+    /// Every event's `eventTime` (backlog mode); `None`: the receive time.
+    event_time: Option<String>,
+}
+
+/// Where the events' `eventTime` comes from (`KW_BENCH_EVENT_TIME`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EventTime {
+    Backlog,
+    Receive,
 }
 
 struct Shared {
@@ -184,7 +205,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(total: usize, users: usize, wait: Duration) -> Shared {
+    fn new(total: usize, users: usize, wait: Duration, event_time: EventTime) -> Shared {
         Shared {
             state: Mutex::new(Backlog {
                 total,
@@ -200,6 +221,7 @@ impl Shared {
                 put_entries: 0,
                 failed_findings: 0,
                 duplicate_deletes: 0,
+                event_time: (event_time == EventTime::Backlog).then(|| OffsetDateTime::now_utc().format(&Rfc3339).unwrap()),
             }),
             done: Notify::new(),
             wait,
@@ -403,13 +425,13 @@ async fn handle(shared: &Shared, req: Request<'_>) -> Response {
             let input: Value = serde_json::from_slice(req.body).unwrap_or(Value::Null);
             let max = input["MaxNumberOfMessages"].as_u64().unwrap_or(1).clamp(1, 10) as usize;
             let wait = input["WaitTimeSeconds"].as_u64().map_or(shared.wait, Duration::from_secs);
-            let (range, users) = {
+            let (range, users, event_time) = {
                 let mut st = shared.state.lock().unwrap();
                 let start = st.next;
                 let end = (start + max).min(st.total);
                 st.next = end;
                 *st.calls.entry(if end > start { Op::Receive } else { Op::ReceiveEmpty }).or_default() += 1;
-                (start..end, st.users)
+                (start..end, st.users, st.event_time.clone())
             };
             if range.is_empty() {
                 // Drained: hold the long poll, then answer empty.
@@ -418,7 +440,7 @@ async fn handle(shared: &Shared, req: Request<'_>) -> Response {
                 }
                 return json_ok("{}".to_string(), SQS);
             }
-            let now = OffsetDateTime::now_utc().format(&Rfc3339).unwrap();
+            let now = event_time.unwrap_or_else(|| OffsetDateTime::now_utc().format(&Rfc3339).unwrap());
             let mut body = String::from("{\"Messages\":[");
             for (n, i) in range.clone().enumerate() {
                 if n > 0 {
@@ -569,11 +591,11 @@ struct Responder {
 }
 
 impl Responder {
-    fn start(total: usize, users: usize, wait: Duration) -> Responder {
+    fn start(total: usize, users: usize, wait: Duration, event_time: EventTime) -> Responder {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         listener.set_nonblocking(true).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let shared = Arc::new(Shared::new(total, users, wait));
+        let shared = Arc::new(Shared::new(total, users, wait, event_time));
         let stop = Arc::new(Notify::new());
         let thread = {
             let shared = shared.clone();
@@ -750,7 +772,7 @@ async fn sdk_clients(url: &str, wait: Duration) -> (aws_sdk_sqs::Client, aws_sdk
 
 async fn run_in_process(settings: &Settings, row: &Row, metrics: &metrics_exporter_prometheus::PrometheusHandle) -> Outcome {
     let wait = Duration::from_secs(settings.wait_secs);
-    let responder = Responder::start(row.messages, settings.users, wait);
+    let responder = Responder::start(row.messages, settings.users, wait, settings.event_time);
     let (sqs, iam, events) = sdk_clients(&responder.url, wait).await;
     let queue = SqsQueue::new(sqs, format!("{}/{ACCOUNT}/bench-input", responder.url));
     // As src/main.rs wires it: the per-account IAM rate limiter and retries.
@@ -802,7 +824,7 @@ async fn run_in_process(settings: &Settings, row: &Row, metrics: &metrics_export
 
 async fn run_binary(settings: &Settings, row: &Row) -> Outcome {
     let wait = Duration::from_secs(settings.wait_secs);
-    let responder = Responder::start(row.messages, settings.users, wait);
+    let responder = Responder::start(row.messages, settings.users, wait, settings.event_time);
     let admin_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let load = Load::start();
     let mut child = Command::new(env!("CARGO_BIN_EXE_keywatch"))
@@ -936,9 +958,13 @@ fn main() {
     println!();
     println!(
         "Machine: {cores} cores, {}. Backlog: CreateAccessKey events over {} users in one account, every one a violation \
-         (2 active keys); long-poll wait {} s; IAM rate limit {}; load average at the end {}.",
+         (2 active keys), eventTime {}; long-poll wait {} s; IAM rate limit {}; load average at the end {}.",
         cpu_model(),
         settings.users,
+        match settings.event_time {
+            EventTime::Backlog => "when the backlog was loaded (KW_BENCH_EVENT_TIME=backlog)",
+            EventTime::Receive => "when received (KW_BENCH_EVENT_TIME=receive)",
+        },
         settings.wait_secs,
         if settings.iam_rate > 0.0 { format!("{}/s per account", settings.iam_rate) } else { "off (KW_BENCH_IAM_RATE=0)".to_string() },
         std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
