@@ -299,6 +299,11 @@ class OtherLoad:
         t = os.times()
         self.me = t.user + t.system
 
+    def moto_seconds(self):
+        """CPU moto used since the start: it serves one request at a time
+        (Python's GIL), so close to the wall time means moto set the pace."""
+        return (proc_cpu_seconds(self.moto_pid) or 0.0) - self.moto
+
     def cores(self, worker_cpu):
         wall = time.monotonic() - self.t
         t = os.times()

@@ -26,8 +26,9 @@ own monitoring calls), the worker process's CPU per event (utime+stime from
 wait4; also without start-up: CPU when the first message left the queue is
 subtracted) and peak RSS (VmHWM from /proc/<pid>/status, polled every 0.25 s
 and just before the worker is stopped; ru_maxrss is not used because it
-counts the forked Python parent's pages before exec), and the findings that reached the
-findings queue.
+counts the forked Python parent's pages before exec), the findings that reached the
+findings queue, and moto's own CPU meanwhile (it serves one request at a
+time, so moto CPU close to the drain time means moto set the pace).
 
 Run with the project's venv: scripts/bench-side-by-side.sh (builds, then runs
 this). Options: --events 1000 --users 250 --receivers 1 --order shuffled
@@ -174,6 +175,7 @@ def run_one(worker, args):
             break
         time.sleep(0.25)
     other_load = load.cores(cpu)
+    moto_cpu = load.moto_seconds()
     moto.recorder("stop-recording")
     drain = (drained_at - started) if drained_at else None
 
@@ -206,6 +208,7 @@ def run_one(worker, args):
         "calls_total": sum(ops.values()),
         "findings": findings_visible + findings_in_flight,
         "other_load": round(other_load, 2),
+        "moto_cpu_s": round(moto_cpu, 1),
         "log": log_path,
     }
     print(f"  {worker}: {json.dumps({k: v for k, v in result.items() if k != 'calls'})}", file=sys.stderr, flush=True)
@@ -230,8 +233,8 @@ def report(results, args):
           f"(every event a violation), order {args.order}; receivers/threads {args.receivers} (baseline: 1); "
           f"moto's request recorder on (it slows moto for every worker alike).")
     print()
-    print("| worker | drained | drain s | events/s | AWS calls/event | CPU ms/event | CPU ms/event w/o start-up | peak RSS MB | findings | other processes' CPU (cores) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| worker | drained | drain s | events/s | AWS calls/event | CPU ms/event | CPU ms/event w/o start-up | peak RSS MB | findings | moto CPU s | other processes' CPU (cores) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         drain = r["drain_s"]
         cpu = r["cpu_s"]
@@ -240,7 +243,7 @@ def report(results, args):
             f"| {r['worker']} | {'yes' if r['drained'] else 'NO'} | {fmt(drain, '.1f')} | "
             f"{fmt(n / drain if drain else None, '.1f')} | {r['calls_total'] / n:.2f} | "
             f"{fmt(cpu * 1e3 / n if cpu is not None else None, '.3f')} | {fmt(steady * 1e3 / n if steady is not None else None, '.3f')} | "
-            f"{fmt(r['peak_rss_kb'] / 1024 if r['peak_rss_kb'] else None, '.1f')} | {r['findings']} | {r['other_load']:.2f} |"
+            f"{fmt(r['peak_rss_kb'] / 1024 if r['peak_rss_kb'] else None, '.1f')} | {r['findings']} | {r['moto_cpu_s']:.1f} | {r['other_load']:.2f} |"
         )
     print()
     for r in results:

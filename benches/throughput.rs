@@ -155,6 +155,10 @@ impl Settings {
     }
 }
 
+/// The allocator the `keywatch` binary uses, so that in-process rows match.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 // ---------------------------------------------------------------- backend state
 
 /// Operations the responder counts.

@@ -11,6 +11,7 @@ cd "$root"
 target=${CARGO_TARGET_DIR:-$root/target}
 echo "==> Python venv with the AWS emulator (moto server)" >&2
 venv=$(scripts/python-env.sh)
+scripts/build-deps.sh
 echo "==> cargo build --release --bin keywatch" >&2
 cargo build --locked --release --bin keywatch >&2
 exec "$venv/bin/python" benches/side_by_side.py \

@@ -12,5 +12,6 @@ cd "$root"
 echo "==> Python venv with the AWS emulator (moto server)" >&2
 venv=$(scripts/python-env.sh)
 echo "==> Building keywatch" >&2
+scripts/build-deps.sh
 cargo build --locked --quiet --bin keywatch
 exec "$venv/bin/python" scripts/demo.py --keywatch "$root/target/debug/keywatch" --moto-server "$venv/bin/moto_server"

@@ -24,6 +24,7 @@ scripts/check-monitoring.sh
 echo "==> Infrastructure: cfn-lint, checkov, hadolint, kubernetes-validate, stack on the emulator"
 scripts/check-infra.sh
 
+scripts/build-deps.sh
 echo "==> Benchmarks compile (they are run by hand: see benches/README.md)"
 cargo test --locked --benches --no-run 2>&1
 

@@ -130,7 +130,11 @@ where
 /// config: SQS with attempt timeouts above the long-poll wait (a shorter one
 /// would cut every receive), IAM signed for its global region and without
 /// SDK retries (keywatch retries IAM itself, per account, counting each
-/// attempt), EventBridge with the SDK's standard retries.
+/// attempt), EventBridge with the SDK's standard retries. None of them
+/// watches uploads for stalls: request bodies are small and in memory, the
+/// attempt timeouts bound a stalled call anyway, and the check wakes every
+/// call in flight ten times a second, a 20 s long poll included (most of an
+/// idle worker's CPU). Stalled downloads are still detected.
 #[derive(Clone)]
 pub struct Clients {
     pub sqs: aws_sdk_sqs::Client,
@@ -141,6 +145,7 @@ pub struct Clients {
 impl Clients {
     pub fn new(sdk: &aws_config::SdkConfig, wait: std::time::Duration, iam_region: &str) -> Clients {
         use aws_config::retry::RetryConfig;
+        use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
         use aws_config::timeout::TimeoutConfig;
         use std::time::Duration;
         let sqs_timeouts = TimeoutConfig::builder()
@@ -151,17 +156,27 @@ impl Clients {
             .connect_timeout(Duration::from_secs(5))
             .operation_attempt_timeout(Duration::from_secs(10))
             .build();
+        let stalls = StalledStreamProtectionConfig::enabled().upload_enabled(false).build();
         Clients {
-            sqs: aws_sdk_sqs::Client::from_conf(aws_sdk_sqs::config::Builder::from(sdk).timeout_config(sqs_timeouts).build()),
+            sqs: aws_sdk_sqs::Client::from_conf(
+                aws_sdk_sqs::config::Builder::from(sdk)
+                    .timeout_config(sqs_timeouts)
+                    .stalled_stream_protection(stalls.clone())
+                    .build(),
+            ),
             iam: aws_sdk_iam::Client::from_conf(
                 aws_sdk_iam::config::Builder::from(sdk)
                     .region(aws_config::Region::new(iam_region.to_string()))
                     .timeout_config(call_timeouts.clone())
                     .retry_config(RetryConfig::disabled())
+                    .stalled_stream_protection(stalls.clone())
                     .build(),
             ),
             eventbridge: aws_sdk_eventbridge::Client::from_conf(
-                aws_sdk_eventbridge::config::Builder::from(sdk).timeout_config(call_timeouts).build(),
+                aws_sdk_eventbridge::config::Builder::from(sdk)
+                    .timeout_config(call_timeouts)
+                    .stalled_stream_protection(stalls)
+                    .build(),
             ),
         }
     }
