@@ -52,11 +52,23 @@ impl<K: Eq + Hash + Clone, V: Clone + Send + Sync + 'static> SingleFlight<K, V> 
                 }
             }
         };
-        let value = shared.await;
-        if !joined {
-            self.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
-        }
-        (value, joined)
+        // The caller that started the call forgets it when done, or when
+        // dropped before the end: an entry left behind would hand its old
+        // answer to every later caller.
+        let _forget = (!joined).then(|| Forget { inflight: &self.inflight, key });
+        (shared.await, joined)
+    }
+}
+
+/// Removes a call from the in-flight map when dropped.
+struct Forget<'a, K: Eq + Hash, V: Clone> {
+    inflight: &'a Mutex<HashMap<K, Shared<BoxFuture<'static, V>>>>,
+    key: K,
+}
+
+impl<K: Eq + Hash, V: Clone> Drop for Forget<'_, K, V> {
+    fn drop(&mut self) {
+        self.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.key);
     }
 }
 
@@ -148,6 +160,33 @@ mod tests {
         assert_eq!(recent.get(&"alice", T + Duration::from_secs(5)), Some("newest"));
         recent.forget(&"alice");
         assert_eq!(recent.get(&"alice", T - Duration::from_secs(1)), None);
+    }
+
+    #[tokio::test]
+    async fn a_call_whose_starter_is_dropped_is_not_handed_to_later_callers() {
+        let flight: SingleFlight<&str, u32> = SingleFlight::default();
+        let (tx, rx) = tokio::sync::oneshot::channel::<u32>();
+        let started = flight.run("alice", move || async move { rx.await.unwrap_or(0) });
+        // Start the call, then drop its starter before the answer comes.
+        assert!(tokio::time::timeout(Duration::from_millis(10), started).await.is_err());
+        drop(tx);
+        let (value, joined) = flight.run("alice", || async { 7 }).await;
+        assert_eq!((value, joined), (7, false), "a new call, not the abandoned one");
+    }
+
+    #[tokio::test]
+    async fn callers_meanwhile_join_the_call_in_flight() {
+        let flight: SingleFlight<&str, u32> = SingleFlight::default();
+        let (tx, rx) = tokio::sync::oneshot::channel::<u32>();
+        let first = flight.run("alice", move || async move { rx.await.unwrap() });
+        let second = flight.run("alice", || async { unreachable!("joined instead") });
+        let answer = async {
+            tokio::task::yield_now().await;
+            tx.send(5).unwrap();
+        };
+        let ((a, _), (b, joined), ()) = tokio::join!(first, second, answer);
+        assert_eq!((a, b, joined), (5, 5, true));
+        assert_eq!(flight.run("alice", || async { 6 }).await, (6, false), "nothing kept once done");
     }
 
     #[tokio::test(start_paused = true)]
