@@ -142,9 +142,13 @@ fn key_view(k: &AccessKey, usage: Option<&KeyUsage>) -> KeyView {
 
 /// The key a responder should deactivate: a never-used key (the newest of
 /// several, a key of unknown age counting as newest), else the least
-/// recently used. `None` with fewer than two active keys.
+/// recently used. `usage` holds each key's last use as IAM answered it (a
+/// never-used key with all fields `None`); `None` with fewer than two active
+/// keys or when any active key is missing from `usage` (its look-up failed).
 pub fn recommend_key(active: &[&AccessKey], usage: &HashMap<String, KeyUsage>) -> Option<String> {
-    if active.len() < 2 {
+    // A key whose last use could not be read may be the one in use: no
+    // advice rather than advice that could cut off a working application.
+    if active.len() < 2 || active.iter().any(|k| !usage.contains_key(&k.access_key_id)) {
         return None;
     }
     let last_used = |k: &AccessKey| usage.get(&k.access_key_id).and_then(|u| u.last_used_at);

@@ -430,7 +430,8 @@ impl<I: KeyInventory, S: FindingSink> Processor<I, S> {
     }
 
     /// Last use of each key, for the responder. A failed look-up leaves that
-    /// key's usage unknown rather than holding back the finding.
+    /// key's usage unknown (and the finding without a recommended key)
+    /// rather than holding back the finding.
     async fn usage<'a>(&self, m: &Message, ev: &KeyEvent, keys: impl Iterator<Item = &'a str>) -> HashMap<String, KeyUsage> {
         let lookups = keys.map(|id| async move { (id, self.last_used(&ev.account_id, id).await) });
         let mut usage = HashMap::new();
@@ -439,7 +440,11 @@ impl<I: KeyInventory, S: FindingSink> Processor<I, S> {
                 Ok(Some(last)) => {
                     usage.insert(id.to_string(), last.usage);
                 }
-                Ok(None) => {}
+                // IAM does not know the key yet (created moments ago, not
+                // propagated): it cannot have been used.
+                Ok(None) => {
+                    usage.insert(id.to_string(), KeyUsage::default());
+                }
                 Err(e) => warn!(
                     message_id = %m.message_id,
                     account_id = %ev.account_id,

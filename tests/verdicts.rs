@@ -21,6 +21,11 @@ fn no_usage() -> std::collections::HashMap<String, keywatch::evaluate::KeyUsage>
     std::collections::HashMap::new()
 }
 
+/// IAM's answer for keys never used.
+fn never_used(ids: &[&str]) -> std::collections::HashMap<String, keywatch::evaluate::KeyUsage> {
+    ids.iter().map(|id| (id.to_string(), keywatch::evaluate::KeyUsage::default())).collect()
+}
+
 const NEW: &str = "AKIAEXAMPLEALICE0002";
 
 #[test]
@@ -109,7 +114,7 @@ fn finding_carries_the_public_fields() {
     let ev = fixture_event("create_access_key_admin.json");
     let a = evaluate(&ev, vec![key("AKIAOLD", KeyStatus::Active), key(NEW, KeyStatus::Active)], true);
     let detected = datetime!(2026-11-20 14:03:12.5 UTC);
-    let f = build(&ev, "alice", &a, &no_usage(), detected).expect("a finding");
+    let f = build(&ev, "alice", &a, &never_used(&["AKIAOLD", NEW]), detected).expect("a finding");
     assert_eq!(f.status, Status::Failed);
     // An administrator made the key for alice: severity rises.
     assert_eq!(f.severity, Severity::High);
@@ -203,7 +208,8 @@ mod enrichment_and_root {
     fn the_never_used_key_is_recommended() {
         let old = aged("OLD", datetime!(2025-01-01 0:00 UTC));
         let new = aged("NEW", datetime!(2026-11-20 0:00 UTC));
-        let usage = HashMap::from([("OLD".to_string(), used(datetime!(2026-11-27 0:00 UTC)))]);
+        let never = KeyUsage::default;
+        let usage = HashMap::from([("OLD".to_string(), used(datetime!(2026-11-27 0:00 UTC))), ("NEW".to_string(), never())]);
         assert_eq!(recommend_key(&[&old, &new], &usage).as_deref(), Some("NEW"));
         // Both used: the least recently used.
         let usage = HashMap::from([
@@ -217,11 +223,28 @@ mod enrichment_and_root {
         ]);
         assert_eq!(recommend_key(&[&old, &new], &usage).as_deref(), Some("OLD"));
         // Neither used: the newer; a key of unknown age counts as newest.
-        assert_eq!(recommend_key(&[&old, &new], &HashMap::new()).as_deref(), Some("NEW"));
+        let usage = HashMap::from([("OLD".to_string(), never()), ("NEW".to_string(), never()), ("EVENT".to_string(), never())]);
+        assert_eq!(recommend_key(&[&old, &new], &usage).as_deref(), Some("NEW"));
         let unknown = AccessKey { access_key_id: "EVENT".into(), status: KeyStatus::Active, created_at: None };
-        assert_eq!(recommend_key(&[&old, &unknown, &new], &HashMap::new()).as_deref(), Some("EVENT"));
+        assert_eq!(recommend_key(&[&old, &unknown, &new], &usage).as_deref(), Some("EVENT"));
         // One key: nothing to recommend.
-        assert_eq!(recommend_key(&[&old], &HashMap::new()), None);
+        assert_eq!(recommend_key(&[&old], &usage), None);
+    }
+
+    #[test]
+    fn no_key_is_recommended_while_one_keys_last_use_is_unknown() {
+        let old = aged("OLD", datetime!(2025-01-01 0:00 UTC));
+        let new = aged("NEW", datetime!(2026-11-20 0:00 UTC));
+        // OLD's look-up failed: it may be the key in use, so NEW (never
+        // used) is not named either way.
+        let usage = HashMap::from([("NEW".to_string(), KeyUsage::default())]);
+        assert_eq!(recommend_key(&[&old, &new], &usage), None);
+        assert_eq!(recommend_key(&[&old, &new], &HashMap::new()), None);
+        let ev = fixture_event("create_access_key_admin.json");
+        let a = evaluate(&ev, vec![old, new], true);
+        let f = build(&ev, "alice", &a, &usage, datetime!(2026-11-20 14:03:10 UTC)).unwrap();
+        assert_eq!(f.recommended_key_to_deactivate, None);
+        assert!(f.remediation.as_deref().unwrap().contains("--access-key-id <KEY_ID>"), "{:?}", f.remediation);
     }
 
     #[test]
@@ -230,7 +253,7 @@ mod enrichment_and_root {
         let old = aged("AKIAOLD", datetime!(2025-01-01 0:00 UTC));
         let new = aged(NEW, datetime!(2026-11-20 14:03:09 UTC));
         let a = evaluate(&ev, vec![old, new], true);
-        let usage = HashMap::from([("AKIAOLD".to_string(), used(datetime!(2026-11-19 8:00 UTC)))]);
+        let usage = HashMap::from([("AKIAOLD".to_string(), used(datetime!(2026-11-19 8:00 UTC))), (NEW.to_string(), KeyUsage::default())]);
         let f = build(&ev, "alice", &a, &usage, datetime!(2026-11-20 14:03:10 UTC)).unwrap();
         assert_eq!(f.recommended_key_to_deactivate.as_deref(), Some(NEW));
         assert_eq!(
