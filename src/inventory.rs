@@ -68,6 +68,14 @@ pub trait KeyInventory: Send + Sync + 'static {
     /// `AccountAccessKeysPresent` of `GetAccountSummary`: how many access
     /// keys the account's root user has (0 or 1 in practice).
     fn root_keys_present(&self, account_id: &str) -> impl Future<Output = Result<u32, InventoryError>> + Send;
+
+    /// Whether `account_id`'s IAM budget has room for enrichment (last-use
+    /// look-ups) now. Under a burst, listings, which detection needs, come
+    /// first; a finding then goes out without the last use it could not
+    /// afford.
+    fn has_room_for_enrichment(&self, _account_id: &str) -> bool {
+        true
+    }
 }
 
 /// Cross-account access through a role in each member account.
@@ -217,6 +225,10 @@ impl KeyInventory for IamInventory {
             Err(e) if e.class == ErrorClass::Permanent && e.code.as_deref() == Some("NoSuchEntity") => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    fn has_room_for_enrichment(&self, account_id: &str) -> bool {
+        self.limiter.has_headroom(account_id)
     }
 
     async fn root_keys_present(&self, account_id: &str) -> Result<u32, InventoryError> {

@@ -105,6 +105,20 @@ impl RateLimiter {
         }
     }
 
+    /// True while `account`'s bucket is at least half full: room for calls
+    /// that can wait or be done without (enrichment), leaving the rest of
+    /// the budget to the calls detection needs. Takes no token.
+    pub fn has_headroom(&self, account: &str) -> bool {
+        if !self.enabled() {
+            return true;
+        }
+        let buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(b) = buckets.get(account) else { return true };
+        let burst = b.rate.max(1.0);
+        let tokens = (b.tokens + Instant::now().duration_since(b.last).as_secs_f64() * b.rate).min(burst);
+        tokens >= burst / 2.0
+    }
+
     /// The account was throttled: halve its rate.
     pub fn throttled(&self, account: &str) {
         if !self.enabled() {

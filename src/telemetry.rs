@@ -29,6 +29,9 @@ pub const FAILED_CALLS: &str = "keywatch_failed_calls_total";
 /// listing of the same user in flight, or reused a recent one that started
 /// after the event.
 pub const COALESCED_CHECKS: &str = "keywatch_coalesced_checks_total";
+/// Last-use look-ups left out because the account's IAM budget was needed
+/// for listings.
+pub const ENRICHMENT_SKIPPED: &str = "keywatch_enrichment_skipped_total";
 /// Findings accepted by EventBridge, by status.
 pub const FINDINGS: &str = "keywatch_findings_total";
 /// Findings not accepted by EventBridge: entries it rejected, or every
@@ -75,6 +78,7 @@ pub fn describe() {
     describe_counter!(EVENTS, "Access-key events by event name and outcome.");
     describe_counter!(FAILED_CALLS, "CloudTrail records of access-key calls that failed (nothing changed), by event name and error code.");
     describe_counter!(COALESCED_CHECKS, "Re-checks that made no ListAccessKeys of their own, by how: in_flight (joined a listing of the same user in flight) or recent (reused a listing that started after the event).");
+    describe_counter!(ENRICHMENT_SKIPPED, "Last-use look-ups (GetAccessKeyLastUsed) left out of a finding because the account's IAM rate budget was below half: listings, which detection needs, go first.");
     describe_counter!(FINDINGS, "Findings accepted by EventBridge, by status.");
     describe_counter!(EMIT_FAILED_ENTRIES, "Findings not accepted by EventBridge (a rejected entry, or every entry of a failed PutEvents call); their messages are left for redelivery.");
     describe_counter!(MESSAGES, "SQS messages by result: deleted, retried (left for redelivery) or invalid (left for the dead-letter queue).");
@@ -91,6 +95,7 @@ pub fn describe() {
         counter!(FINDINGS, "status" => status).absolute(0);
     }
     counter!(EMIT_FAILED_ENTRIES).absolute(0);
+    counter!(ENRICHMENT_SKIPPED).absolute(0);
     for how in [Coalesced::InFlight, Coalesced::Recent] {
         counter!(COALESCED_CHECKS, "how" => how.as_str()).absolute(0);
     }
@@ -249,6 +254,10 @@ impl Coalesced {
 
 pub fn coalesced_check(how: Coalesced) {
     counter!(COALESCED_CHECKS, "how" => how.as_str()).increment(1);
+}
+
+pub fn enrichment_skipped() {
+    counter!(ENRICHMENT_SKIPPED).increment(1);
 }
 
 pub fn emit_failed_entries(count: u64) {

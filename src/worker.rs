@@ -200,14 +200,19 @@ impl<I: KeyInventory, S: FindingSink> Processor<I, S> {
         listing
     }
 
+    /// A fresh cached `GetAccessKeyLastUsed` answer.
+    fn cached_last_used(&self, key: &(String, String)) -> Option<Option<KeyLastUsed>> {
+        let cache = self.last_used.lock().unwrap_or_else(|e| e.into_inner());
+        let (at, cached) = cache.get(key)?;
+        (at.elapsed() < self.settings.last_used_ttl).then(|| cached.clone())
+    }
+
     /// `GetAccessKeyLastUsed`, answered from the cache while fresh.
     async fn last_used(&self, account_id: &str, key_id: &str) -> Result<Option<KeyLastUsed>, InventoryError> {
         let key = (account_id.to_string(), key_id.to_string());
         let ttl = self.settings.last_used_ttl;
-        if let Some((at, cached)) = self.last_used.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-            if at.elapsed() < ttl {
-                return Ok(cached.clone());
-            }
+        if let Some(cached) = self.cached_last_used(&key) {
+            return Ok(cached);
         }
         let inventory = self.inventory.clone();
         let (account, id) = key.clone();
@@ -221,6 +226,11 @@ impl<I: KeyInventory, S: FindingSink> Processor<I, S> {
             cache.insert(key, (Instant::now(), answer.clone()));
         }
         Ok(answer)
+    }
+
+    /// Where findings go (for callers that keep them, e.g. a replay).
+    pub fn sink(&self) -> &S {
+        &self.sink
     }
 
     /// Replaces the approved exceptions (at start-up and on reload).
@@ -431,11 +441,24 @@ impl<I: KeyInventory, S: FindingSink> Processor<I, S> {
 
     /// Last use of each key, for the responder. A failed look-up leaves that
     /// key's usage unknown (and the finding without a recommended key)
-    /// rather than holding back the finding.
+    /// rather than holding back the finding; so does a look-up the account's
+    /// IAM budget cannot afford while listings need it (a burst).
     async fn usage<'a>(&self, m: &Message, ev: &KeyEvent, keys: impl Iterator<Item = &'a str>) -> HashMap<String, KeyUsage> {
-        let lookups = keys.map(|id| async move { (id, self.last_used(&ev.account_id, id).await) });
+        let lookups = keys.map(|id| async move {
+            let cached = self.cached_last_used(&(ev.account_id.clone(), id.to_string()));
+            if cached.is_none() && !self.inventory.has_room_for_enrichment(&ev.account_id) {
+                telemetry::enrichment_skipped();
+                debug!(message_id = %m.message_id, account_id = %ev.account_id, access_key_id = id, "IAM budget kept for listings; last use left out");
+                return (id, None);
+            }
+            (id, Some(match cached {
+                Some(answer) => Ok(answer),
+                None => self.last_used(&ev.account_id, id).await,
+            }))
+        });
         let mut usage = HashMap::new();
         for (id, result) in join_all(lookups).await {
+            let Some(result) = result else { continue };
             match result {
                 Ok(Some(last)) => {
                     usage.insert(id.to_string(), last.usage);

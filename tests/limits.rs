@@ -184,3 +184,58 @@ async fn last_use_is_read_and_never_used_keys_have_none() {
     assert_eq!(last.usage.last_used_at, None);
     assert_eq!(last.usage.service, None, "N/A means never used");
 }
+
+/// Findings kept in memory: the sink is not what this test is about.
+#[derive(Default)]
+struct Kept(std::sync::Mutex<Vec<keywatch::finding::Finding>>);
+
+impl keywatch::emit::FindingSink for Kept {
+    async fn publish(&self, findings: &[keywatch::finding::Finding]) -> Vec<Result<(), keywatch::emit::EmitError>> {
+        self.0.lock().unwrap().extend_from_slice(findings);
+        findings.iter().map(|_| Ok(())).collect()
+    }
+}
+
+/// A CreateAccessKey envelope (the fixture) for `user`, key `<user>-2`.
+fn create_body(user: &str) -> String {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("tests/fixtures/create_access_key_admin.json").unwrap()).unwrap();
+    v["detail"]["requestParameters"]["userName"] = user.into();
+    v["detail"]["responseElements"]["accessKey"]["userName"] = user.into();
+    v["detail"]["responseElements"]["accessKey"]["accessKeyId"] = format!("{user}-2").into();
+    v.to_string()
+}
+
+#[tokio::test(start_paused = true)]
+async fn under_a_burst_listings_take_the_iam_budget_and_last_use_waits_for_room() {
+    use keywatch::worker::{Disposition, Message, Processor, ProcessorSettings};
+    let list_alice = mock!(aws_sdk_iam::Client::list_access_keys)
+        .match_requests(|r| r.user_name() == Some("alice"))
+        .then_output(|| ListAccessKeysOutput::builder().access_key_metadata(key("alice-1")).access_key_metadata(key("alice-2")).build().unwrap());
+    let list_bob = mock!(aws_sdk_iam::Client::list_access_keys)
+        .match_requests(|r| r.user_name() == Some("bob"))
+        .then_output(|| ListAccessKeysOutput::builder().access_key_metadata(key("bob-1")).access_key_metadata(key("bob-2")).build().unwrap());
+    let last_used = mock!(aws_sdk_iam::Client::get_access_key_last_used).then_output(|| GetAccessKeyLastUsedOutput::builder().build());
+    let client = mock_client!(aws_sdk_iam, RuleMode::MatchAny, [&list_alice, &list_bob, &last_used]);
+    // A budget of 4 IAM calls per second (and a burst of 4) in the account.
+    let inventory = IamInventory::new(client).with_limits(Arc::new(RateLimiter::new(4.0)), fast_retries());
+    let processor = Processor::new(inventory, Kept::default(), ProcessorSettings::default());
+
+    // alice: 1 listing + 2 look-ups out of the full bucket.
+    assert_eq!(processor.handle_batch(&[Message::new("m1", create_body("alice"))]).await, [Disposition::Ack]);
+    // bob right after: his listing takes the last token; no room for more.
+    assert_eq!(processor.handle_batch(&[Message::new("m2", create_body("bob"))]).await, [Disposition::Ack]);
+    assert_eq!((list_alice.num_calls(), list_bob.num_calls(), last_used.num_calls()), (1, 1, 2));
+    // Once the budget has recovered, bob's next finding has its last use.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(processor.handle_batch(&[Message::new("m3", create_body("bob"))]).await, [Disposition::Ack]);
+    assert_eq!(last_used.num_calls(), 4);
+
+    let sink: &Kept = processor.sink();
+    let found = sink.0.lock().unwrap().clone();
+    assert_eq!(found.len(), 3, "every event still has its finding");
+    let recommended: Vec<Option<&str>> = found.iter().map(|f| f.recommended_key_to_deactivate.as_deref()).collect();
+    // Never used keys: the newest is named, when both last uses are known.
+    assert!(recommended[0].is_some() && recommended[1].is_none() && recommended[2].is_some(), "{recommended:?}");
+    assert!(found.iter().all(|f| f.status == keywatch::finding::Status::Failed && f.active_key_count == 2));
+}
