@@ -121,6 +121,7 @@ HIST = ["keywatch_detection_latency_seconds", "keywatch_delivery_delay_seconds",
         "keywatch_processing_seconds", "keywatch_aws_request_duration_seconds"]
 OTHER = ["keywatch_aws_requests_total", "keywatch_events_total", "keywatch_findings_total",
          "keywatch_emit_failed_entries_total", "keywatch_messages_total",
+         "keywatch_coalesced_checks_total", "keywatch_enrichment_skipped_total",
          "keywatch_inflight_messages", "keywatch_queue_messages", "keywatch_build_info"]
 NAMES = set(OTHER) | set(HIST) | {h + s for h in HIST for s in ("_bucket", "_sum", "_count")}
 LABELS = {
@@ -133,6 +134,7 @@ LABELS = {
     "result": {"deleted", "retried", "invalid"},
     "queue": {"input", "dlq"},
     "state": {"visible", "in_flight"},
+    "how": {"in_flight", "recent"},
 }
 errors = []
 
