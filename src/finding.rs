@@ -29,7 +29,7 @@ pub const ROOT_CONTROL_TITLE: &str = "Ensure no 'root' user account access key e
 /// `user_name` of root findings.
 pub const ROOT_USER: &str = "<root>";
 /// Version of the `detail` document; bumped only on incompatible change.
-pub const SCHEMA_VERSION: &str = "1.0";
+pub const SCHEMA_VERSION: &str = "1.1";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Status {
@@ -101,6 +101,10 @@ pub struct KeyView {
     pub last_used_at: Option<String>,
     pub last_used_service: Option<String>,
     pub last_used_region: Option<String>,
+    /// False when the key's last use is unknown (the look-up failed or was
+    /// left out under a burst): the three fields above are then null
+    /// without meaning "never used".
+    pub last_use_known: bool,
 }
 
 /// The CloudTrail event that made keywatch look.
@@ -137,6 +141,7 @@ fn key_view(k: &AccessKey, usage: Option<&KeyUsage>) -> KeyView {
         last_used_at: usage.and_then(|u| u.last_used_at).map(rfc3339),
         last_used_service: usage.and_then(|u| u.service.clone()),
         last_used_region: usage.and_then(|u| u.region.clone()),
+        last_use_known: usage.is_some(),
     }
 }
 

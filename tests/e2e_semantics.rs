@@ -136,6 +136,7 @@ async fn a_failed_finding_is_enriched_for_the_responder() {
         for field in ["last_used_at", "last_used_service", "last_used_region"] {
             assert!(k.get(field).is_some(), "{field} missing in {k}");
         }
+        assert_eq!(k["last_use_known"], true, "{k}");
     }
     assert!(worker.metric(r#"keywatch_aws_requests_total{service="iam",operation="GetAccessKeyLastUsed",outcome="ok"}"#) >= 2.0);
 }

@@ -238,4 +238,6 @@ async fn under_a_burst_listings_take_the_iam_budget_and_last_use_waits_for_room(
     // Never used keys: the newest is named, when both last uses are known.
     assert!(recommended[0].is_some() && recommended[1].is_none() && recommended[2].is_some(), "{recommended:?}");
     assert!(found.iter().all(|f| f.status == keywatch::finding::Status::Failed && f.active_key_count == 2));
+    let known = |i: usize| found[i].active_keys.iter().map(|k| k.last_use_known).collect::<Vec<_>>();
+    assert_eq!((known(0), known(1), known(2)), (vec![true, true], vec![false, false], vec![true, true]));
 }

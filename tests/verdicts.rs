@@ -245,6 +245,10 @@ mod enrichment_and_root {
         let f = build(&ev, "alice", &a, &usage, datetime!(2026-11-20 14:03:10 UTC)).unwrap();
         assert_eq!(f.recommended_key_to_deactivate, None);
         assert!(f.remediation.as_deref().unwrap().contains("--access-key-id <KEY_ID>"), "{:?}", f.remediation);
+        let known: Vec<(&str, bool)> = f.active_keys.iter().map(|k| (k.access_key_id.as_str(), k.last_use_known)).collect();
+        // The event's own key (NEW, assumed: the listing did not show it)
+        // was not looked up either.
+        assert_eq!(known, [("OLD", false), ("NEW", true), (NEW, false)]);
     }
 
     #[test]
@@ -267,6 +271,7 @@ mod enrichment_and_root {
         assert_eq!(doc["active_keys"][0]["last_used_service"], "s3");
         assert_eq!(doc["active_keys"][0]["last_used_region"], "eu-west-1");
         assert_eq!(doc["active_keys"][1]["last_used_at"], serde_json::Value::Null);
+        assert_eq!(doc["active_keys"][1]["last_use_known"], true, "never used, and known to be");
         assert_eq!(doc["suppressed"], false);
     }
 
