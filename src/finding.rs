@@ -29,7 +29,7 @@ pub const ROOT_CONTROL_TITLE: &str = "Ensure no 'root' user account access key e
 /// `user_name` of root findings.
 pub const ROOT_USER: &str = "<root>";
 /// Version of the `detail` document; bumped only on incompatible change.
-pub const SCHEMA_VERSION: &str = "1.1";
+pub const SCHEMA_VERSION: &str = "1.0";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Status {
