@@ -223,8 +223,16 @@ def main():
         say("Resolution on the findings bus (same finding_id):")
         show(envelope, datetime.now(timezone.utc))
 
-        with urllib.request.urlopen(f"http://{admin}/metrics", timeout=5) as r:
-            lines = [l for l in r.read().decode().splitlines() if l.startswith(("keywatch_findings_total", "keywatch_messages_total"))]
+        # The finding reaches the findings queue before keywatch has deleted
+        # its message (it deletes once PutEvents has accepted it): wait for
+        # both deletes, briefly, so the count below is the settled one.
+        deadline = time.monotonic() + 5
+        while True:
+            with urllib.request.urlopen(f"http://{admin}/metrics", timeout=5) as r:
+                lines = [l for l in r.read().decode().splitlines() if l.startswith(("keywatch_findings_total", "keywatch_messages_total"))]
+            if 'keywatch_messages_total{result="deleted"} 2' in lines or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         say("keywatch's own count (from /metrics):")
         print("\n".join(lines), flush=True)
 
