@@ -25,7 +25,7 @@ use keywatch::aws::{self, Clients};
 use keywatch::telemetry;
 
 /// The AWS SDK's request path allocates and frees heavily on every call;
-/// mimalloc spends less CPU on that than the system allocator under load
+/// jemalloc spends less CPU on that than the system allocator under load
 /// (see benches/README.md).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
