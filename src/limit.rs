@@ -60,6 +60,18 @@ struct Bucket {
     last: Instant,
 }
 
+impl Bucket {
+    /// Tokens at `now`: refilled at the current rate since `last`, up to
+    /// the burst (the rate, at least one token).
+    fn tokens_at(&self, now: Instant) -> f64 {
+        (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst())
+    }
+
+    fn burst(&self) -> f64 {
+        self.rate.max(1.0)
+    }
+}
+
 /// Per-account adaptive token buckets.
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -93,7 +105,7 @@ impl RateLimiter {
                 let b = buckets
                     .entry(account.to_string())
                     .or_insert(Bucket { tokens: self.max_rate, rate: self.max_rate, last: now });
-                b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * b.rate).min(b.rate.max(1.0));
+                b.tokens = b.tokens_at(now);
                 b.last = now;
                 if b.tokens >= 1.0 {
                     b.tokens -= 1.0;
@@ -114,9 +126,7 @@ impl RateLimiter {
         }
         let buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let Some(b) = buckets.get(account) else { return true };
-        let burst = b.rate.max(1.0);
-        let tokens = (b.tokens + Instant::now().duration_since(b.last).as_secs_f64() * b.rate).min(burst);
-        tokens >= burst / 2.0
+        b.tokens_at(Instant::now()) >= b.burst() / 2.0
     }
 
     /// The account was throttled: halve its rate.
