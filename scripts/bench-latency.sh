@@ -6,13 +6,4 @@
 # own moto server. Takes ~2 minutes.
 # Usage: scripts/bench-latency.sh [latency.py options, e.g. --rate 5 --seconds 30]
 set -euo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$root"
-target=${CARGO_TARGET_DIR:-$root/target}
-echo "==> Python venv with the AWS emulator (moto server)" >&2
-venv=$(scripts/python-env.sh)
-scripts/build-deps.sh
-echo "==> cargo build --release --bin keywatch" >&2
-cargo build --locked --release --bin keywatch >&2
-exec "$venv/bin/python" benches/latency.py \
-  --keywatch "$target/release/keywatch" --moto-server "$venv/bin/moto_server" "$@"
+exec "$(dirname "${BASH_SOURCE[0]}")/bench-moto.sh" benches/latency.py "$@"

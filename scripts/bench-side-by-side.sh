@@ -6,13 +6,4 @@
 # (moto is slow: set-up ~35 s and a 100–220 s drain per worker).
 # Usage: scripts/bench-side-by-side.sh [side_by_side.py options, e.g. --receivers 2]
 set -euo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$root"
-target=${CARGO_TARGET_DIR:-$root/target}
-echo "==> Python venv with the AWS emulator (moto server)" >&2
-venv=$(scripts/python-env.sh)
-scripts/build-deps.sh
-echo "==> cargo build --release --bin keywatch" >&2
-cargo build --locked --release --bin keywatch >&2
-exec "$venv/bin/python" benches/side_by_side.py \
-  --keywatch "$target/release/keywatch" --moto-server "$venv/bin/moto_server" "$@"
+exec "$(dirname "${BASH_SOURCE[0]}")/bench-moto.sh" benches/side_by_side.py "$@"
