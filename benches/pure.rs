@@ -16,9 +16,10 @@ use time::OffsetDateTime;
 
 use std::collections::HashMap;
 
-use keywatch::evaluate::{self, AccessKey, KeyUsage};
+use keywatch::evaluate;
 use keywatch::event::{self, KeyEvent, KeyStatus, Parsed};
 use keywatch::finding;
+use keywatch::keys::{AccessKey, KeyUsage};
 
 const BODY: &str = include_str!("../tests/fixtures/create_access_key_admin.json");
 

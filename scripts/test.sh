@@ -6,6 +6,7 @@
 #     to the emulator,
 #   - Debian's prometheus (promtool, and the server the monitoring test runs),
 #     the alert rules' unit tests and the dashboard checks,
+#   - rustfmt and clippy (warnings are errors),
 #   - the Rust unit, fixture and end-to-end tests (the end-to-end tests start
 #     their own emulator, and a real Prometheus, on free 127.0.0.1 ports and
 #     run the real binary).
@@ -25,6 +26,10 @@ echo "==> Infrastructure: cfn-lint, checkov, hadolint, kubernetes-validate, stac
 scripts/check-infra.sh
 
 scripts/build-deps.sh
+echo "==> Formatting and lints (cargo fmt --check, clippy -D warnings)"
+cargo fmt --check
+cargo clippy --locked --all-targets -- -D warnings 2>&1
+
 echo "==> Benchmarks compile (they are run by hand: see benches/README.md)"
 cargo test --locked --benches --no-run 2>&1
 

@@ -10,7 +10,6 @@
 //! its only clients are a scraper and probes.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,24 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-/// Readiness as the worker reports it.
-#[derive(Debug, Default)]
-pub struct Health {
-    ready: AtomicBool,
-    draining: AtomicBool,
-}
-
-impl Health {
-    pub fn set_ready(&self) {
-        self.ready.store(true, Ordering::Relaxed);
-    }
-    pub fn set_draining(&self) {
-        self.draining.store(true, Ordering::Relaxed);
-    }
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed) && !self.draining.load(Ordering::Relaxed)
-    }
-}
+use crate::health::Health;
 
 /// Binds the admin listener (so that a taken port fails start-up at once).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -119,10 +101,8 @@ async fn respond(mut stream: TcpStream, metrics: &PrometheusHandle, health: &Hea
         ("GET", _) => ("404 Not Found", "text/plain; charset=utf-8", "not found: try /metrics, /healthz, /readyz\n".to_string()),
         _ => ("405 Method Not Allowed", "text/plain; charset=utf-8", "method not allowed\n".to_string()),
     };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
+    let response =
+        format!("HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
     stream.write_all(response.as_bytes()).await?;
     stream.shutdown().await
 }

@@ -166,9 +166,26 @@ pub struct RunArgs {
     /// aws partition).
     #[arg(long, env = "KEYWATCH_IAM_REGION", value_name = "REGION", default_value = "us-east-1")]
     pub iam_region: String,
+
+    /// Drain the queue, then exit 0: stop receiving once a receive returns
+    /// no message, finish what was received, and exit (for batch use and
+    /// tests). Use a short --wait-secs with it.
+    #[arg(long, env = "KEYWATCH_ONCE")]
+    pub once: bool,
 }
 
 impl RunArgs {
+    /// The settings `keywatch run --queue-url URL --findings-bus BUS` would
+    /// have, then `extra` flags: defaults come from the command line's
+    /// definition alone (for tests and benchmarks).
+    pub fn from_flags(queue_url: &str, findings_bus: &str, extra: &[&str]) -> Result<RunArgs, clap::Error> {
+        let args = ["keywatch", "run", "--queue-url", queue_url, "--findings-bus", findings_bus].into_iter().chain(extra.iter().copied());
+        match Cli::try_parse_from(args)?.command {
+            Command::Run(run) => Ok(*run),
+            _ => unreachable!("the command is run"),
+        }
+    }
+
     pub fn wait(&self) -> Duration {
         Duration::from_secs(self.wait_secs)
     }

@@ -1,40 +1,15 @@
 //! Evaluate: a user's listed keys plus the event that touched them → verdict.
 //!
-//! Pure: no AWS types, no clock. The worker lists the keys, this module
-//! decides. Two facts shape it:
-//! - IAM is eventually consistent. A listing taken right after the change may
-//!   not show it yet, so the event's own statement about its key (created
-//!   Active, updated to a status) is merged in when the listing disagrees and
-//!   the event is recent enough that the listing may be stale.
+//! Pure: no AWS types, no clock. Two facts of IAM shape it:
+//! - IAM is eventually consistent. A listing taken right after the change
+//!   may not show it yet, so for a *fresh* event (younger than the
+//!   consistency window) the event's own statement about its key is merged
+//!   in when the listing disagrees.
 //! - Nothing caps the number of keys at two (races have produced eight), so
 //!   the verdict counts, it never assumes.
 
-use time::OffsetDateTime;
-
-use crate::event::{EventName, KeyEvent, KeyStatus};
-
-/// One access key of a user, as IAM lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccessKey {
-    pub access_key_id: String,
-    pub status: KeyStatus,
-    pub created_at: Option<OffsetDateTime>,
-}
-
-/// When and where a key was last used (`GetAccessKeyLastUsed`); all `None`
-/// for a key never used.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct KeyUsage {
-    pub last_used_at: Option<OffsetDateTime>,
-    pub service: Option<String>,
-    pub region: Option<String>,
-}
-
-impl AccessKey {
-    pub fn is_active(&self) -> bool {
-        self.status == KeyStatus::Active
-    }
-}
+use crate::event::{EventName, KeyEvent};
+use crate::keys::{AccessKey, KeyStatus};
 
 /// What the control says about the user after this event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +46,8 @@ impl Assessment {
 }
 
 /// True when the listing already shows what the event did to its key. The
-/// worker re-lists (with a short backoff) while this is false.
+/// processor re-lists (with a short backoff) while this is false for a
+/// fresh event.
 pub fn listing_reflects(event: &KeyEvent, keys: &[AccessKey]) -> bool {
     let Some(key_id) = event.access_key_id.as_deref() else { return true };
     let listed = keys.iter().find(|k| k.access_key_id == key_id);
@@ -85,9 +61,8 @@ pub fn listing_reflects(event: &KeyEvent, keys: &[AccessKey]) -> bool {
 
 /// Decides the control for the user the event touched.
 ///
-/// `assume_event_state`: whether the event is recent enough that a listing
-/// disagreeing with it is more likely stale than newer (the caller compares
-/// the event's age with the IAM propagation window).
+/// `assume_event_state`: whether the event is fresh, so that a listing
+/// disagreeing with it is more likely stale than newer.
 pub fn evaluate(event: &KeyEvent, listed: Vec<AccessKey>, assume_event_state: bool) -> Assessment {
     let mut keys = listed;
     let mut assumed = false;
@@ -132,11 +107,8 @@ pub fn evaluate(event: &KeyEvent, listed: Vec<AccessKey>, assume_event_state: bo
 /// `CreateAccessKey` that the summary does not reflect yet counts as one key,
 /// as for user keys. Returns the verdict and whether the event was assumed.
 pub fn evaluate_root(event: &KeyEvent, present: u32, assume_event_state: bool) -> (Verdict, u32, bool) {
-    let (present, assumed) = if present == 0 && assume_event_state && event.event_name == EventName::CreateAccessKey {
-        (1, true)
-    } else {
-        (present, false)
-    };
+    let (present, assumed) =
+        if present == 0 && assume_event_state && event.event_name == EventName::CreateAccessKey { (1, true) } else { (present, false) };
     let verdict = if present > 0 { Verdict::Violation } else { Verdict::Resolved };
     (verdict, present, assumed)
 }

@@ -13,6 +13,8 @@ use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+pub use crate::keys::KeyStatus;
+
 /// The three CloudTrail events that change a user's access keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventName {
@@ -36,33 +38,6 @@ impl EventName {
             Self::CreateAccessKey => "CreateAccessKey",
             Self::UpdateAccessKey => "UpdateAccessKey",
             Self::DeleteAccessKey => "DeleteAccessKey",
-        }
-    }
-}
-
-/// An access key's status as IAM reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyStatus {
-    Active,
-    Inactive,
-    /// Anything else IAM (or an emulator) might say; never counted as active.
-    Other(String),
-}
-
-impl KeyStatus {
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "Active" => Self::Active,
-            "Inactive" => Self::Inactive,
-            other => Self::Other(other.to_string()),
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Active => "Active",
-            Self::Inactive => "Inactive",
-            Self::Other(s) => s,
         }
     }
 }
@@ -139,12 +114,15 @@ pub enum Parsed {
     Key(Box<KeyEvent>),
     /// A well-formed event that is not one of the three access-key events
     /// (or not from IAM). Acknowledged and counted, never re-checked.
-    Ignored { event_name: Option<String>, event_id: Option<String> },
+    Ignored {
+        event_name: Option<String>,
+        event_id: Option<String>,
+    },
 }
 
 /// Why a body could not be understood. The message is then left to the
 /// queue's redrive policy; `reason()` is a bounded label for metrics.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ParseError {
     #[error("body is not a JSON EventBridge envelope: {0}")]
     NotJson(String),
@@ -304,15 +282,10 @@ pub fn parse(body: &str) -> Result<Parsed, ParseError> {
         .or_else(|| request.as_ref().and_then(|r| non_empty(r.access_key_id.clone())));
 
     let key_status = match event_name {
-        EventName::CreateAccessKey => Some(
-            response_key
-                .as_ref()
-                .and_then(|k| non_empty(k.status.clone()))
-                .map_or(KeyStatus::Active, |s| KeyStatus::parse(&s)),
-        ),
-        EventName::UpdateAccessKey => {
-            request.as_ref().and_then(|r| non_empty(r.status.clone())).map(|s| KeyStatus::parse(&s))
+        EventName::CreateAccessKey => {
+            Some(response_key.as_ref().and_then(|k| non_empty(k.status.clone())).map_or(KeyStatus::Active, |s| KeyStatus::parse(&s)))
         }
+        EventName::UpdateAccessKey => request.as_ref().and_then(|r| non_empty(r.status.clone())).map(|s| KeyStatus::parse(&s)),
         EventName::DeleteAccessKey => None,
     };
 

@@ -110,8 +110,11 @@ impl Exceptions {
 }
 
 fn from_yaml(path: &Path, text: &str) -> Result<Vec<Exception>, ExceptionsError> {
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(text).map_err(|e| ExceptionsError::Syntax { path: path.to_path_buf(), format: "YAML", message: e.to_string() })?;
+    let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| ExceptionsError::Syntax {
+        path: path.to_path_buf(),
+        format: "YAML",
+        message: e.to_string(),
+    })?;
     let list = match doc.get("exceptions") {
         Some(serde_yaml::Value::Sequence(list)) => list.clone(),
         Some(serde_yaml::Value::Null) => Vec::new(),

@@ -13,9 +13,10 @@ use time::OffsetDateTime;
 
 use std::collections::HashMap;
 
-use crate::evaluate::{AccessKey, Assessment, KeyUsage, Verdict};
+use crate::evaluate::{Assessment, Verdict};
 use crate::event::KeyEvent;
 use crate::exceptions::Exception;
+use crate::keys::{AccessKey, KeyUsage};
 
 /// CIS AWS Foundations "Ensure there is only one active access key available
 /// for any single IAM user" (1.13 in v1.4–v4.0).
@@ -162,9 +163,7 @@ pub fn recommend_key(active: &[&AccessKey], usage: &HashMap<String, KeyUsage>) -
         // as the newest.
         (k.created_at.is_none(), k.created_at)
     });
-    never_used
-        .or_else(|| active.iter().min_by_key(|k| last_used(k)))
-        .map(|k| k.access_key_id.clone())
+    never_used.or_else(|| active.iter().min_by_key(|k| last_used(k))).map(|k| k.access_key_id.clone())
 }
 
 /// True when the caller acted on its own keys (an IAM user in the same

@@ -1,27 +1,45 @@
 //! keywatch: near-real-time detection of IAM users with more than one active
 //! access key (CIS AWS Foundations 1.13).
 //!
-//! The flow, one module per stage:
-//! [`queue`] (SQS receive) → [`event`] (body → typed key event) →
-//! [`inventory`] (IAM ListAccessKeys) → [`evaluate`] (keys + event → verdict)
-//! → [`finding`] (verdict → document) → [`emit`] (EventBridge PutEvents) →
-//! [`queue`] (delete), driven by [`worker`]. [`config`] is the command line,
-//! [`telemetry`] names every metric, [`admin`] serves `/metrics`,
-//! `/healthz` and `/readyz`, [`aws`] times and classifies every AWS call.
+//! One core, many sources and sinks. Dependencies point one way, from the
+//! edges to the core:
 //!
-//! `event`, `evaluate` and `finding` are pure (no AWS types, no I/O).
+//! - **Core, pure** (no async, no AWS types, no clock): [`keys`] (the IAM
+//!   key model), [`event`] (a message body → a typed key event),
+//!   [`evaluate`] (keys + event → verdict), [`decide`]
+//!   (event + IAM's answer + last use + exceptions + now → [`decide::Outcome`]),
+//!   [`finding`] (the published document), [`exceptions`].
+//! - **Ports**: [`error`] (a failed AWS call as the core sees it), [`source`] (where messages come from, and the loop that
+//!   drives any source), [`sink`] (where findings go), [`inventory`] (what
+//!   IAM says, with [`inventory::cached`] as a caching decorator).
+//! - **Processor**: [`processor`] gathers the facts for each message through
+//!   the ports, lets `decide` decide, publishes, and says per message what
+//!   to do with it ([`message::Disposition`]); [`record`] logs and counts
+//!   each outcome.
+//! - **Adapters**: [`aws`] (SQS, IAM, EventBridge, STS; every call through
+//!   one timed, counted path), [`limit`] (IAM rate limiting and retries),
+//!   [`admin`] (the HTTP port), [`telemetry`] (every metric).
+//! - **Wiring**: [`app`] builds and runs it all from [`config`]; the binary,
+//!   the tests and the benchmarks use it.
 
 pub mod admin;
+pub mod app;
 pub mod aws;
-pub mod coalesce;
+mod cache;
 pub mod config;
-pub mod emit;
+pub mod decide;
+pub mod error;
 pub mod evaluate;
-pub mod exceptions;
 pub mod event;
+pub mod exceptions;
 pub mod finding;
+pub mod health;
 pub mod inventory;
+pub mod keys;
 pub mod limit;
-pub mod queue;
+pub mod message;
+pub mod processor;
+mod record;
+pub mod sink;
+pub mod source;
 pub mod telemetry;
-pub mod worker;

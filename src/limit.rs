@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::aws::{AwsError, ErrorClass};
+use crate::error::{AwsError, ErrorClass};
 
 /// Retry policy for IAM calls.
 #[derive(Debug, Clone)]
@@ -102,9 +102,7 @@ impl RateLimiter {
             let wait = {
                 let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
                 let now = Instant::now();
-                let b = buckets
-                    .entry(account.to_string())
-                    .or_insert(Bucket { tokens: self.max_rate, rate: self.max_rate, last: now });
+                let b = buckets.entry(account.to_string()).or_insert(Bucket { tokens: self.max_rate, rate: self.max_rate, last: now });
                 b.tokens = b.tokens_at(now);
                 b.last = now;
                 if b.tokens >= 1.0 {

@@ -43,16 +43,16 @@ pub const MESSAGES: &str = "keywatch_messages_total";
 pub const INFLIGHT: &str = "keywatch_inflight_messages";
 /// Queue depth from GetQueueAttributes (labels `queue`, `state`).
 pub const QUEUE_MESSAGES: &str = "keywatch_queue_messages";
+/// Unix time of the last message received from the input queue.
+pub const LAST_MESSAGE: &str = "keywatch_last_message_timestamp_seconds";
 /// Always 1; the label carries the running version.
 pub const BUILD_INFO: &str = "keywatch_build_info";
 
 /// Buckets for every histogram, in seconds. They span the emulator's
 /// milliseconds and AWS's minutes of CloudTrail delivery delay, so one set of
 /// buckets serves local runs and production without re-configuration.
-pub const BUCKETS_SECONDS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
-    1800.0,
-];
+pub const BUCKETS_SECONDS: &[f64] =
+    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
 
 /// Installs the global metrics recorder and returns the handle that renders
 /// `/metrics`. The admin server serves it; nothing listens on its own.
@@ -71,7 +71,11 @@ pub fn install_recorder() -> Result<PrometheusHandle, metrics_exporter_prometheu
 /// first event.
 pub fn describe() {
     describe_histogram!(DETECTION_LATENCY, Unit::Seconds, "CloudTrail eventTime to the finding accepted by EventBridge.");
-    describe_histogram!(DELIVERY_DELAY, Unit::Seconds, "CloudTrail eventTime to the SQS message received (CloudTrail, EventBridge and SQS delay).");
+    describe_histogram!(
+        DELIVERY_DELAY,
+        Unit::Seconds,
+        "CloudTrail eventTime to the SQS message received (CloudTrail, EventBridge and SQS delay)."
+    );
     describe_histogram!(PROCESSING, Unit::Seconds, "SQS message received to acknowledged or released: keywatch's own time.");
     describe_histogram!(AWS_REQUEST_DURATION, Unit::Seconds, "Duration of AWS API calls by service, operation and outcome.");
     describe_counter!(AWS_REQUESTS, "AWS API calls by service, operation and outcome (ok, throttled, error).");
@@ -81,9 +85,17 @@ pub fn describe() {
     describe_counter!(ENRICHMENT_SKIPPED, "Last-use look-ups (GetAccessKeyLastUsed) left out of a finding because the account's IAM rate budget was below half: listings, which detection needs, go first.");
     describe_counter!(FINDINGS, "Findings accepted by EventBridge, by status.");
     describe_counter!(EMIT_FAILED_ENTRIES, "Findings not accepted by EventBridge (a rejected entry, or every entry of a failed PutEvents call); their messages are left for redelivery.");
-    describe_counter!(MESSAGES, "SQS messages by result: deleted, retried (left for redelivery) or invalid (left for the dead-letter queue).");
+    describe_counter!(
+        MESSAGES,
+        "SQS messages by result: deleted, retried (left for redelivery) or invalid (left for the dead-letter queue)."
+    );
     describe_gauge!(INFLIGHT, "SQS messages received and not yet acknowledged or released.");
     describe_gauge!(QUEUE_MESSAGES, "Messages in the input queue and its dead-letter queue, by state (visible, in_flight).");
+    describe_gauge!(
+        LAST_MESSAGE,
+        Unit::Seconds,
+        "Unix time of the last message received from the input queue (the worker's start time until the first)."
+    );
     describe_gauge!(BUILD_INFO, "Always 1; label version is the running keywatch version.");
 
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
@@ -105,6 +117,7 @@ pub fn describe() {
     for status in ["FAILED", "PASSED"] {
         let _ = histogram!(DETECTION_LATENCY, "status" => status);
     }
+    messages_received(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()));
     let _ = histogram!(DELIVERY_DELAY);
     let _ = histogram!(PROCESSING);
 }
@@ -149,11 +162,7 @@ impl CallOutcome {
 
 /// Records one AWS API call.
 pub fn aws_request(service: Service, operation: &'static str, outcome: CallOutcome, elapsed: Duration) {
-    let labels = [
-        ("service", service.as_str()),
-        ("operation", operation),
-        ("outcome", outcome.as_str()),
-    ];
+    let labels = [("service", service.as_str()), ("operation", operation), ("outcome", outcome.as_str())];
     histogram!(AWS_REQUEST_DURATION, &labels).record(elapsed.as_secs_f64());
     counter!(AWS_REQUESTS, &labels).increment(1);
 }
@@ -270,6 +279,11 @@ pub fn delivery_delay(seconds: f64) {
 
 pub fn processing(elapsed: Duration) {
     histogram!(PROCESSING).record(elapsed.as_secs_f64());
+}
+
+/// A batch of messages arrived now.
+pub fn messages_received(now_unix_seconds: f64) {
+    gauge!(LAST_MESSAGE).set(now_unix_seconds);
 }
 
 pub fn inflight_add(n: usize) {

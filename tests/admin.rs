@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{free_port, http_get};
-use keywatch::admin::{self, Health};
+use keywatch::admin;
+use keywatch::health::Health;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio_util::sync::CancellationToken;
 

@@ -4,12 +4,7 @@
 use std::process::Command;
 
 fn keywatch(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_keywatch"))
-        .args(args)
-        .env_clear()
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_keywatch")).args(args).env_clear().envs(env.iter().copied()).output().unwrap();
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
@@ -50,10 +45,8 @@ fn an_invalid_setting_is_one_line_naming_it() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("my-queue") && err.contains("queue"), "{err}");
 
-    let (code, _, err) = keywatch(
-        &["run"],
-        &[("KEYWATCH_QUEUE_URL", "http://127.0.0.1:1/q"), ("KEYWATCH_FINDINGS_BUS", "f"), ("KEYWATCH_WAIT_SECS", "60")],
-    );
+    let (code, _, err) =
+        keywatch(&["run"], &[("KEYWATCH_QUEUE_URL", "http://127.0.0.1:1/q"), ("KEYWATCH_FINDINGS_BUS", "f"), ("KEYWATCH_WAIT_SECS", "60")]);
     assert_eq!(code, 2);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("60") && err.contains("KEYWATCH_WAIT_SECS"), "{err}");
@@ -63,7 +56,12 @@ fn an_invalid_setting_is_one_line_naming_it() {
 fn a_missing_region_stops_start_up_with_what_to_do() {
     let (code, _, err) = keywatch(
         &["run", "--metrics-addr", "127.0.0.1:0"],
-        &[("KEYWATCH_QUEUE_URL", "http://127.0.0.1:1/q"), ("KEYWATCH_FINDINGS_BUS", "f"), ("AWS_EC2_METADATA_DISABLED", "true"), ("HOME", "/nonexistent")],
+        &[
+            ("KEYWATCH_QUEUE_URL", "http://127.0.0.1:1/q"),
+            ("KEYWATCH_FINDINGS_BUS", "f"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("HOME", "/nonexistent"),
+        ],
     );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("AWS_REGION"), "{err}");

@@ -185,8 +185,12 @@ async fn sigterm_finishes_in_flight_messages_and_exits_zero() {
 
     // Every event is either published (and its message deleted) or still in
     // the queue, never both and never neither.
-    let published: HashSet<String> =
-        p.findings(sent.len(), Duration::from_secs(5)).await.iter().map(|e| e["detail"]["trigger"]["event_id"].as_str().unwrap().to_string()).collect();
+    let published: HashSet<String> = p
+        .findings(sent.len(), Duration::from_secs(5))
+        .await
+        .iter()
+        .map(|e| e["detail"]["trigger"]["event_id"].as_str().unwrap().to_string())
+        .collect();
     let mut remaining = HashSet::new();
     let deadline = std::time::Instant::now() + T;
     while published.len() + remaining.len() < sent.len() && std::time::Instant::now() < deadline {

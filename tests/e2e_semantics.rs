@@ -36,7 +36,9 @@ async fn a_role_without_user_name_is_resolved_through_the_key_owner() {
     assert_eq!(d["status"], "FAILED");
     assert_eq!(d["severity"], "HIGH", "a role acted on someone's keys");
     assert_eq!(d["trigger"]["actor_type"], "AssumedRole");
-    assert!(worker.wait_metric(r#"keywatch_aws_requests_total{service="iam",operation="GetAccessKeyLastUsed",outcome="ok"}"#, 1.0, T).await);
+    assert!(
+        worker.wait_metric(r#"keywatch_aws_requests_total{service="iam",operation="GetAccessKeyLastUsed",outcome="ok"}"#, 1.0, T).await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,9 +68,7 @@ async fn failed_calls_are_acknowledged_and_counted_by_error_code() {
     ev["errorMessage"] = json!("Cannot exceed quota for AccessKeysPerUser: 2");
     p.put_cloudtrail(&ev).await;
     assert!(
-        worker
-            .wait_metric(r#"keywatch_failed_calls_total{event_name="CreateAccessKey",error_code="LimitExceeded"}"#, 1.0, T)
-            .await,
+        worker.wait_metric(r#"keywatch_failed_calls_total{event_name="CreateAccessKey",error_code="LimitExceeded"}"#, 1.0, T).await,
         "{}",
         worker.logs()
     );
@@ -129,9 +129,10 @@ async fn a_failed_finding_is_enriched_for_the_responder() {
     assert_eq!(d["severity"], "MEDIUM", "ivan made his own key");
     let recommended = d["recommended_key_to_deactivate"].as_str().expect("a recommendation");
     assert!(keys.contains(&recommended.to_string()));
-    assert!(d["remediation"].as_str().unwrap().contains(&format!(
-        "aws iam update-access-key --user-name ivan --access-key-id {recommended} --status Inactive"
-    )));
+    assert!(d["remediation"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("aws iam update-access-key --user-name ivan --access-key-id {recommended} --status Inactive")));
     for k in d["active_keys"].as_array().unwrap() {
         for field in ["last_used_at", "last_used_service", "last_used_region"] {
             assert!(k.get(field).is_some(), "{field} missing in {k}");

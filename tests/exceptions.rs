@@ -93,7 +93,8 @@ exceptions:
     let err = Exceptions::load(&bad_account).unwrap_err().to_string();
     assert!(err.contains("entry 1") && err.contains("12-digit"), "{err}");
 
-    let unknown_field = file(".toml", "[[exceptions]]\naccount='111122223333'\nuser='u'\nreason='r'\nowner='o'\nexpires=2027-01-01\nexpiry=1\n");
+    let unknown_field =
+        file(".toml", "[[exceptions]]\naccount='111122223333'\nuser='u'\nreason='r'\nowner='o'\nexpires=2027-01-01\nexpiry=1\n");
     let err = Exceptions::load(&unknown_field).unwrap_err().to_string();
     assert!(err.contains("entry 1") && err.contains("expiry"), "{err}");
 

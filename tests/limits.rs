@@ -11,8 +11,9 @@ use aws_sdk_iam::operation::get_access_key_last_used::GetAccessKeyLastUsedOutput
 use aws_sdk_iam::operation::list_access_keys::{ListAccessKeysError, ListAccessKeysOutput};
 use aws_sdk_iam::types::{AccessKeyMetadata, StatusType};
 use aws_smithy_mocks::{mock, mock_client, RuleMode};
+use keywatch::aws::iam::IamInventory;
 use keywatch::aws::{AwsError, ErrorClass};
-use keywatch::inventory::{IamInventory, InventoryError, KeyInventory};
+use keywatch::inventory::{InventoryError, KeyInventory, Need};
 use keywatch::limit::{RateLimiter, RetryPolicy};
 
 fn aws_error(class: ErrorClass, code: &str) -> AwsError {
@@ -116,11 +117,11 @@ async fn every_page_of_list_access_keys_is_read() {
     let first = mock!(aws_sdk_iam::Client::list_access_keys)
         .match_requests(|r| r.marker().is_none())
         .then_output(|| ListAccessKeysOutput::builder().access_key_metadata(key("K1")).is_truncated(true).marker("m1").build().unwrap());
-    let second = mock!(aws_sdk_iam::Client::list_access_keys)
-        .match_requests(|r| r.marker() == Some("m1"))
-        .then_output(|| ListAccessKeysOutput::builder().access_key_metadata(key("K2")).access_key_metadata(key("K3")).is_truncated(false).build().unwrap());
+    let second = mock!(aws_sdk_iam::Client::list_access_keys).match_requests(|r| r.marker() == Some("m1")).then_output(|| {
+        ListAccessKeysOutput::builder().access_key_metadata(key("K2")).access_key_metadata(key("K3")).is_truncated(false).build().unwrap()
+    });
     let client = mock_client!(aws_sdk_iam, RuleMode::MatchAny, [&first, &second]);
-    let keys = IamInventory::new(client).list_keys("123456789012", "alice").await.unwrap();
+    let keys = IamInventory::new(client).list_keys("123456789012", "alice", None).await.unwrap().keys;
     let ids: Vec<&str> = keys.iter().map(|k| k.access_key_id.as_str()).collect();
     assert_eq!(ids, ["K1", "K2", "K3"]);
     assert_eq!((first.num_calls(), second.num_calls()), (1, 1));
@@ -128,15 +129,20 @@ async fn every_page_of_list_access_keys_is_read() {
 
 #[tokio::test]
 async fn a_throttled_listing_is_retried_and_succeeds() {
-    let throttled = mock!(aws_sdk_iam::Client::list_access_keys).sequence().error(|| {
-        ListAccessKeysError::generic(aws_sdk_iam::error::ErrorMetadata::builder().code("Throttling").message("Rate exceeded").build())
-    }).times(2).output(|| ListAccessKeysOutput::builder().access_key_metadata(key("K1")).build().unwrap()).build();
+    let throttled = mock!(aws_sdk_iam::Client::list_access_keys)
+        .sequence()
+        .error(|| {
+            ListAccessKeysError::generic(aws_sdk_iam::error::ErrorMetadata::builder().code("Throttling").message("Rate exceeded").build())
+        })
+        .times(2)
+        .output(|| ListAccessKeysOutput::builder().access_key_metadata(key("K1")).build().unwrap())
+        .build();
     // As in production, the client does not retry: keywatch does.
     let client = mock_client!(aws_sdk_iam, RuleMode::Sequential, [&throttled], |c| c
         .retry_config(aws_sdk_iam::config::retry::RetryConfig::disabled()));
     let limiter = Arc::new(RateLimiter::new(50.0));
     let inventory = IamInventory::new(client).with_limits(limiter.clone(), fast_retries());
-    let keys = inventory.list_keys("123456789012", "alice").await.unwrap();
+    let keys = inventory.list_keys("123456789012", "alice", None).await.unwrap().keys;
     assert_eq!(keys.len(), 1);
     assert_eq!(throttled.num_calls(), 3);
     let rate = limiter.rate("123456789012");
@@ -155,7 +161,11 @@ async fn unknown_users_and_denied_calls_are_permanent() {
         )
     });
     let client = mock_client!(aws_sdk_iam, [&missing]);
-    let err = IamInventory::new(client).with_limits(Arc::new(RateLimiter::new(0.0)), fast_retries()).list_keys("1", "ghost").await.unwrap_err();
+    let err = IamInventory::new(client)
+        .with_limits(Arc::new(RateLimiter::new(0.0)), fast_retries())
+        .list_keys("1", "ghost", None)
+        .await
+        .unwrap_err();
     assert!(matches!(err, InventoryError::NoSuchUser { .. }), "{err}");
     assert_eq!(missing.num_calls(), 1);
 
@@ -163,7 +173,11 @@ async fn unknown_users_and_denied_calls_are_permanent() {
         ListAccessKeysError::generic(aws_sdk_iam::error::ErrorMetadata::builder().code("AccessDenied").message("not authorized").build())
     });
     let client = mock_client!(aws_sdk_iam, [&denied]);
-    let err = IamInventory::new(client).with_limits(Arc::new(RateLimiter::new(0.0)), fast_retries()).list_keys("1", "alice").await.unwrap_err();
+    let err = IamInventory::new(client)
+        .with_limits(Arc::new(RateLimiter::new(0.0)), fast_retries())
+        .list_keys("1", "alice", None)
+        .await
+        .unwrap_err();
     assert!(!err.is_retryable(), "{err}");
     assert_eq!(denied.num_calls(), 1, "not retried");
 }
@@ -173,13 +187,11 @@ async fn last_use_is_read_and_never_used_keys_have_none() {
     let rule = mock!(aws_sdk_iam::Client::get_access_key_last_used).then_output(|| {
         GetAccessKeyLastUsedOutput::builder()
             .user_name("alice")
-            .access_key_last_used(
-                aws_sdk_iam::types::AccessKeyLastUsed::builder().service_name("N/A").region("N/A").build().unwrap(),
-            )
+            .access_key_last_used(aws_sdk_iam::types::AccessKeyLastUsed::builder().service_name("N/A").region("N/A").build().unwrap())
             .build()
     });
     let client = mock_client!(aws_sdk_iam, [&rule]);
-    let last = IamInventory::new(client).last_used("1", "K1").await.unwrap().unwrap();
+    let last = IamInventory::new(client).last_used("1", "K1", Need::Required).await.unwrap().unwrap();
     assert_eq!(last.user_name.as_deref(), Some("alice"));
     assert_eq!(last.usage.last_used_at, None);
     assert_eq!(last.usage.service, None, "N/A means never used");
@@ -189,10 +201,16 @@ async fn last_use_is_read_and_never_used_keys_have_none() {
 #[derive(Default)]
 struct Kept(std::sync::Mutex<Vec<keywatch::finding::Finding>>);
 
-impl keywatch::emit::FindingSink for Kept {
-    async fn publish(&self, findings: &[keywatch::finding::Finding]) -> Vec<Result<(), keywatch::emit::EmitError>> {
+impl keywatch::sink::FindingSink for Kept {
+    fn name(&self) -> &'static str {
+        "kept"
+    }
+    fn publish<'a>(
+        &'a self,
+        findings: &'a [keywatch::finding::Finding],
+    ) -> futures_util::future::BoxFuture<'a, Vec<Result<(), keywatch::sink::SinkError>>> {
         self.0.lock().unwrap().extend_from_slice(findings);
-        findings.iter().map(|_| Ok(())).collect()
+        Box::pin(std::future::ready(findings.iter().map(|_| Ok(())).collect()))
     }
 }
 
@@ -208,18 +226,25 @@ fn create_body(user: &str) -> String {
 
 #[tokio::test(start_paused = true)]
 async fn under_a_burst_listings_take_the_iam_budget_and_last_use_waits_for_room() {
-    use keywatch::worker::{Disposition, Message, Processor, ProcessorSettings};
-    let list_alice = mock!(aws_sdk_iam::Client::list_access_keys)
-        .match_requests(|r| r.user_name() == Some("alice"))
-        .then_output(|| ListAccessKeysOutput::builder().access_key_metadata(key("alice-1")).access_key_metadata(key("alice-2")).build().unwrap());
-    let list_bob = mock!(aws_sdk_iam::Client::list_access_keys)
-        .match_requests(|r| r.user_name() == Some("bob"))
-        .then_output(|| ListAccessKeysOutput::builder().access_key_metadata(key("bob-1")).access_key_metadata(key("bob-2")).build().unwrap());
+    use keywatch::config::RunArgs;
+    use keywatch::inventory::cached::{CacheSettings, CachingInventory};
+    use keywatch::message::{Disposition, Message};
+    use keywatch::processor::{Processor, ProcessorSettings};
+    let list_alice = mock!(aws_sdk_iam::Client::list_access_keys).match_requests(|r| r.user_name() == Some("alice")).then_output(|| {
+        ListAccessKeysOutput::builder().access_key_metadata(key("alice-1")).access_key_metadata(key("alice-2")).build().unwrap()
+    });
+    let list_bob = mock!(aws_sdk_iam::Client::list_access_keys).match_requests(|r| r.user_name() == Some("bob")).then_output(|| {
+        ListAccessKeysOutput::builder().access_key_metadata(key("bob-1")).access_key_metadata(key("bob-2")).build().unwrap()
+    });
     let last_used = mock!(aws_sdk_iam::Client::get_access_key_last_used).then_output(|| GetAccessKeyLastUsedOutput::builder().build());
     let client = mock_client!(aws_sdk_iam, RuleMode::MatchAny, [&list_alice, &list_bob, &last_used]);
     // A budget of 4 IAM calls per second (and a burst of 4) in the account.
-    let inventory = IamInventory::new(client).with_limits(Arc::new(RateLimiter::new(4.0)), fast_retries());
-    let processor = Processor::new(inventory, Kept::default(), ProcessorSettings::default());
+    let limiter = Arc::new(RateLimiter::new(4.0));
+    let inventory = IamInventory::new(client).with_limits(limiter.clone(), fast_retries());
+    let defaults = RunArgs::from_flags("http://queue", "bus", &[]).unwrap();
+    let inventory = CachingInventory::new(inventory, limiter, &CacheSettings::from(&defaults));
+    let sink = Arc::new(Kept::default());
+    let processor = Processor::new(inventory, sink.clone(), ProcessorSettings::from(&defaults));
 
     // alice: 1 listing + 2 look-ups out of the full bucket.
     assert_eq!(processor.handle_batch(&[Message::new("m1", create_body("alice"))]).await, [Disposition::Ack]);
@@ -231,7 +256,6 @@ async fn under_a_burst_listings_take_the_iam_budget_and_last_use_waits_for_room(
     assert_eq!(processor.handle_batch(&[Message::new("m3", create_body("bob"))]).await, [Disposition::Ack]);
     assert_eq!(last_used.num_calls(), 4);
 
-    let sink: &Kept = processor.sink();
     let found = sink.0.lock().unwrap().clone();
     assert_eq!(found.len(), 3, "every event still has its finding");
     let recommended: Vec<Option<&str>> = found.iter().map(|f| f.recommended_key_to_deactivate.as_deref()).collect();

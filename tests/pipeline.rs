@@ -9,13 +9,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use keywatch::admin::Health;
-use keywatch::emit::EventBridgeSink;
-use keywatch::evaluate::AccessKey;
-use keywatch::event::KeyStatus;
-use keywatch::inventory::{InventoryError, KeyInventory, KeyLastUsed};
-use keywatch::queue::SqsQueue;
-use keywatch::worker::{self, PollSettings, Processor, ProcessorSettings};
+use keywatch::aws::eventbridge::EventBridgeSink;
+use keywatch::aws::sqs::{ReceiveSettings, SqsQueue, SqsSource};
+use keywatch::config::RunArgs;
+use keywatch::health::Health;
+use keywatch::inventory::{InventoryError, KeyInventory, Need};
+use keywatch::keys::{AccessKey, KeyLastUsed, KeyStatus, Listing};
+use keywatch::processor::{Processor, ProcessorSettings};
+use keywatch::source;
+use time::OffsetDateTime;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -30,18 +32,20 @@ struct GatedInventory {
 }
 
 impl KeyInventory for GatedInventory {
-    async fn list_keys(&self, _account_id: &str, user_name: &str) -> Result<Vec<AccessKey>, InventoryError> {
+    async fn list_keys(&self, _account_id: &str, user_name: &str, _newer_than: Option<OffsetDateTime>) -> Result<Listing, InventoryError> {
+        let observed_at = OffsetDateTime::now_utc();
         self.started.send(user_name.to_string()).unwrap();
         if user_name == "slow" {
             let _pass = self.gate.acquire().await.unwrap();
         }
         self.listed.lock().unwrap().push(user_name.to_string());
-        Ok(["AKIAEXAMPLE000000001", "AKIAEXAMPLE000000002"]
+        let keys = ["AKIAEXAMPLE000000001", "AKIAEXAMPLE000000002"]
             .map(|id| AccessKey { access_key_id: id.into(), status: KeyStatus::Active, created_at: None })
-            .to_vec())
+            .to_vec();
+        Ok(Listing { keys, observed_at })
     }
 
-    async fn last_used(&self, _account_id: &str, _access_key_id: &str) -> Result<Option<KeyLastUsed>, InventoryError> {
+    async fn last_used(&self, _account_id: &str, _access_key_id: &str, _need: Need) -> Result<Option<KeyLastUsed>, InventoryError> {
         Ok(None)
     }
 
@@ -60,18 +64,13 @@ async fn a_slow_check_does_not_stall_the_next_message_and_shutdown_finishes_it()
     let (started_tx, mut started) = mpsc::unbounded_channel();
     let inventory = GatedInventory { gate: gate.clone(), started: started_tx, listed: Mutex::new(Vec::new()) };
     let sink = EventBridgeSink::new(aws_sdk_eventbridge::Client::new(&config), FINDINGS_BUS, "keywatch");
-    let processor = Arc::new(Processor::new(inventory, sink, ProcessorSettings::default()));
+    let defaults = RunArgs::from_flags(&p.queue_url, FINDINGS_BUS, &["--max-messages", "1", "--wait-secs", "1"]).unwrap();
+    let processor = Arc::new(Processor::new(inventory, Arc::new(sink), ProcessorSettings::from(&defaults)));
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&config), p.queue_url.clone());
-    let poll = PollSettings {
-        max_messages: 1,
-        wait: Duration::from_secs(1),
-        visibility_timeout: None,
-        receivers: 1,
-        queue_metrics_interval: None,
-    };
+    let source = Arc::new(SqsSource { queue, settings: ReceiveSettings::from(&defaults) });
     let shutdown = CancellationToken::new();
     let health = Arc::new(Health::default());
-    let run = tokio::spawn(worker::run(queue, processor.clone(), poll, health.clone(), shutdown.clone()));
+    let run = tokio::spawn(source::drive(source, processor.clone(), 1, health.clone(), shutdown.clone()));
 
     p.put_cloudtrail(&create_key_event("evt-slow", "admin", "slow", "AKIAEXAMPLE000000002")).await;
     let first = tokio::time::timeout(T, started.recv()).await.expect("the slow check began").unwrap();

@@ -1,8 +1,9 @@
 //! Evaluate and finding, pure: keys + event → verdict → document.
 
-use keywatch::evaluate::{evaluate, listing_reflects, AccessKey, Verdict};
+use keywatch::evaluate::{evaluate, listing_reflects, Verdict};
 use keywatch::event::{parse, KeyEvent, KeyStatus, Parsed};
 use keywatch::finding::{build, finding_id, Severity, Status, CONTROL_ID};
+use keywatch::keys::AccessKey;
 use time::macros::datetime;
 
 fn fixture_event(name: &str) -> KeyEvent {
@@ -17,13 +18,13 @@ fn key(id: &str, status: KeyStatus) -> AccessKey {
     AccessKey { access_key_id: id.into(), status, created_at: Some(datetime!(2026-01-01 0:00 UTC)) }
 }
 
-fn no_usage() -> std::collections::HashMap<String, keywatch::evaluate::KeyUsage> {
+fn no_usage() -> std::collections::HashMap<String, keywatch::keys::KeyUsage> {
     std::collections::HashMap::new()
 }
 
 /// IAM's answer for keys never used.
-fn never_used(ids: &[&str]) -> std::collections::HashMap<String, keywatch::evaluate::KeyUsage> {
-    ids.iter().map(|id| (id.to_string(), keywatch::evaluate::KeyUsage::default())).collect()
+fn never_used(ids: &[&str]) -> std::collections::HashMap<String, keywatch::keys::KeyUsage> {
+    ids.iter().map(|id| (id.to_string(), keywatch::keys::KeyUsage::default())).collect()
 }
 
 const NEW: &str = "AKIAEXAMPLEALICE0002";
@@ -192,8 +193,9 @@ mod enrichment_and_root {
     use std::collections::HashMap;
 
     use super::*;
-    use keywatch::evaluate::{evaluate_root, KeyUsage};
+    use keywatch::evaluate::evaluate_root;
     use keywatch::finding::{build_root, recommend_key, ROOT_CONTROL_ID};
+    use keywatch::keys::KeyUsage;
     use keywatch::telemetry::failed_call_label;
 
     fn aged(id: &str, created: time::OffsetDateTime) -> AccessKey {
@@ -309,7 +311,7 @@ mod enrichment_and_root {
 
 #[test]
 fn dead_letter_queue_urls_are_derived_from_the_input_queue() {
-    use keywatch::queue::sibling_url;
+    use keywatch::aws::sqs::sibling_url;
     assert_eq!(
         sibling_url("https://sqs.us-east-1.amazonaws.com/111122223333/keywatch-events", "111122223333", "keywatch-events-dlq").as_deref(),
         Some("https://sqs.us-east-1.amazonaws.com/111122223333/keywatch-events-dlq")

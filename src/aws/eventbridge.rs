@@ -1,4 +1,5 @@
-//! Emit: findings → EventBridge `PutEvents` on the findings bus.
+//! EventBridge: the finding sink that publishes to the findings bus with
+//! `PutEvents`.
 //!
 //! `PutEvents` can succeed in part: the call returns 200 with
 //! `FailedEntryCount` and an error on each rejected entry. Every entry's
@@ -6,13 +7,14 @@
 //! deletes exactly the messages whose finding was accepted and leaves the
 //! rest for redelivery.
 
-use std::future::Future;
-
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
 
-use crate::aws::{self, AwsError};
+use super::call;
 use crate::finding::Finding;
-use crate::telemetry::{self, Service};
+use crate::sink::{FindingSink, SinkError};
+use crate::telemetry::Service;
 
 /// The `DetailType` of every finding event.
 pub const DETAIL_TYPE: &str = "IAM Access Key Finding";
@@ -20,29 +22,6 @@ pub const DETAIL_TYPE: &str = "IAM Access Key Finding";
 pub const MAX_ENTRIES: usize = 10;
 /// EventBridge's limit on one `PutEvents` request, with room for framing.
 pub const MAX_REQUEST_BYTES: usize = 256 * 1024 - 4 * 1024;
-
-/// Why a finding was not accepted. Either way the message stays in the
-/// queue: a rejected entry is retried on redelivery and, if it keeps
-/// failing, reaches the dead-letter queue through redrive.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum EmitError {
-    /// The whole call failed.
-    #[error(transparent)]
-    Call(#[from] AwsError),
-    /// EventBridge rejected this entry (`ErrorCode` on the entry).
-    #[error("EventBridge rejected the finding: {code}: {message}")]
-    Rejected { code: String, message: String },
-    /// The finding could not be serialised (cannot happen with the types
-    /// used; kept so that it is reported rather than panicking).
-    #[error("finding could not be encoded: {0}")]
-    Encode(String),
-}
-
-/// Where findings go.
-pub trait FindingSink: Send + Sync + 'static {
-    /// Publishes `findings`; one result per finding, in the same order.
-    fn publish(&self, findings: &[Finding]) -> impl Future<Output = Vec<Result<(), EmitError>>> + Send;
-}
 
 /// [`FindingSink`] over EventBridge.
 #[derive(Clone)]
@@ -59,18 +38,19 @@ impl EventBridgeSink {
         EventBridgeSink { client, bus: bus.into(), source: source.into() }
     }
 
-    async fn put_chunk(&self, entries: Vec<PutEventsRequestEntry>) -> Vec<Result<(), EmitError>> {
+    async fn put_chunk(&self, entries: Vec<PutEventsRequestEntry>) -> Vec<Result<(), SinkError>> {
         let n = entries.len();
         let request = self.client.put_events().set_entries(Some(entries)).send();
-        let out = match aws::call(Service::EventBridge, "PutEvents", request).await {
+        let out = match call(Service::EventBridge, "PutEvents", request).await {
             Ok(out) => out,
-            Err(e) => return vec![Err(EmitError::Call(e)); n],
+            Err(e) => return vec![Err(SinkError::Call(e)); n],
         };
         let results = out.entries();
         if results.len() != n {
             // The API promises one result per entry, in order; anything else
             // cannot be mapped back, so nothing is taken as accepted.
-            let e = EmitError::Rejected {
+            let e = SinkError::Rejected {
+                sink: "eventbridge",
                 code: "ResultCountMismatch".into(),
                 message: format!("sent {n} entries, got {} results", results.len()),
             };
@@ -80,7 +60,8 @@ impl EventBridgeSink {
             .iter()
             .map(|r| match (r.error_code(), r.event_id()) {
                 (None, Some(_)) => Ok(()),
-                (code, _) => Err(EmitError::Rejected {
+                (code, _) => Err(SinkError::Rejected {
+                    sink: "eventbridge",
                     code: code.unwrap_or("NoEventId").to_string(),
                     message: r.error_message().unwrap_or_default().to_string(),
                 }),
@@ -90,8 +71,18 @@ impl EventBridgeSink {
 }
 
 impl FindingSink for EventBridgeSink {
-    async fn publish(&self, findings: &[Finding]) -> Vec<Result<(), EmitError>> {
-        let mut results: Vec<Result<(), EmitError>> = Vec::with_capacity(findings.len());
+    fn name(&self) -> &'static str {
+        "eventbridge"
+    }
+
+    fn publish<'a>(&'a self, findings: &'a [Finding]) -> BoxFuture<'a, Vec<Result<(), SinkError>>> {
+        self.publish_all(findings).boxed()
+    }
+}
+
+impl EventBridgeSink {
+    async fn publish_all(&self, findings: &[Finding]) -> Vec<Result<(), SinkError>> {
+        let mut results: Vec<Result<(), SinkError>> = Vec::with_capacity(findings.len());
         let mut chunk: Vec<PutEventsRequestEntry> = Vec::new();
         let mut chunk_bytes = 0usize;
         // Indexes into `results` of the entries in `chunk`.
@@ -102,7 +93,7 @@ impl FindingSink for EventBridgeSink {
             let detail = match serde_json::to_string(finding) {
                 Ok(d) => d,
                 Err(e) => {
-                    results[slot] = Err(EmitError::Encode(e.to_string()));
+                    results[slot] = Err(SinkError::Write(e.to_string()));
                     continue;
                 }
             };
@@ -131,10 +122,6 @@ impl FindingSink for EventBridgeSink {
             for (i, r) in chunk_slots.drain(..).zip(sent) {
                 results[i] = r;
             }
-        }
-        let failed = results.iter().filter(|r| r.is_err()).count();
-        if failed > 0 {
-            telemetry::emit_failed_entries(failed as u64);
         }
         results
     }

@@ -1,11 +1,21 @@
-//! AWS plumbing shared by every stage: timing and counting each call, and
-//! sorting its errors into what to do about them.
+//! AWS: every adapter, and the one path every AWS call takes.
+//!
+//! The adapters translate between the SDKs and the core's ports:
+//! [`sqs`] (the input queue, a message source), [`iam`] (the key
+//! inventory), [`eventbridge`] (a finding sink), [`sts`] (the worker's
+//! account and member-account credentials). [`Clients`] builds their SDK
+//! clients once, for the binary, the tests and the benchmarks alike.
 //!
 //! Every AWS call goes through [`call`], so `keywatch_aws_requests_total` and
 //! `keywatch_aws_request_duration_seconds` see all of them with the same
 //! labels, and every error is classified the same way: throttled and
 //! transient errors leave the message for redelivery, permanent ones are
 //! logged and (for input problems) left to the queue's redrive policy.
+
+pub mod eventbridge;
+pub mod iam;
+pub mod sqs;
+pub mod sts;
 
 use std::future::Future;
 use std::time::Instant;
@@ -15,24 +25,8 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
+pub use crate::error::{AwsError, ErrorClass};
 use crate::telemetry::{self, CallOutcome, Service};
-
-/// What an AWS error means for the message that caused the call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// The service asked us to slow down.
-    Throttled,
-    /// Network, timeout or 5xx: the same call may well succeed later.
-    Transient,
-    /// The request itself is wrong (4xx other than throttling).
-    Permanent,
-}
-
-impl ErrorClass {
-    pub fn is_retryable(self) -> bool {
-        !matches!(self, ErrorClass::Permanent)
-    }
-}
 
 /// Error codes AWS services use for throttling.
 const THROTTLING_CODES: &[&str] = &[
@@ -85,27 +79,12 @@ pub fn describe<E: std::error::Error + 'static>(err: &E) -> String {
     DisplayErrorContext(err).to_string().replace('\n', " ")
 }
 
-/// An AWS error reduced to what the layers above need: how to treat it and
-/// what to log.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{operation}: {message}")]
-pub struct AwsError {
-    pub operation: &'static str,
-    pub class: ErrorClass,
-    pub code: Option<String>,
-    pub message: String,
-}
-
 impl AwsError {
     pub fn from_sdk<E>(operation: &'static str, err: &SdkError<E, HttpResponse>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
         AwsError { operation, class: classify(err), code: error_code(err), message: describe(err) }
-    }
-
-    pub fn is_retryable(&self) -> bool {
-        self.class.is_retryable()
     }
 }
 
@@ -126,7 +105,7 @@ where
     result.map_err(|e| AwsError::from_sdk(operation, &e))
 }
 
-/// The three service clients the worker uses, configured from one SDK
+/// The service clients the worker uses, configured from one SDK
 /// config: SQS with attempt timeouts above the long-poll wait (a shorter one
 /// would cut every receive), IAM signed for its global region and without
 /// SDK retries (keywatch retries IAM itself, per account, counting each
@@ -140,6 +119,7 @@ pub struct Clients {
     pub sqs: aws_sdk_sqs::Client,
     pub iam: aws_sdk_iam::Client,
     pub eventbridge: aws_sdk_eventbridge::Client,
+    pub sts: aws_sdk_sts::Client,
 }
 
 impl Clients {
@@ -152,17 +132,12 @@ impl Clients {
             .connect_timeout(Duration::from_secs(5))
             .operation_attempt_timeout(wait + Duration::from_secs(10))
             .build();
-        let call_timeouts = TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .operation_attempt_timeout(Duration::from_secs(10))
-            .build();
+        let call_timeouts =
+            TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).operation_attempt_timeout(Duration::from_secs(10)).build();
         let stalls = StalledStreamProtectionConfig::enabled().upload_enabled(false).build();
         Clients {
             sqs: aws_sdk_sqs::Client::from_conf(
-                aws_sdk_sqs::config::Builder::from(sdk)
-                    .timeout_config(sqs_timeouts)
-                    .stalled_stream_protection(stalls.clone())
-                    .build(),
+                aws_sdk_sqs::config::Builder::from(sdk).timeout_config(sqs_timeouts).stalled_stream_protection(stalls.clone()).build(),
             ),
             iam: aws_sdk_iam::Client::from_conf(
                 aws_sdk_iam::config::Builder::from(sdk)
@@ -174,9 +149,12 @@ impl Clients {
             ),
             eventbridge: aws_sdk_eventbridge::Client::from_conf(
                 aws_sdk_eventbridge::config::Builder::from(sdk)
-                    .timeout_config(call_timeouts)
-                    .stalled_stream_protection(stalls)
+                    .timeout_config(call_timeouts.clone())
+                    .stalled_stream_protection(stalls.clone())
                     .build(),
+            ),
+            sts: aws_sdk_sts::Client::from_conf(
+                aws_sdk_sts::config::Builder::from(sdk).timeout_config(call_timeouts).stalled_stream_protection(stalls).build(),
             ),
         }
     }

@@ -1,4 +1,5 @@
-//! Queue: the SQS input queue — receive, delete in batches, depth.
+//! SQS: the input queue as a [`MessageSource`] — receive, delete in
+//! batches — and its depth for the metrics.
 //!
 //! Deletion is the acknowledgement: a message is deleted only once the
 //! worker has decided it is done with it (its finding accepted, or nothing to
@@ -11,16 +12,16 @@ use std::time::Duration;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName};
 use time::OffsetDateTime;
 
-use crate::aws::{self, AwsError};
-use crate::telemetry::Service;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
 
-/// A received message: what the worker's core needs, plus the handle to
-/// delete it with.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub message: crate::worker::Message,
-    pub receipt_handle: String,
-}
+use super::{call, AwsError, ErrorClass};
+use crate::message::Message;
+use crate::source::{Delivery, MessageSource, SourceError};
+use crate::telemetry::{self, Service};
+
+/// A received message with its receipt handle.
+pub type Received = Delivery<String>;
 
 /// The input queue.
 #[derive(Clone)]
@@ -52,7 +53,7 @@ impl SqsQueue {
             .set_visibility_timeout(visibility_timeout.map(|v| v.as_secs() as i32))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send();
-        let out = aws::call(Service::Sqs, "ReceiveMessage", request).await?;
+        let out = call(Service::Sqs, "ReceiveMessage", request).await?;
         let now = OffsetDateTime::now_utc();
         let started = std::time::Instant::now();
         Ok(out
@@ -60,19 +61,17 @@ impl SqsQueue {
             .unwrap_or_default()
             .into_iter()
             .filter_map(|m| {
-                let receive_count = m
-                    .attributes()
-                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                    .and_then(|c| c.parse().ok());
+                let receive_count =
+                    m.attributes().and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount)).and_then(|c| c.parse().ok());
                 Some(Received {
-                    message: crate::worker::Message {
+                    message: Message {
                         message_id: m.message_id?,
                         body: m.body.unwrap_or_default(),
                         receive_count,
                         received_at: now,
                         received: started,
                     },
-                    receipt_handle: m.receipt_handle?,
+                    ack: m.receipt_handle?,
                 })
             })
             .collect())
@@ -90,7 +89,7 @@ impl SqsQueue {
                 .collect::<Result<_, _>>()
                 .expect("id and receipt handle are always set");
             let request = self.client.delete_message_batch().queue_url(&self.url).set_entries(Some(entries)).send();
-            match aws::call(Service::Sqs, "DeleteMessageBatch", request).await {
+            match call(Service::Sqs, "DeleteMessageBatch", request).await {
                 Ok(out) => {
                     let mut chunk_results: Vec<Result<(), AwsError>> = vec![Ok(()); chunk.len()];
                     for failed in out.failed() {
@@ -98,7 +97,7 @@ impl SqsQueue {
                             if i < chunk_results.len() {
                                 chunk_results[i] = Err(AwsError {
                                     operation: "DeleteMessageBatch",
-                                    class: if failed.sender_fault() { aws::ErrorClass::Permanent } else { aws::ErrorClass::Transient },
+                                    class: if failed.sender_fault() { ErrorClass::Permanent } else { ErrorClass::Transient },
                                     code: Some(failed.code().to_string()),
                                     message: failed.message().unwrap_or_default().to_string(),
                                 });
@@ -111,7 +110,7 @@ impl SqsQueue {
                         if r.is_ok() && !confirmed.contains(&i) {
                             *r = Err(AwsError {
                                 operation: "DeleteMessageBatch",
-                                class: aws::ErrorClass::Transient,
+                                class: ErrorClass::Transient,
                                 code: None,
                                 message: "entry missing from the response".into(),
                             });
@@ -142,12 +141,81 @@ impl SqsQueue {
             return Ok(Some(url));
         }
         let request = self.client.get_queue_url().queue_name(name).queue_owner_aws_account_id(account).send();
-        let out = aws::call(Service::Sqs, "GetQueueUrl", request).await?;
+        let out = call(Service::Sqs, "GetQueueUrl", request).await?;
         Ok(out.queue_url().map(str::to_string))
     }
 
     pub fn with_url(&self, url: impl Into<String>) -> SqsQueue {
         SqsQueue { client: self.client.clone(), url: url.into() }
+    }
+}
+
+/// How the input queue is received from.
+#[derive(Debug, Clone)]
+pub struct ReceiveSettings {
+    /// Messages per `ReceiveMessage` (1–10).
+    pub max_messages: i32,
+    /// Long-poll wait (0–20 s).
+    pub wait: Duration,
+    /// Overrides the queue's visibility timeout on receive.
+    pub visibility_timeout: Option<Duration>,
+    /// Stop once a receive returns nothing (drain the queue, then exit).
+    pub until_empty: bool,
+}
+
+/// The input queue as a source of messages.
+pub struct SqsSource {
+    pub queue: SqsQueue,
+    pub settings: ReceiveSettings,
+}
+
+impl MessageSource for SqsSource {
+    type Ack = String;
+
+    async fn receive(&self) -> Result<Option<Vec<Received>>, SourceError> {
+        let s = &self.settings;
+        let batch = self.queue.receive(s.max_messages, s.wait, s.visibility_timeout).await?;
+        Ok((!(batch.is_empty() && s.until_empty)).then_some(batch))
+    }
+
+    async fn ack(&self, acks: Vec<&String>) -> Vec<Result<(), SourceError>> {
+        let handles: Vec<&str> = acks.into_iter().map(String::as_str).collect();
+        self.queue.delete(&handles).await.into_iter().map(|r| r.map_err(SourceError::from)).collect()
+    }
+}
+
+/// Reads the input queue's and its dead-letter queue's depth every
+/// `interval` until `shutdown`.
+pub async fn depth_loop(queue: SqsQueue, interval: Duration, shutdown: CancellationToken) {
+    let mut dlq: Option<SqsQueue> = None;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        match queue.attributes().await {
+            Ok(state) => {
+                telemetry::queue_depth("input", state.visible, state.in_flight);
+                if dlq.is_none() {
+                    if let Some(arn) = &state.dead_letter_arn {
+                        match queue.url_of_arn(arn).await {
+                            Ok(Some(url)) => dlq = Some(queue.with_url(url)),
+                            Ok(None) => {}
+                            Err(e) => warn!(error = %e, dead_letter_arn = %arn, "cannot resolve the dead-letter queue"),
+                        }
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot read the input queue's depth"),
+        }
+        if let Some(dlq) = &dlq {
+            match dlq.attributes().await {
+                Ok(state) => telemetry::queue_depth("dlq", state.visible, state.in_flight),
+                Err(e) => warn!(error = %e, "cannot read the dead-letter queue's depth"),
+            }
+        }
     }
 }
 
@@ -176,7 +244,7 @@ async fn queue_state(client: &aws_sdk_sqs::Client, url: &str) -> Result<QueueSta
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
         .attribute_names(QueueAttributeName::RedrivePolicy)
         .send();
-    let out = aws::call(Service::Sqs, "GetQueueAttributes", request).await?;
+    let out = call(Service::Sqs, "GetQueueAttributes", request).await?;
     let attrs = out.attributes();
     let get = |name: QueueAttributeName| attrs.and_then(|a| a.get(&name)).map(String::as_str);
     let count = |name| get(name).and_then(|v| v.parse().ok()).unwrap_or(0);

@@ -1,0 +1,175 @@
+//! IAM: the [`KeyInventory`] over the IAM API, in any account.
+//!
+//! Every call is rate-limited and retried per account ([`crate::limit`])
+//! and goes through [`super::call`]. Events from an organisation carry
+//! member account ids: with a member role configured, calls for an account
+//! other than the worker's own use an IAM client whose credentials come
+//! from `sts:AssumeRole` into `arn:aws:iam::<account>:role/<name>`
+//! ([`super::sts::AssumeRoleCredentials`], cached and renewed by the SDK).
+
+use std::sync::Arc;
+
+use aws_sdk_iam::types::SummaryKeyType;
+use time::OffsetDateTime;
+
+use super::sts::AssumeRoleCredentials;
+use super::{call, ErrorClass};
+use crate::cache::BoundedCache;
+use crate::inventory::{InventoryError, KeyInventory, Need};
+use crate::keys::{AccessKey, KeyLastUsed, KeyStatus, KeyUsage, Listing};
+use crate::limit::{RateLimiter, RetryPolicy};
+use crate::telemetry::Service;
+
+/// Member accounts whose IAM clients are kept at once.
+const MEMBER_CLIENTS: usize = 1_000;
+
+/// Cross-account access through a role in each member account.
+#[derive(Debug, Clone)]
+pub struct MemberRole {
+    /// Role name, the same in every member account.
+    pub name: String,
+    /// `sts:ExternalId` the role's trust policy requires, if any.
+    pub external_id: Option<String>,
+    /// The account the worker's own credentials belong to: calls for it do
+    /// not assume the role.
+    pub own_account_id: String,
+}
+
+/// [`KeyInventory`] over the IAM API.
+#[derive(Clone)]
+pub struct IamInventory {
+    own: aws_sdk_iam::Client,
+    member: Option<Arc<Members>>,
+    limiter: Arc<RateLimiter>,
+    retry: RetryPolicy,
+}
+
+struct Members {
+    role: MemberRole,
+    /// The IAM client configuration that member clients start from.
+    base: aws_sdk_iam::Config,
+    sts: aws_sdk_sts::Client,
+    clients: BoundedCache<String, aws_sdk_iam::Client>,
+}
+
+impl IamInventory {
+    /// Every call with the worker's own credentials.
+    /// No rate limit, default retries.
+    pub fn new(client: aws_sdk_iam::Client) -> Self {
+        IamInventory { own: client, member: None, limiter: Arc::new(RateLimiter::new(0.0)), retry: RetryPolicy::default() }
+    }
+
+    /// Rate limiting per account and the retry policy. The client itself
+    /// should not retry (retries here are counted attempt by attempt).
+    pub fn with_limits(mut self, limiter: Arc<RateLimiter>, retry: RetryPolicy) -> Self {
+        self.limiter = limiter;
+        self.retry = retry;
+        self
+    }
+
+    /// Calls for accounts other than `role.own_account_id` assume the member
+    /// role there, through `sts`.
+    pub fn with_member_role(mut self, sts: aws_sdk_sts::Client, role: MemberRole) -> Self {
+        let base = self.own.config().clone();
+        // Clients live as long as their credentials are worth keeping.
+        let clients = BoundedCache::new(MEMBER_CLIENTS, std::time::Duration::from_secs(12 * 3600));
+        self.member = Some(Arc::new(Members { role, base, sts, clients }));
+        self
+    }
+
+    fn client_for(&self, account_id: &str) -> aws_sdk_iam::Client {
+        let Some(m) = &self.member else { return self.own.clone() };
+        if account_id == m.role.own_account_id {
+            return self.own.clone();
+        }
+        if let Some(c) = m.clients.get(&account_id.to_string()) {
+            return c;
+        }
+        let role_arn = format!("arn:aws:iam::{account_id}:role/{}", m.role.name);
+        let provider = AssumeRoleCredentials::new(m.sts.clone(), role_arn, m.role.external_id.clone());
+        let client = aws_sdk_iam::Client::from_conf(m.base.to_builder().credentials_provider(provider).build());
+        m.clients.insert(account_id.to_string(), client.clone());
+        client
+    }
+}
+
+fn to_time(t: &aws_smithy_types::DateTime) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(t.as_nanos()).ok()
+}
+
+/// IAM says `N/A` for a key that was never used.
+fn known(s: &str) -> Option<String> {
+    (!s.is_empty() && s != "N/A").then(|| s.to_string())
+}
+
+impl KeyInventory for IamInventory {
+    async fn list_keys(&self, account_id: &str, user_name: &str, _newer_than: Option<OffsetDateTime>) -> Result<Listing, InventoryError> {
+        let client = self.client_for(account_id);
+        let observed_at = OffsetDateTime::now_utc();
+        let mut keys = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .limiter
+                .run(account_id, &self.retry, || {
+                    call(Service::Iam, "ListAccessKeys", client.list_access_keys().user_name(user_name).set_marker(marker.clone()).send())
+                })
+                .await;
+            let page = match page {
+                Ok(page) => page,
+                Err(e) if e.code.as_deref() == Some("NoSuchEntity") => {
+                    return Err(InventoryError::NoSuchUser { account_id: account_id.to_string(), user_name: user_name.to_string() })
+                }
+                Err(e) => return Err(e.into()),
+            };
+            keys.extend(page.access_key_metadata().iter().filter_map(|k| {
+                Some(AccessKey {
+                    access_key_id: k.access_key_id()?.to_string(),
+                    status: k.status().map_or(KeyStatus::Other(String::new()), |s| KeyStatus::parse(s.as_str())),
+                    created_at: k.create_date().and_then(to_time),
+                })
+            }));
+            match page.marker() {
+                Some(next) if page.is_truncated() => marker = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        Ok(Listing { keys, observed_at })
+    }
+
+    async fn last_used(&self, account_id: &str, access_key_id: &str, _need: Need) -> Result<Option<KeyLastUsed>, InventoryError> {
+        let client = self.client_for(account_id);
+        let result = self
+            .limiter
+            .run(account_id, &self.retry, || {
+                call(Service::Iam, "GetAccessKeyLastUsed", client.get_access_key_last_used().access_key_id(access_key_id).send())
+            })
+            .await;
+        match result {
+            Ok(out) => {
+                let used = out.access_key_last_used();
+                Ok(Some(KeyLastUsed {
+                    user_name: out.user_name().map(str::to_string),
+                    usage: KeyUsage {
+                        last_used_at: used.and_then(|u| u.last_used_date()).and_then(to_time),
+                        service: used.and_then(|u| known(u.service_name())),
+                        region: used.and_then(|u| known(u.region())),
+                    },
+                }))
+            }
+            // A deleted key is unknown to IAM.
+            Err(e) if e.class == ErrorClass::Permanent && e.code.as_deref() == Some("NoSuchEntity") => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn root_keys_present(&self, account_id: &str) -> Result<u32, InventoryError> {
+        let client = self.client_for(account_id);
+        let out = self
+            .limiter
+            .run(account_id, &self.retry, || call(Service::Iam, "GetAccountSummary", client.get_account_summary().send()))
+            .await?;
+        let present = out.summary_map().and_then(|m| m.get(&SummaryKeyType::AccountAccessKeysPresent)).copied().unwrap_or(0);
+        Ok(present.max(0) as u32)
+    }
+}

@@ -1,0 +1,195 @@
+//! Decide: what the control says, from facts already gathered.
+//!
+//! Pure: no async, no AWS types, no clock of its own (`now` comes in). The
+//! processor gathers the facts (the parsed event, IAM's listing or account
+//! summary, the keys' last use, the approved exceptions) and this module
+//! turns them into an [`Outcome`]: invalid, ignored, a failed call, compliant,
+//! retry later, or a finding to publish. Each outcome knows what becomes of
+//! its message and its metric label, so the callers only carry it out.
+//!
+//! The verdict itself (how many active keys, whether the event's own state
+//! is merged into a stale listing) is [`crate::evaluate`]'s.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::evaluate::{evaluate, evaluate_root};
+use crate::event::{EventName, KeyEvent, ParseError, Parsed, Target};
+use crate::exceptions::Exceptions;
+use crate::finding::{self, Finding, Status};
+use crate::inventory::InventoryError;
+use crate::keys::{KeyUsage, Listing};
+use crate::message::Disposition;
+use crate::telemetry::EventOutcome;
+
+/// The settings the decision depends on.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// An event younger than this is recent enough that a listing which
+    /// does not show its change is taken as stale (IAM propagation); an
+    /// older event's listing is taken as the truth.
+    pub consistency_window: Duration,
+}
+
+impl Rules {
+    /// Whether `event` is young enough at `now` for IAM to lag behind it.
+    pub fn fresh(&self, event: &KeyEvent, now: OffsetDateTime) -> bool {
+        now - event.event_time <= self.consistency_window
+    }
+}
+
+/// Why a message needs nothing done (it is acknowledged).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ignored {
+    /// A well-formed event that is not one of the three key events.
+    NotKeyEvent { event_name: Option<String>, event_id: Option<String> },
+    /// The event names neither a user nor a key.
+    NoTarget,
+    /// IAM no longer knows the key, so its owner cannot be found.
+    OwnerUnknown,
+    /// The deleted key's owner cannot be found, and never will be.
+    DeletedKeyOwner(InventoryError),
+    /// The user no longer exists.
+    UserGone,
+}
+
+/// Why a message is left for redelivery.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Retry {
+    /// IAM could not be asked (throttled, 5xx, credentials...).
+    Lookup(InventoryError),
+}
+
+/// What becomes of one message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The body cannot be understood: left for the dead-letter queue.
+    Invalid(ParseError),
+    Ignored(Ignored),
+    /// The CloudTrail record is of a call that failed: nothing changed.
+    FailedCall {
+        code: String,
+    },
+    /// Re-checked; nothing to report.
+    Compliant {
+        active: usize,
+    },
+    Retry(Retry),
+    /// A finding to publish; the message is done once it is accepted.
+    Publish(Box<Finding>),
+}
+
+impl Outcome {
+    /// What to do with the message (for `Publish`: once accepted).
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            Outcome::Invalid(_) => Disposition::Invalid,
+            Outcome::Retry(_) => Disposition::Retry,
+            _ => Disposition::Ack,
+        }
+    }
+
+    /// The `outcome` label of `keywatch_events_total`; `None` for a retry,
+    /// which is counted when it finally ends.
+    pub fn label(&self) -> Option<EventOutcome> {
+        Some(match self {
+            Outcome::Invalid(_) => EventOutcome::Invalid,
+            Outcome::Ignored(_) => EventOutcome::Ignored,
+            Outcome::FailedCall { .. } => EventOutcome::FailedCall,
+            Outcome::Compliant { .. } => EventOutcome::Compliant,
+            Outcome::Publish(_) => EventOutcome::Finding,
+            Outcome::Retry(_) => return None,
+        })
+    }
+
+    /// The keys whose last use the finding still lacks: a `FAILED` CIS-1.13
+    /// finding is worth enriching (the responder chooses a key by it).
+    pub fn wants_usage(&self) -> Vec<String> {
+        match self {
+            Outcome::Publish(f) if f.status == Status::Failed && f.control_id == finding::CONTROL_ID => {
+                f.active_keys.iter().filter(|k| !k.last_use_known).map(|k| k.access_key_id.clone()).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The first step: a body either ends here (invalid, not a key event) or
+/// is a key event.
+pub fn triage(parsed: Result<Parsed, ParseError>) -> Result<Box<KeyEvent>, Outcome> {
+    match parsed {
+        Err(e) => Err(Outcome::Invalid(e)),
+        Ok(Parsed::Ignored { event_name, event_id }) => Err(Outcome::Ignored(Ignored::NotKeyEvent { event_name, event_id })),
+        Ok(Parsed::Key(ev)) => Ok(ev),
+    }
+}
+
+/// The second step, before IAM is asked: a key event that needs no
+/// re-check ends here (a failed call changed nothing).
+pub fn screen(event: &KeyEvent) -> Option<Outcome> {
+    event.failed.as_ref().map(|failed| Outcome::FailedCall { code: failed.code.clone() })
+}
+
+/// The owner of the event's key, from `GetAccessKeyLastUsed`, for an event
+/// that does not name its user ([`Target::Unresolved`]); `lookup` is `None`
+/// when the event names no key either.
+pub fn owner(event: &KeyEvent, lookup: Option<Result<Option<crate::keys::KeyLastUsed>, InventoryError>>) -> Result<String, Outcome> {
+    debug_assert_eq!(event.target, Target::Unresolved);
+    let Some(lookup) = lookup else { return Err(Outcome::Ignored(Ignored::NoTarget)) };
+    match lookup {
+        Ok(Some(last)) => last.user_name.ok_or(Outcome::Ignored(Ignored::OwnerUnknown)),
+        Ok(None) => Err(Outcome::Ignored(Ignored::OwnerUnknown)),
+        // A deleted key's owner may be unknowable: retrying forever would
+        // not help.
+        Err(e) if event.event_name == EventName::DeleteAccessKey && !e.is_retryable() => Err(Outcome::Ignored(Ignored::DeletedKeyOwner(e))),
+        Err(e) => Err(Outcome::Retry(Retry::Lookup(e))),
+    }
+}
+
+/// What IAM said, for [`decide`].
+#[derive(Debug, Clone, Copy)]
+pub enum Iam<'a> {
+    /// The user's keys.
+    Keys { user_name: &'a str, listing: &'a Listing },
+    /// `AccountAccessKeysPresent`, for a root key event.
+    RootKeys(u32),
+    /// The look-up failed.
+    Failed(&'a InventoryError),
+}
+
+/// The decision for a key event, from what IAM said, the keys' last use,
+/// the approved exceptions and the time.
+pub fn decide(
+    event: &KeyEvent,
+    iam: Iam<'_>,
+    usage: &HashMap<String, KeyUsage>,
+    exceptions: &Exceptions,
+    now: OffsetDateTime,
+    rules: &Rules,
+) -> Outcome {
+    let fresh = rules.fresh(event, now);
+    match iam {
+        Iam::Failed(InventoryError::NoSuchUser { .. }) => Outcome::Ignored(Ignored::UserGone),
+        Iam::Failed(e) => Outcome::Retry(Retry::Lookup(e.clone())),
+        Iam::RootKeys(present) => {
+            let (verdict, present, assumed) = evaluate_root(event, present, fresh);
+            Outcome::Publish(Box::new(finding::build_root(event, verdict, present, assumed, now)))
+        }
+        Iam::Keys { user_name, listing } => {
+            let assessment = evaluate(event, listing.keys.clone(), fresh);
+            match finding::build(event, user_name, &assessment, usage, now) {
+                None => Outcome::Compliant { active: assessment.active_count() },
+                Some(mut f) => {
+                    if f.status == Status::Failed {
+                        if let Some(e) = exceptions.matching(&event.account_id, user_name, now) {
+                            f.suppress(e);
+                        }
+                    }
+                    Outcome::Publish(Box::new(f))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Inventory: the port through which the core asks IAM about keys.
+//!
+//! [`KeyInventory`] is what the processor sees: a user's keys (every page of
+//! `ListAccessKeys`), a key's owner and last use (`GetAccessKeyLastUsed`),
+//! whether the root user has keys (`GetAccountSummary`). The IAM adapter
+//! ([`crate::aws::iam::IamInventory`]) answers from the API; the
+//! [`cached::CachingInventory`] decorator spares calls (coalescing, reuse,
+//! a last-use cache, enrichment only while the budget allows) and is itself
+//! a `KeyInventory`; tests and benchmarks supply their own.
+
+pub mod cached;
+
+use std::future::Future;
+
+use time::OffsetDateTime;
+
+use crate::error::AwsError;
+use crate::keys::{KeyLastUsed, Listing};
+
+/// Why a look-up failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InventoryError {
+    /// The user no longer exists (deleted since the event): nothing to check.
+    #[error("IAM user {user_name} does not exist in account {account_id}")]
+    NoSuchUser { account_id: String, user_name: String },
+    /// An optional look-up left out: the account's IAM budget is kept for
+    /// the calls detection needs.
+    #[error("left out: the account's IAM budget is kept for listings")]
+    Deferred,
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+}
+
+impl InventoryError {
+    /// Whether the same look-up may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            InventoryError::NoSuchUser { .. } => false,
+            InventoryError::Deferred => true,
+            InventoryError::Aws(e) => e.is_retryable(),
+        }
+    }
+}
+
+/// How much a look-up matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Detection depends on it (a key's owner).
+    Required,
+    /// Enrichment for the responder: may be left out under a burst.
+    Optional,
+}
+
+/// Read access to IAM access keys, per account.
+pub trait KeyInventory: Send + Sync + 'static {
+    /// Every access key of `user_name` in `account_id`, all pages, from a
+    /// listing that started after `newer_than` (a new call always did).
+    fn list_keys(
+        &self,
+        account_id: &str,
+        user_name: &str,
+        newer_than: Option<OffsetDateTime>,
+    ) -> impl Future<Output = Result<Listing, InventoryError>> + Send;
+
+    /// Owner and last use of `access_key_id`; `None` when IAM no longer
+    /// knows the key (deleted).
+    fn last_used(
+        &self,
+        account_id: &str,
+        access_key_id: &str,
+        need: Need,
+    ) -> impl Future<Output = Result<Option<KeyLastUsed>, InventoryError>> + Send;
+
+    /// `AccountAccessKeysPresent` of `GetAccountSummary`: how many access
+    /// keys the account's root user has (0 or 1 in practice).
+    fn root_keys_present(&self, account_id: &str) -> impl Future<Output = Result<u32, InventoryError>> + Send;
+}

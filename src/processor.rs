@@ -1,0 +1,252 @@
+//! Processor: a batch of messages in, one [`Disposition`] per message out.
+//!
+//! For each message it parses, gathers what IAM says (through the
+//! [`KeyInventory`] port: the user's keys, a key's owner, the root user's
+//! keys, the keys' last use), lets [`crate::decide`] decide, and publishes
+//! the findings of the batch together (through the [`FindingSink`] port). It
+//! never touches a queue: acknowledging is the source's job
+//! ([`crate::source::drive`]), so the same processor serves SQS and any
+//! other source.
+//!
+//! A message is acknowledged only when its finding was accepted or when
+//! nothing needed publishing. Anything that may succeed later (throttling,
+//! a 5xx, a rejected entry) leaves it for redelivery; a body that cannot be
+//! understood is left too, so that the queue's redrive policy moves it to
+//! the dead-letter queue.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
+
+use crate::decide::{self, Iam, Outcome, Rules};
+use crate::evaluate;
+use crate::event::{self, KeyEvent, Target};
+use crate::exceptions::Exceptions;
+use crate::finding::Finding;
+use crate::inventory::{InventoryError, KeyInventory, Need};
+use crate::keys::{KeyUsage, Listing};
+use crate::message::{Disposition, Message};
+use crate::record;
+use crate::sink::FindingSink;
+use crate::telemetry;
+
+/// How the processor treats IAM's eventual consistency and its own load.
+#[derive(Debug, Clone)]
+pub struct ProcessorSettings {
+    pub rules: Rules,
+    /// Pauses between re-reads of a listing that does not show a fresh
+    /// event yet; their sum bounds the extra latency.
+    pub relist_delays: Vec<Duration>,
+    /// Messages checked at once, across all receive loops: bounds the IAM
+    /// calls in flight so that one slow call never stalls the rest.
+    pub max_concurrent_checks: usize,
+}
+
+impl ProcessorSettings {
+    /// Doubling delays from 100 ms whose sum is `budget`.
+    pub fn relist_delays_for(budget: Duration) -> Vec<Duration> {
+        let mut delays = Vec::new();
+        let mut left = budget;
+        let mut next = Duration::from_millis(100);
+        while !left.is_zero() {
+            let d = next.min(left);
+            delays.push(d);
+            left -= d;
+            next *= 2;
+        }
+        delays
+    }
+}
+
+pub struct Processor<I> {
+    inventory: I,
+    sink: Arc<dyn FindingSink>,
+    settings: ProcessorSettings,
+    /// Approved exceptions; replaced whole on reload.
+    exceptions: RwLock<Arc<Exceptions>>,
+    checks: Semaphore,
+}
+
+/// One message checked, before publishing.
+enum Checked {
+    Done(Disposition),
+    Publish { finding: Box<Finding>, event: Box<KeyEvent> },
+}
+
+impl<I: KeyInventory> Processor<I> {
+    pub fn new(inventory: I, sink: Arc<dyn FindingSink>, settings: ProcessorSettings) -> Self {
+        Processor {
+            inventory,
+            sink,
+            checks: Semaphore::new(settings.max_concurrent_checks.max(1)),
+            settings,
+            exceptions: RwLock::new(Arc::new(Exceptions::default())),
+        }
+    }
+
+    pub fn inventory(&self) -> &I {
+        &self.inventory
+    }
+
+    /// Replaces the approved exceptions (at start-up and on reload).
+    pub fn set_exceptions(&self, exceptions: Exceptions) {
+        *self.exceptions.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(exceptions);
+    }
+
+    fn exceptions(&self) -> Arc<Exceptions> {
+        self.exceptions.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Handles a batch: one disposition per message, in order.
+    pub async fn handle_batch(&self, batch: &[Message]) -> Vec<Disposition> {
+        let checked = join_all(batch.iter().map(|m| self.check(m))).await;
+        let mut dispositions = vec![Disposition::Retry; batch.len()];
+        let mut findings = Vec::new();
+        let mut owners = Vec::new();
+        for (i, c) in checked.into_iter().enumerate() {
+            match c {
+                Checked::Done(d) => dispositions[i] = d,
+                Checked::Publish { finding, event } => {
+                    findings.push(*finding);
+                    owners.push((i, event));
+                }
+            }
+        }
+        if findings.is_empty() {
+            return dispositions;
+        }
+        let results = self.sink.publish(&findings).await;
+        for ((i, ev), (f, result)) in owners.into_iter().zip(findings.iter().zip(results)) {
+            dispositions[i] = match result {
+                Ok(()) => {
+                    let latency = (OffsetDateTime::now_utc() - ev.event_time).as_seconds_f64();
+                    record::published(&batch[i], &ev, f, latency);
+                    Disposition::Ack
+                }
+                Err(e) => {
+                    record::not_accepted(&batch[i], f, &e);
+                    Disposition::Retry
+                }
+            };
+        }
+        dispositions
+    }
+
+    async fn check(&self, m: &Message) -> Checked {
+        // Closed only if the processor is gone, which cannot happen while
+        // `self` is borrowed.
+        let _permit = self.checks.acquire().await;
+        let ev = match decide::triage(event::parse(&m.body)) {
+            Ok(ev) => ev,
+            Err(outcome) => {
+                record::outcome(m, None, &outcome);
+                return Checked::Done(outcome.disposition());
+            }
+        };
+        telemetry::delivery_delay((m.received_at - ev.event_time).as_seconds_f64());
+        let outcome = match decide::screen(&ev) {
+            Some(outcome) => outcome,
+            None => self.decide(m, &ev).await,
+        };
+        match outcome {
+            Outcome::Publish(finding) => Checked::Publish { finding, event: ev },
+            outcome => {
+                record::outcome(m, Some(&ev), &outcome);
+                Checked::Done(outcome.disposition())
+            }
+        }
+    }
+
+    /// Gathers what IAM says of the event's user and decides.
+    async fn decide(&self, m: &Message, ev: &KeyEvent) -> Outcome {
+        let rules = &self.settings.rules;
+        let fresh = rules.fresh(ev, OffsetDateTime::now_utc());
+        let exceptions = self.exceptions();
+        let no_usage = HashMap::new();
+        let decide = |iam, usage: &HashMap<String, KeyUsage>, now| decide::decide(ev, iam, usage, &exceptions, now, rules);
+        let user_name = match &ev.target {
+            Target::Root => {
+                let present = self.inventory.root_keys_present(&ev.account_id).await;
+                let iam = present.as_ref().map_or_else(Iam::Failed, |n| Iam::RootKeys(*n));
+                return decide(iam, &no_usage, OffsetDateTime::now_utc());
+            }
+            Target::User { name, .. } => name.clone(),
+            Target::Unresolved => {
+                let lookup = match ev.access_key_id.as_deref() {
+                    Some(key_id) => Some(self.inventory.last_used(&ev.account_id, key_id, Need::Required).await),
+                    None => None,
+                };
+                match decide::owner(ev, lookup) {
+                    Ok(user) => user,
+                    Err(outcome) => return outcome,
+                }
+            }
+        };
+        let listing = match self.list_until_reflected(ev, &user_name, fresh).await {
+            Ok(listing) => listing,
+            Err(e) => return decide(Iam::Failed(&e), &no_usage, OffsetDateTime::now_utc()),
+        };
+        let iam = Iam::Keys { user_name: &user_name, listing: &listing };
+        let now = OffsetDateTime::now_utc();
+        let outcome = decide(iam, &no_usage, now);
+        let wanted = outcome.wants_usage();
+        if wanted.is_empty() {
+            return outcome;
+        }
+        let usage = self.usage(m, ev, &wanted).await;
+        decide(iam, &usage, now)
+    }
+
+    /// Lists the user's keys; while the event is fresh and the listing does
+    /// not show its change yet, waits and lists again (bounded).
+    async fn list_until_reflected(&self, ev: &KeyEvent, user_name: &str, fresh: bool) -> Result<Listing, InventoryError> {
+        let mut listing = self.inventory.list_keys(&ev.account_id, user_name, Some(ev.event_time)).await?;
+        if fresh {
+            for delay in &self.settings.relist_delays {
+                if evaluate::listing_reflects(ev, &listing.keys) {
+                    break;
+                }
+                tokio::time::sleep(*delay).await;
+                listing = self.inventory.list_keys(&ev.account_id, user_name, Some(listing.observed_at)).await?;
+            }
+        }
+        Ok(listing)
+    }
+
+    /// Last use of each key, for the responder. A failed look-up leaves that
+    /// key's usage unknown (and the finding without a recommended key)
+    /// rather than holding back the finding; so does a look-up the account's
+    /// IAM budget cannot afford while listings need it (a burst).
+    async fn usage(&self, m: &Message, ev: &KeyEvent, keys: &[String]) -> HashMap<String, KeyUsage> {
+        let lookups = keys.iter().map(|id| async move { (id, self.inventory.last_used(&ev.account_id, id, Need::Optional).await) });
+        let mut usage = HashMap::new();
+        for (id, result) in join_all(lookups).await {
+            match result {
+                Ok(Some(last)) => {
+                    usage.insert(id.clone(), last.usage);
+                }
+                // IAM does not know the key yet (created moments ago, not
+                // propagated): it cannot have been used.
+                Ok(None) => {
+                    usage.insert(id.clone(), KeyUsage::default());
+                }
+                Err(InventoryError::Deferred) => {
+                    debug!(message_id = %m.message_id, account_id = %ev.account_id, access_key_id = %id, "IAM budget kept for listings; last use left out")
+                }
+                Err(e) => warn!(
+                    message_id = %m.message_id,
+                    account_id = %ev.account_id,
+                    access_key_id = %id,
+                    error = %e,
+                    "could not read the key's last use; finding published without it"
+                ),
+            }
+        }
+        usage
+    }
+}

@@ -1,0 +1,127 @@
+//! Record: what became of each message, as one log line and its metrics.
+//!
+//! The decision ([`crate::decide`]) says what happened; this module says it
+//! to people (a log line with the ids that matter, values bounded) and to
+//! Prometheus (labels from fixed sets), in one place per outcome.
+
+use tracing::{debug, info, warn};
+
+use crate::decide::{Ignored, Outcome, Retry};
+use crate::event::KeyEvent;
+use crate::finding::Finding;
+use crate::message::Message;
+use crate::sink::SinkError;
+use crate::telemetry::{self, EventOutcome};
+
+/// Logs and counts an outcome other than a published finding (see
+/// [`published`] and [`not_accepted`] for those).
+pub fn outcome(m: &Message, ev: Option<&KeyEvent>, outcome: &Outcome) {
+    let label = ev.map_or("unknown", |e| e.event_name.as_str());
+    let event_id = ev.map(|e| e.event_id.as_str());
+    let account_id = ev.map(|e| e.account_id.as_str());
+    match outcome {
+        Outcome::Invalid(e) => warn!(
+            message_id = %m.message_id,
+            receive_count = m.receive_count,
+            reason = e.reason(),
+            error = %e,
+            "invalid message body; left for the dead-letter queue"
+        ),
+        Outcome::Ignored(Ignored::NotKeyEvent { event_name, event_id }) => {
+            debug!(message_id = %m.message_id, event_name, event_id, "not an access-key event; acknowledged");
+            telemetry::event("other", EventOutcome::Ignored);
+            return;
+        }
+        Outcome::Ignored(why) => {
+            let key = ev.and_then(|e| e.access_key_id.as_deref());
+            match why {
+                Ignored::NoTarget => warn!(message_id = %m.message_id, event_id, "event names neither a user nor a key; acknowledged"),
+                Ignored::OwnerUnknown => warn!(
+                    message_id = %m.message_id,
+                    event_id,
+                    account_id,
+                    access_key_id = key,
+                    "owner of the key is unknown (key deleted); acknowledged"
+                ),
+                Ignored::DeletedKeyOwner(e) => warn!(
+                    message_id = %m.message_id,
+                    event_id,
+                    account_id,
+                    access_key_id = key,
+                    error = %e,
+                    "owner of the deleted key cannot be found; acknowledged"
+                ),
+                Ignored::UserGone => {
+                    info!(message_id = %m.message_id, event_id, account_id, "user no longer exists; nothing to check, acknowledged")
+                }
+                Ignored::NotKeyEvent { .. } => unreachable!("handled above"),
+            }
+        }
+        Outcome::FailedCall { code } => {
+            info!(
+                message_id = %m.message_id,
+                event_id,
+                event_name = label,
+                account_id,
+                error_code = %code,
+                "call failed in CloudTrail; nothing changed, acknowledged"
+            );
+            telemetry::failed_call(label, code);
+        }
+        Outcome::Compliant { active } => {
+            debug!(message_id = %m.message_id, event_id, account_id, active_key_count = active, "compliant; acknowledged")
+        }
+        Outcome::Retry(Retry::Lookup(e)) => warn!(
+            message_id = %m.message_id,
+            event_id,
+            account_id,
+            retryable = e.is_retryable(),
+            error = %e,
+            "IAM could not be asked; message left for redelivery"
+        ),
+        Outcome::Publish(_) => {}
+    }
+    if let Some(kind) = outcome.label() {
+        telemetry::event(label, kind);
+    }
+}
+
+/// A finding accepted by every sink.
+pub fn published(m: &Message, ev: &KeyEvent, f: &Finding, latency: f64) {
+    telemetry::finding_accepted(f.status.as_str(), latency);
+    telemetry::event(ev.event_name.as_str(), EventOutcome::Finding);
+    if f.suppressed {
+        if let Some(e) = &f.exception {
+            info!(
+                message_id = %m.message_id,
+                account_id = %f.account_id,
+                user_name = %f.user_name,
+                exception_owner = %e.owner,
+                exception_expires = %e.expires,
+                "approved exception applies; finding marked suppressed"
+            );
+        }
+    }
+    info!(
+        message_id = %m.message_id,
+        finding_id = %f.finding_id,
+        status = f.status.as_str(),
+        account_id = %f.account_id,
+        user_name = %f.user_name,
+        active_key_count = f.active_key_count,
+        event_id = %f.trigger.event_id,
+        detection_latency_seconds = latency,
+        "finding published"
+    );
+}
+
+/// A finding some sink did not accept: its message stays for redelivery.
+pub fn not_accepted(m: &Message, f: &Finding, e: &SinkError) {
+    telemetry::emit_failed_entries(1);
+    warn!(
+        message_id = %m.message_id,
+        finding_id = %f.finding_id,
+        error = %e,
+        "finding not accepted; message left for redelivery"
+    );
+}
