@@ -14,7 +14,10 @@ failure and the verification results go to stderr. Exit status: 0 on success,
 
 The local deploy sets DeployWorker=false and CreateAlarms=false, which leave
 out the resource types the emulator's CloudFormation lacks (ECS service
-autoscaling, CloudWatch alarms); see infra/README.md.
+autoscaling, CloudWatch alarms); see infra/README.md. The queues, the
+rule-target dead-letter queue and the rules' DeadLetterConfig/RetryPolicy are
+deployed. MemberRoleExternalId, required by the template, gets a fresh random
+value unless --parameter sets one.
 """
 
 from __future__ import annotations
@@ -35,8 +38,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_TEMPLATE = HERE / "central.yaml"
+# --verify also deploys the member stack next to it (organization bus present).
+MEMBER_TEMPLATE = HERE / "member.yaml"
 
 # Parameters a local deploy needs; anything else keeps the template default.
+# (MemberRoleExternalId has no default: main() generates one per deploy.)
 LOCAL_PARAMETERS = {"DeployWorker": "false", "CreateAlarms": "false"}
 # --verify also creates the organization bus so its rule is exercised too.
 VERIFY_ORGANIZATION_ID = "o-localverify01"
@@ -45,6 +51,8 @@ REQUIRED_OUTPUTS = [
     "QueueUrl",
     "QueueArn",
     "DeadLetterQueueUrl",
+    "RuleTargetDeadLetterQueueUrl",
+    "RuleTargetDeadLetterQueueArn",
     "FindingsBusName",
     "FindingsBusArn",
     "WorkerRoleArn",
@@ -61,7 +69,10 @@ WORKER_ACTIONS = {
     "iam:GetAccessKeyLastUsed",
     "iam:GetAccountSummary",
     "sts:AssumeRole",
+    "securityhub:BatchImportFindings",
 }
+# Allowed only with MemberAccounts=organization, explicitly denied otherwise.
+ORGANIZATION_ACTION = "organizations:ListAccounts"
 
 CLOUDTRAIL_DETAIL_TYPE = "AWS API Call via CloudTrail"
 FINDING_DETAIL_TYPE = "IAM Access Key Finding"
@@ -271,12 +282,20 @@ def put_events(events: Any, entries: list[dict[str, Any]]) -> None:
     assert resp.get("FailedEntryCount", 0) == 0, f"PutEvents rejected entries: {resp.get('Entries')}"
 
 
-def verify(c: dict[str, Any], outputs: dict[str, str], parameters: dict[str, str], verify_queue_url: str, timeout: float) -> Checks:
-    sqs, events, iam = c["sqs"], c["events"], c["iam"]
+def verify(
+    c: dict[str, Any],
+    args: argparse.Namespace,
+    outputs: dict[str, str],
+    parameters: dict[str, str],
+    verify_queue_url: str,
+) -> Checks:
+    sqs, events, iam, cfn = c["sqs"], c["events"], c["iam"], c["cloudformation"]
     checks = Checks()
+    stack_name, timeout = args.stack_name, args.delivery_timeout_secs
     queue_url = outputs.get("QueueUrl", "")
     account = outputs.get("QueueArn", "arn:aws:sqs:us-east-1:123456789012:x").split(":")[4]
     with_org = bool(parameters.get("OrganizationId"))
+    org_accounts = parameters.get("MemberAccounts") == "organization"
 
     def outputs_present() -> str:
         want = REQUIRED_OUTPUTS + (["OrganizationBusArn"] if with_org else [])
@@ -295,7 +314,44 @@ def verify(c: dict[str, Any], outputs: dict[str, str], parameters: dict[str, str
         assert attrs.get("KmsMasterKeyId"), "input queue has no KmsMasterKeyId (SSE-KMS)"
         dlq_attrs = sqs.get_queue_attributes(QueueUrl=outputs["DeadLetterQueueUrl"], AttributeNames=["All"])["Attributes"]
         assert dlq_attrs.get("KmsMasterKeyId"), "dead-letter queue has no KmsMasterKeyId"
-        return f"maxReceiveCount={want_count}, SSE-KMS on both queues"
+        rt_attrs = sqs.get_queue_attributes(QueueUrl=outputs["RuleTargetDeadLetterQueueUrl"], AttributeNames=["All"])["Attributes"]
+        assert rt_attrs.get("KmsMasterKeyId"), "rule-target dead-letter queue has no KmsMasterKeyId"
+        assert rt_attrs["QueueArn"] == outputs["RuleTargetDeadLetterQueueArn"], "RuleTargetDeadLetterQueueArn output differs from the queue"
+        return f"maxReceiveCount={want_count}, SSE-KMS on the input queue and both dead-letter queues"
+
+    def rule_targets_have_dead_letter_queue() -> str:
+        # Every rule the stack created, from its resource list (the emulator lists
+        # resource types it skipped without a ResourceType).
+        rule_ids = [
+            r["LogicalResourceId"]
+            for r in cfn.describe_stack_resources(StackName=stack_name)["StackResources"]
+            if r.get("ResourceType") == "AWS::Events::Rule"
+        ]
+        want_rules = {"DefaultBusRule", "FindingsExampleRule"} | ({"OrganizationBusRule"} if with_org else set())
+        assert set(rule_ids) == want_rules, f"stack rules {sorted(rule_ids)} != {sorted(want_rules)}"
+        buses = ["default", outputs["FindingsBusName"]]
+        if with_org:
+            buses.append(parameters.get("OrganizationBusName", "keywatch-org-events"))
+        dlq_arn = outputs["RuleTargetDeadLetterQueueArn"]
+        seen_rules, seen_targets = 0, 0
+        for bus in buses:
+            for rule in events.list_rules(EventBusName=bus, NamePrefix=f"{stack_name}-")["Rules"]:
+                seen_rules += 1
+                targets = events.list_targets_by_rule(Rule=rule["Name"], EventBusName=bus)["Targets"]
+                for t in targets:
+                    seen_targets += 1
+                    where = f"rule {rule['Name']} on {bus}, target {t.get('Id')}"
+                    assert (t.get("DeadLetterConfig") or {}).get("Arn") == dlq_arn, (
+                        f"{where}: DeadLetterConfig {t.get('DeadLetterConfig')} is not the rule-target DLQ {dlq_arn}"
+                    )
+                    retry = t.get("RetryPolicy") or {}
+                    assert int(retry.get("MaximumRetryAttempts", 0)) > 0 and int(retry.get("MaximumEventAgeInSeconds", 0)) > 0, (
+                        f"{where}: no RetryPolicy ({retry})"
+                    )
+        assert seen_rules == len(want_rules), f"found {seen_rules} rules on {buses}, expected {len(want_rules)}"
+        want_targets = len(want_rules) - (0 if parameters.get("FindingsTargetArn") else 1)
+        assert seen_targets == want_targets, f"found {seen_targets} rule targets, expected {want_targets}"
+        return f"{seen_targets} targets of {seen_rules} rules carry DeadLetterConfig (rule-target DLQ) and RetryPolicy"
 
     def default_bus_delivers_key_events() -> str:
         sent = {}
@@ -358,9 +414,9 @@ def verify(c: dict[str, Any], outputs: dict[str, str], parameters: dict[str, str
         assert not stray, "a finding leaked onto the input queue"
         return "finding reached the example rule's target, not the input queue"
 
-    def worker_role_is_least_privilege() -> str:
+    def worker_statements() -> list[dict[str, Any]]:
         role_name = outputs["WorkerRoleArn"].rsplit("/", 1)[-1]
-        actions: set[str] = set()
+        statements: list[dict[str, Any]] = []
         attached = iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]
         assert attached, "worker role has no attached policy"
         for pol in attached:
@@ -368,22 +424,103 @@ def verify(c: dict[str, Any], outputs: dict[str, str], parameters: dict[str, str
             doc = iam.get_policy_version(PolicyArn=pol["PolicyArn"], VersionId=meta["DefaultVersionId"])["PolicyVersion"]["Document"]
             if isinstance(doc, str):
                 doc = json.loads(doc)
-            for st in doc["Statement"]:
-                acts = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
-                assert st["Effect"] == "Allow", f"unexpected statement {st}"
-                assert all("*" not in a for a in acts), f"wildcard action in {st}"
-                actions.update(acts)
-        assert actions == WORKER_ACTIONS, f"worker actions differ: extra {sorted(actions - WORKER_ACTIONS)}, missing {sorted(WORKER_ACTIONS - actions)}"
-        return f"{len(actions)} actions, no wildcards"
+            statements.extend(doc["Statement"])
+        return statements
+
+    def worker_role_is_least_privilege() -> str:
+        allowed: set[str] = set()
+        denied: set[str] = set()
+        for st in worker_statements():
+            acts = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+            assert all("*" not in a for a in acts), f"wildcard action in {st}"
+            assert st["Effect"] in ("Allow", "Deny"), f"unexpected statement {st}"
+            (allowed if st["Effect"] == "Allow" else denied).update(acts)
+        want_allowed = WORKER_ACTIONS | ({ORGANIZATION_ACTION} if org_accounts else set())
+        want_denied = set() if org_accounts else {ORGANIZATION_ACTION}
+        assert allowed == want_allowed, (
+            f"worker actions differ: extra {sorted(allowed - want_allowed)}, missing {sorted(want_allowed - allowed)}"
+        )
+        assert denied == want_denied, f"denied actions {sorted(denied)} != {sorted(want_denied)}"
+        return f"{len(allowed)} actions allowed, {ORGANIZATION_ACTION} {'allowed' if org_accounts else 'denied'}, no wildcards"
+
+    def member_role_assumption_is_scoped() -> str:
+        assume = [st for st in worker_statements() if "sts:AssumeRole" in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])]
+        assert len(assume) == 1, f"expected one sts:AssumeRole statement, got {assume}"
+        cond = (assume[0].get("Condition") or {}).get("StringEquals") or {}
+        accounts = parameters.get("MemberAccounts", "")
+        want: dict[str, Any] = {}
+        if with_org:
+            want["aws:ResourceOrgID"] = parameters["OrganizationId"]
+        if accounts and accounts != "organization":
+            want["aws:ResourceAccount"] = accounts.split(",")
+        elif not with_org:
+            want["aws:ResourceAccount"] = [account]
+
+        def norm(v: Any) -> Any:
+            return sorted(v) if isinstance(v, list) else v
+
+        got = {k: norm(v) for k, v in cond.items()}
+        assert got == {k: norm(v) for k, v in want.items()}, f"sts:AssumeRole condition {cond} != {want}"
+        return ", ".join(f"{k}={v}" for k, v in want.items())
+
+    def member_stack_forwards_to_the_organization_bus() -> str:
+        # infra/member.yaml in the same (emulated) account: its rule on the default bus
+        # forwards to the organization bus, whose rule feeds the input queue.
+        member_stack = f"{stack_name}-member"
+        rule_name = f"member-{stack_name}-forward"  # outside the central stack's name prefix
+        external_id = parameters["MemberRoleExternalId"]
+        member_args = argparse.Namespace(**{**vars(args), "stack_name": member_stack, "template": MEMBER_TEMPLATE})
+        member_parameters = {
+            "CentralEventBusArn": outputs["OrganizationBusArn"],
+            "WorkerRoleArn": outputs["WorkerRoleArn"],
+            "MemberRoleName": parameters.get("MemberRoleName", "keywatch-member"),
+            "ExternalId": external_id,
+            "ForwardRuleName": rule_name,
+            "CreateAlarms": "false",
+        }
+        try:
+            member = deploy(cfn, member_args, member_parameters)
+        except DeployError as e:
+            raise AssertionError(f"member stack: {e}") from e
+        member_dlq_arn = sqs.get_queue_attributes(QueueUrl=member["ForwardDeadLetterQueueUrl"], AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        targets = events.list_targets_by_rule(Rule=rule_name, EventBusName="default")["Targets"]
+        assert len(targets) == 1 and targets[0]["Arn"] == outputs["OrganizationBusArn"], f"forwarding targets {targets}"
+        assert (targets[0].get("DeadLetterConfig") or {}).get("Arn") == member_dlq_arn, (
+            f"forwarding target DeadLetterConfig {targets[0].get('DeadLetterConfig')} is not the member stack's DLQ"
+        )
+        assert (targets[0].get("RetryPolicy") or {}).get("MaximumRetryAttempts"), f"forwarding target has no RetryPolicy: {targets[0]}"
+        trust = iam.get_role(RoleName=member_parameters["MemberRoleName"])["Role"]["AssumeRolePolicyDocument"]
+        if isinstance(trust, str):
+            trust = json.loads(trust)
+        [st] = trust["Statement"]
+        assert st["Principal"] == {"AWS": outputs["WorkerRoleArn"]}, f"member role trusts {st['Principal']}"
+        assert st.get("Condition") == {"StringEquals": {"sts:ExternalId": external_id}}, (
+            f"member role trust condition {st.get('Condition')} does not require the central stack's external id"
+        )
+        # One event on the default bus now reaches the input queue twice: directly
+        # through the central default-bus rule and forwarded through the org bus.
+        event_id, entry = cloudtrail_event("default", "CreateAccessKey", account)
+        put_events(events, [entry])
+        got = drain(sqs, queue_url, 2, timeout)
+        ids = [g["detail"]["eventID"] for g in got]
+        assert ids == [event_id, event_id], f"expected the event twice on the input queue, got {ids}"
+        return "forwarding target has its DLQ and retry policy, member role requires the external id, event forwarded"
 
     checks.run("stack outputs present", outputs_present)
     checks.run("input queue redrive to DLQ and SSE-KMS", redrive_and_encryption)
+    checks.run("every rule target has the rule-target DLQ and a retry policy", rule_targets_have_dead_letter_queue)
     checks.run("default bus rule delivers the three IAM key events", default_bus_delivers_key_events)
     checks.run("default bus rule ignores other events", default_bus_filters_other_events)
     if with_org:
         checks.run("organization bus rule delivers forwarded events", organization_bus_delivers)
     checks.run("findings bus accepts a finding and the example rule routes it", findings_bus_accepts_and_routes)
     checks.run("worker role grants exactly the worker's actions", worker_role_is_least_privilege)
+    checks.run("worker may assume the member role only in the organization or listed accounts", member_role_assumption_is_scoped)
+    if with_org:
+        # Last: the member stack's rule adds a second delivery of default-bus events.
+        checks.run("member stack deploys and forwards through the organization bus", member_stack_forwards_to_the_organization_bus)
     return checks
 
 
@@ -391,6 +528,8 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     c = clients(args.endpoint_url, args.region)
     parameters = dict(LOCAL_PARAMETERS)
+    # Required by the template; a random value as `openssl rand -hex 16` would give.
+    parameters["MemberRoleExternalId"] = uuid.uuid4().hex
     verify_queue_url = ""
     try:
         if args.verify:
@@ -413,7 +552,7 @@ def main(argv: list[str]) -> int:
     print(json.dumps(outputs, indent=2, sort_keys=True))
     if not args.verify:
         return 0
-    checks = verify(c, outputs, parameters, verify_queue_url, args.delivery_timeout_secs)
+    checks = verify(c, args, outputs, parameters, verify_queue_url)
     log(f"verify: {checks.passed} passed, {checks.failed} failed")
     return 0 if checks.failed == 0 else 1
 

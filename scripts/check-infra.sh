@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Lints and verifies everything under infra/ plus the Dockerfile:
-#   1. cfn-lint        infra/central.yaml infra/member.yaml
+#   1. cfn-lint        infra/central.yaml infra/member.yaml infra/routing-examples.yaml
 #   2. checkov         infra/ (CloudFormation, Kubernetes, secrets) and the Dockerfile:
 #                      any failed check or parsing error fails; skips are listed
 #                      with their written reasons
@@ -8,7 +8,8 @@
 #   4. kubernetes-validate --strict  infra/k8s (core kinds; CRDs only warn there)
 #   5. infra/check_k8s.py            CRD schemas + cross-checks of infra/k8s
 #   6. emulator        deploys infra/central.yaml on a private moto server and
-#                      runs infra/local_deploy.py --verify against it
+#                      runs infra/local_deploy.py --verify against it (which also
+#                      deploys infra/member.yaml next to it)
 # The lint tools live in their own venv (.venv-lint, pinned in
 # scripts/requirements-lint.txt); the emulator comes from .venv
 # (scripts/python-env.sh). Both are created on first use, so this runs on a
@@ -81,8 +82,10 @@ step() {
   fi
 }
 
+CFN_TEMPLATES=(infra/central.yaml infra/member.yaml infra/routing-examples.yaml)
+
 run_cfn_lint() {
-  "$venv/bin/cfn-lint" infra/central.yaml infra/member.yaml && echo "cfn-lint: 2 templates, no findings"
+  "$venv/bin/cfn-lint" "${CFN_TEMPLATES[@]}" && echo "cfn-lint: ${#CFN_TEMPLATES[@]} templates, no findings"
 }
 
 # checkov: one JSON report per target, summarised compactly.
@@ -92,10 +95,14 @@ run_checkov() {
     -o json >"$work/checkov-infra.json" 2>"$work/checkov-infra.err" || rc=1
   "$venv/bin/checkov" -f Dockerfile --skip-download --framework dockerfile \
     -o json >"$work/checkov-docker.json" 2>"$work/checkov-docker.err" || rc=1
-  "$venv/bin/python" - "$work/checkov-infra.json" "$work/checkov-docker.json" <<'PY' || rc=1
-import json, sys
+  CFN_TEMPLATES="${CFN_TEMPLATES[*]}" \
+    "$venv/bin/python" - "$work/checkov-infra.json" "$work/checkov-docker.json" <<'PY' || rc=1
+import json, os, sys
 want = {"cloudformation", "kubernetes", "dockerfile"}
 seen, bad = set(), 0
+# Every template cfn-lint checks must have been scanned by checkov as well.
+want_cfn = {"/" + os.path.relpath(t, "infra") for t in os.environ["CFN_TEMPLATES"].split()}
+seen_cfn = set()
 for path in sys.argv[1:]:
     try:
         data = json.load(open(path))
@@ -107,6 +114,8 @@ for path in sys.argv[1:]:
             continue
         kind, s, res = rep["check_type"], rep["summary"], rep["results"]
         seen.add(kind)
+        if kind == "cloudformation":
+            seen_cfn |= {f["file_path"] for f in res.get("passed_checks", []) + res.get("failed_checks", [])}
         print(f"checkov {kind}: {s['passed']} passed, {s['failed']} failed, "
               f"{s['skipped']} skipped, {s['parsing_errors']} parsing errors")
         for f in res.get("failed_checks", []):
@@ -122,6 +131,9 @@ for path in sys.argv[1:]:
 missing = want - seen
 if missing:
     print(f"checkov: no results for {sorted(missing)} (nothing scanned?)")
+    bad += 1
+if want_cfn - seen_cfn:
+    print(f"checkov: no CloudFormation results for {sorted(want_cfn - seen_cfn)}")
     bad += 1
 sys.exit(1 if bad else 0)
 PY
