@@ -4,16 +4,24 @@
 kubernetes-validate (run by scripts/check-infra.sh with --strict) validates
 core kinds against the Kubernetes OpenAPI schemas, but it only *warns* about a
 kind it has no schema for, such as the CRDs ScaledObject, TriggerAuthentication
-(keda.sh) and ServiceMonitor (monitoring.coreos.com). This script:
+(keda.sh), ServiceMonitor and PrometheusRule (monitoring.coreos.com), and
+kustomization.yaml (kind Kustomization, read by kustomize, never sent to the
+API server). This script:
 
-1. fails on any kind without a schema that is not one of those known CRDs
+1. fails on any kind without a schema that is not one of those known kinds
    (a typo in a core kind's apiVersion would otherwise pass with a warning);
 2. validates the CRDs against minimal structural schemas written from the KEDA
-   and Prometheus Operator docs (required fields, known top-level spec keys);
+   and Prometheus Operator docs (required fields, known top-level spec keys),
+   and the Kustomization against the fields kustomize defines;
 3. cross-checks the manifests against each other and the worker's contract:
    references resolve, the ScaledObject scales the Deployment on the queue the
    worker reads, probes hit /healthz and /readyz on 9464, the grace period
-   exceeds the drain timeout, Service and ServiceMonitor select the pods.
+   exceeds the drain timeout, Service and ServiceMonitor select the pods, the
+   exceptions ConfigMap is mounted as a directory where KEYWATCH_EXCEPTIONS_FILE
+   points and holds a well-formed file, the PodDisruptionBudget lets a drain
+   evict a single replica, the PrometheusRule's groups are those of
+   dashboards/alerts.yaml, and kustomization.yaml lists exactly the manifests
+   here with the Deployment's image.
 
 Run with the lint venv (it has pyyaml, jsonschema and kubernetes-validate):
     .venv-lint/bin/python infra/check_k8s.py infra/k8s
@@ -32,6 +40,10 @@ from kubernetes_validate import utils as kv
 
 K8S_VERSION = "1.30.0"
 METRICS_PORT = 9464
+ALERT_RULES = Path(__file__).resolve().parent.parent / "dashboards" / "alerts.yaml"
+KUSTOMIZATION = ("kustomize.config.k8s.io/v1beta1", "Kustomization")
+_DURATION = {"type": "string", "pattern": r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"}
+_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 
 _NAME = {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"}
 _META = {
@@ -166,6 +178,95 @@ CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
             },
         },
     },
+    ("monitoring.coreos.com/v1", "PrometheusRule"): {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "metadata": _META,
+            "spec": {
+                "type": "object",
+                "required": ["groups"],
+                "additionalProperties": False,
+                "properties": {
+                    "groups": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "rules"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "name": {"type": "string", "minLength": 1},
+                                "interval": _DURATION,
+                                "query_offset": _DURATION,
+                                "limit": {"type": "integer", "minimum": 0},
+                                "partial_response_strategy": {"type": "string", "pattern": "^([Aa][Bb][Oo][Rr][Tt]|[Ww][Aa][Rr][Nn])?$"},
+                                "labels": _STRING_MAP,
+                                "rules": {
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["expr"],
+                                        "additionalProperties": False,
+                                        "oneOf": [{"required": ["alert"]}, {"required": ["record"]}],
+                                        "properties": {
+                                            "alert": {"type": "string", "minLength": 1},
+                                            "record": {"type": "string", "minLength": 1},
+                                            "expr": {"type": ["string", "integer"]},
+                                            "for": _DURATION,
+                                            "keep_firing_for": _DURATION,
+                                            "labels": _STRING_MAP,
+                                            "annotations": _STRING_MAP,
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+# kustomization.yaml: the fields of kustomize's Kustomization that make sense here.
+KUSTOMIZATION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "resources"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": KUSTOMIZATION[0]},
+        "kind": {"const": KUSTOMIZATION[1]},
+        "metadata": {"type": "object"},
+        "resources": {"type": "array", "items": {"type": "string"}, "uniqueItems": True, "minItems": 1},
+        "components": {"type": "array", "items": {"type": "string"}},
+        "namespace": _NAME,
+        "namePrefix": {"type": "string"},
+        "nameSuffix": {"type": "string"},
+        "labels": {"type": "array"},
+        "commonLabels": _STRING_MAP,
+        "commonAnnotations": _STRING_MAP,
+        "patches": {"type": "array"},
+        "replicas": {"type": "array"},
+        "configMapGenerator": {"type": "array"},
+        "secretGenerator": {"type": "array"},
+        "generatorOptions": {"type": "object"},
+        "images": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "newName": {"type": "string", "minLength": 1},
+                    "newTag": {"type": "string", "minLength": 1},
+                    "digest": {"type": "string", "pattern": r"^sha256:[0-9a-f]{64}$"},
+                },
+            },
+        },
+    },
 }
 
 
@@ -183,6 +284,13 @@ class Checker:
             print(f"FAIL {name}: {type(e).__name__}: {msg}")
             return
         self.passed += 1
+
+
+def image_name(ref: str) -> str:
+    """registry/repo[:tag][@digest] without tag and digest."""
+    ref = ref.split("@", 1)[0]
+    head, _, tail = ref.rpartition("/")
+    return f"{head}/{tail.split(':', 1)[0]}" if head else tail.split(":", 1)[0]
 
 
 def load(dirpath: Path) -> list[tuple[str, dict[str, Any]]]:
@@ -219,6 +327,9 @@ def main(argv: list[str]) -> int:
     for fname, d in docs:
         key = (d.get("apiVersion", ""), d.get("kind", ""))
         label = f"{fname}: {key[1]}/{d.get('metadata', {}).get('name')}"
+        if key == KUSTOMIZATION:
+            c.check(f"{fname} matches the Kustomization fields", lambda d=d: jsonschema.validate(d, KUSTOMIZATION_SCHEMA))
+            continue
         if key in CRD_SCHEMAS:
             c.check(f"{label} matches its CRD schema", lambda d=d, key=key: jsonschema.validate(d, CRD_SCHEMAS[key]))
         else:
@@ -237,7 +348,8 @@ def main(argv: list[str]) -> int:
         ))
 
     # 3: cross-references and the worker contract.
-    cm = by_kind.get("ConfigMap", [{}])[0].get("data", {})
+    settings = [d for d in by_kind.get("ConfigMap", []) if d.get("metadata", {}).get("name") == "keywatch"]
+    cm = (settings or [{}])[0].get("data", {})
 
     def deployment() -> dict[str, Any]:
         return one("Deployment", "keywatch")
@@ -263,7 +375,7 @@ def main(argv: list[str]) -> int:
             _assert(cm.get(key), f"ConfigMap lacks {key}")
         _assert(cm["KEYWATCH_METRICS_ADDR"] == f"0.0.0.0:{METRICS_PORT}", "KEYWATCH_METRICS_ADDR must bind 0.0.0.0:9464 in a pod")
         refs = [e["configMapRef"]["name"] for e in container().get("envFrom", []) if "configMapRef" in e]
-        _assert(one("ConfigMap")["metadata"]["name"] in refs, "Deployment does not load the ConfigMap")
+        _assert(one("ConfigMap", "keywatch")["metadata"]["name"] in refs, "Deployment does not load the ConfigMap")
 
     def service_account() -> None:
         spec = deployment()["spec"]["template"]["spec"]
@@ -305,6 +417,78 @@ def main(argv: list[str]) -> int:
         names = {p["name"] for p in svc["spec"]["ports"]}
         _assert(all(ep.get("port") in names for ep in sm["spec"]["endpoints"]), "ServiceMonitor endpoint port is not a Service port name")
 
+    def exceptions_mounted() -> None:
+        env = {e["name"]: e.get("value") for e in container().get("env", [])}
+        path = env.get("KEYWATCH_EXCEPTIONS_FILE") or cm.get("KEYWATCH_EXCEPTIONS_FILE")
+        _assert(path, "KEYWATCH_EXCEPTIONS_FILE is not set on the container")
+        directory, _, key = path.rpartition("/")
+        mounts = [m for m in container().get("volumeMounts", []) if m["mountPath"].rstrip("/") == directory]
+        _assert(len(mounts) == 1, f"no volume mounted at {directory}, the directory of KEYWATCH_EXCEPTIONS_FILE")
+        mount = mounts[0]
+        _assert("subPath" not in mount and "subPathExpr" not in mount,
+                "exceptions mounted with subPath: ConfigMap updates would never reach the pod")
+        _assert(mount.get("readOnly") is True, "exceptions volume is not mounted readOnly")
+        volumes = {v["name"]: v for v in deployment()["spec"]["template"]["spec"].get("volumes", [])}
+        source = volumes.get(mount["name"], {}).get("configMap")
+        _assert(source, f"volume {mount['name']} is not a ConfigMap volume")
+        _assert(not source.get("items"), "exceptions volume projects selected items; mount the whole ConfigMap")
+        data = one("ConfigMap", source["name"]).get("data", {})
+        _assert(key in data, f"ConfigMap {source['name']} has no key {key}")
+        _assert(key.endswith((".yaml", ".yml")), f"{key}: the worker reads .yaml/.yml as YAML")
+        doc = yaml.safe_load(data[key])
+        entries = (doc or {}).get("exceptions")
+        _assert(isinstance(doc, (dict, type(None))) and isinstance(entries, (list, type(None))),
+                f"{key}: expected a top-level `exceptions` list")
+        fields = {"account", "user", "reason", "owner", "expires"}
+        for i, entry in enumerate(entries or []):
+            _assert(isinstance(entry, dict) and set(entry) == fields, f"{key}: entry {i} needs exactly {sorted(fields)}")
+            _assert(entry["account"] == "*" or (isinstance(entry["account"], str) and entry["account"].isdigit()
+                    and len(entry["account"]) == 12), f"{key}: entry {i}: account must be 12 digits (quoted) or \"*\"")
+            _assert(str(entry["expires"])[:10].count("-") == 2, f"{key}: entry {i}: expires must be a date")
+
+    def disruption_budget() -> None:
+        pdb = one("PodDisruptionBudget", "keywatch")
+        pod_labels = deployment()["spec"]["template"]["metadata"]["labels"]
+        sel = pdb["spec"]["selector"].get("matchLabels", {})
+        _assert(sel and all(pod_labels.get(k) == v for k, v in sel.items()), "PodDisruptionBudget selector misses the pods")
+        minimum = min([one("ScaledObject")["spec"].get("minReplicaCount", 1), deployment()["spec"].get("replicas", 1)])
+        if "minAvailable" in pdb["spec"]:
+            avail = pdb["spec"]["minAvailable"]
+            _assert(isinstance(avail, int) and avail < minimum,
+                    f"minAvailable {avail} at {minimum} replica(s) refuses every eviction: node drains would hang")
+        else:
+            unavail = pdb["spec"].get("maxUnavailable")
+            _assert(unavail not in (0, "0%", None), "maxUnavailable 0 refuses every eviction: node drains would hang")
+
+    def rules_match_alerts() -> None:
+        rule = one("PrometheusRule", "keywatch")
+        want = yaml.safe_load(ALERT_RULES.read_text())["groups"]
+        got = rule["spec"]["groups"]
+        _assert([g["name"] for g in got] == [g["name"] for g in want],
+                f"PrometheusRule groups {[g['name'] for g in got]} != {ALERT_RULES.name} groups {[g['name'] for g in want]}")
+        for g, w in zip(got, want):
+            for r, wr in zip(g["rules"], w["rules"]):
+                _assert(r == wr, f"group {g['name']}: rule {r.get('alert') or r.get('record')} differs from {ALERT_RULES.name}")
+            _assert(len(g["rules"]) == len(w["rules"]), f"group {g['name']}: {len(g['rules'])} rules, {ALERT_RULES.name} has {len(w['rules'])}")
+        _assert(got == want, f"PrometheusRule groups differ from {ALERT_RULES.name}")
+
+    def kustomization() -> None:
+        kust = [d for _, d in docs if (d.get("apiVersion"), d.get("kind")) == KUSTOMIZATION]
+        _assert(len(kust) == 1, f"expected one Kustomization (kustomization.yaml), found {len(kust)}")
+        names = [f for f, d in docs if (d.get("apiVersion"), d.get("kind")) == KUSTOMIZATION]
+        _assert(names == ["kustomization.yaml"], f"the Kustomization must be kustomization.yaml, is {names}")
+        listed = kust[0]["resources"]
+        manifests = sorted({f for f, d in docs if f != "kustomization.yaml"})
+        missing = sorted(set(manifests) - set(listed))
+        extra = sorted(set(listed) - set(manifests))
+        _assert(not missing, f"kustomization.yaml does not list {missing}")
+        _assert(not extra, f"kustomization.yaml lists {extra}, which are no manifests here")
+        images = {image_name(c["image"]) for d in by_kind.get("Deployment", [])
+                  for c in d["spec"]["template"]["spec"]["containers"]}
+        for entry in kust[0].get("images", []):
+            _assert(entry["name"] in images, f"images entry {entry['name']} matches no container image ({sorted(images)})")
+        _assert(kust[0].get("images"), "kustomization.yaml has no images entry for `kustomize edit set image`")
+
     c.check("probes hit /healthz and /readyz on 9464", probes)
     c.check("terminationGracePeriodSeconds exceeds the drain timeout", grace_exceeds_drain)
     c.check("ConfigMap carries the worker settings and is loaded", config_complete)
@@ -312,6 +496,10 @@ def main(argv: list[str]) -> int:
     c.check("pod runs non-root, read-only, with limits", non_root)
     c.check("ScaledObject scales the Deployment on the worker's queue", scaled_object)
     c.check("Service and ServiceMonitor select the worker pods", service_selects_pods)
+    c.check("exceptions ConfigMap is mounted as the directory of KEYWATCH_EXCEPTIONS_FILE", exceptions_mounted)
+    c.check("PodDisruptionBudget lets a drain evict a single replica", disruption_budget)
+    c.check(f"PrometheusRule groups are those of {ALERT_RULES.parent.name}/{ALERT_RULES.name}", rules_match_alerts)
+    c.check("kustomization.yaml lists every manifest and the Deployment's image", kustomization)
 
     print(f"k8s: {c.passed} passed, {c.failed} failed")
     return 0 if c.failed == 0 else 1

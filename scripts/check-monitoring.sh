@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Checks keywatch's monitoring files: the alert rules and their unit tests
 # (dashboards/alerts.yaml, dashboards/alerts_test.yaml), the Grafana dashboard
-# (dashboards/keywatch.json) and the PromQL inside both.
+# (dashboards/keywatch.json) and the PromQL inside both, the runbook links of the alerts
+# (docs/runbook.md) and the Prometheus Operator copy of the rules
+# (infra/k8s/prometheusrule.yaml).
 #
 #   scripts/check-monitoring.sh          offline checks (promtool + Python stdlib)
 #   scripts/check-monitoring.sh --live   also starts a throwaway Prometheus on 127.0.0.1
 #                                        that scrapes dashboards/testdata/keywatch-sample.prom
 #                                        and evaluates every query with tests/promql_check.py
+#   scripts/check-monitoring.sh --write-prometheusrule
+#                                        rewrites the groups of infra/k8s/prometheusrule.yaml
+#                                        from dashboards/alerts.yaml and exits
 #
 # promtool comes from Debian's `prometheus` package, installed here when missing. The package
 # ships an init script; the install is run so that it starts no service, and any prometheus
@@ -20,13 +25,58 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 2
 
 live=0
+write_rule=0
 for arg in "$@"; do
   case "$arg" in
     --live) live=1 ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --write-prometheusrule) write_rule=1 ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "check-monitoring: unknown argument: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
+
+# prometheusrule_sync check|write: infra/k8s/prometheusrule.yaml is its own header (everything
+# before the line "  groups:") followed by dashboards/alerts.yaml from its "groups:" line on,
+# indented by two spaces, so that spec.groups is the rules file's groups, comments included.
+prometheusrule_sync() {
+  python3 -B - "$1" <<'PY'
+import sys
+mode = sys.argv[1]
+src, dst = "dashboards/alerts.yaml", "infra/k8s/prometheusrule.yaml"
+lines = open(src, encoding="utf-8").read().splitlines()
+starts = [i for i, line in enumerate(lines) if line.startswith("groups:")]
+if len(starts) != 1:
+    print(f"{src}: expected one top-level 'groups:' line, found {len(starts)}")
+    sys.exit(1)
+body = ["  " + line if line.strip() else "" for line in lines[starts[0]:]]
+text = open(dst, encoding="utf-8").read().splitlines()
+heads = [i for i, line in enumerate(text) if line.startswith("  groups:")]
+if len(heads) != 1 or "spec:" not in text[:heads[0]]:
+    print(f"{dst}: expected a 'spec:' line followed by one '  groups:' line")
+    sys.exit(1)
+want = text[:heads[0]] + body
+if mode == "write":
+    if want != text:
+        with open(dst, "w", encoding="utf-8") as f:
+            f.write("\n".join(want) + "\n")
+        print(f"wrote {dst}: spec.groups = groups of {src}")
+    else:
+        print(f"{dst} already matches {src}")
+    sys.exit(0)
+if want != text:
+    import difflib
+    diff = list(difflib.unified_diff(text, want, dst, f"{dst} as generated from {src}", lineterm="", n=1))
+    print("\n".join(diff[:40]))
+    print(f"{dst} differs from {src}: run scripts/check-monitoring.sh --write-prometheusrule")
+    sys.exit(1)
+print(f"checked: {dst} spec.groups is {src} ({len(body)} lines)")
+PY
+}
+
+if [ "$write_rule" = 1 ]; then
+  prometheusrule_sync write
+  exit $?
+fi
 
 work=$(mktemp -d)
 pids=()
@@ -122,7 +172,8 @@ HIST = ["keywatch_detection_latency_seconds", "keywatch_delivery_delay_seconds",
 OTHER = ["keywatch_aws_requests_total", "keywatch_events_total", "keywatch_findings_total",
          "keywatch_emit_failed_entries_total", "keywatch_messages_total",
          "keywatch_coalesced_checks_total", "keywatch_enrichment_skipped_total",
-         "keywatch_inflight_messages", "keywatch_queue_messages", "keywatch_build_info"]
+         "keywatch_inflight_messages", "keywatch_queue_messages", "keywatch_build_info",
+         "keywatch_last_message_timestamp_seconds"]
 NAMES = set(OTHER) | set(HIST) | {h + s for h in HIST for s in ("_bucket", "_sum", "_count")}
 LABELS = {
     "status": {"FAILED", "PASSED"},
@@ -164,6 +215,27 @@ if not ds_vars or ds_vars[0].get("type") != "datasource" or ds_vars[0].get("quer
 def uses_var(ds):
     return isinstance(ds, dict) and ds.get("uid") in ("${datasource}", "$datasource")
 
+# $job and $instance: multi-value query variables over keywatch_build_info, All by default,
+# and every selector of every target filters on both.
+FILTERS = {"job": 'job=~"$job"', "instance": 'instance=~"$instance"'}
+for name, want_query in (("job", "label_values(keywatch_build_info, job)"),
+                         ("instance", 'label_values(keywatch_build_info{job=~"$job"}, instance)')):
+    found = [v for v in variables if v.get("name") == name]
+    if not found:
+        errors.append(f"templating has no variable {name}")
+        continue
+    v = found[0]
+    query = v.get("query")
+    query = query.get("query") if isinstance(query, dict) else query
+    if v.get("type") != "query" or query != want_query:
+        errors.append(f"variable {name}: want type query, query {want_query!r}; got {v.get('type')!r}, {query!r}")
+    if not (v.get("multi") and v.get("includeAll")):
+        errors.append(f"variable {name}: want multi and includeAll (All)")
+    if not uses_var(v.get("datasource")):
+        errors.append(f"variable {name}: datasource is not the ${{datasource}} variable")
+    if v.get("allValue"):
+        errors.append(f"variable {name}: allValue {v['allValue']!r} would also match other jobs' series")
+
 ids, titles, n_targets = set(), set(), 0
 for p in promql_check.walk_panels(dash.get("panels")):
     where = f"panel {p.get('id')} {p.get('title')!r}"
@@ -186,6 +258,10 @@ for p in promql_check.walk_panels(dash.get("panels")):
         n_targets += 1
         if "datasource" in t and not uses_var(t["datasource"]):
             errors.append(f"{where} target {t.get('refId')}: datasource is {t['datasource']!r}")
+        for sel in re.finditer(r"(?<![\w:])(keywatch_[a-z0-9_]+|up)(?![\w:(])(\{[^}]*\})?", t.get("expr", "")):
+            missing = [f for f in FILTERS.values() if f not in (sel.group(2) or "")]
+            if missing:
+                errors.append(f"{where} target {t.get('refId')}: {sel.group(0)} lacks {', '.join(missing)}")
         if "$__rate_interval" not in t.get("expr", "") and re.search(r"\brate\(|\bincrease\(", t.get("expr", "")) \
                 and not re.search(r"\[\d+[smhdw]\]", t.get("expr", "")):
             errors.append(f"{where} target {t.get('refId')}: rate() without a window")
@@ -221,11 +297,77 @@ for e in errors:
 if errors:
     sys.exit(1)
 n_panels = len(titles)
-print(f"checked: uid keywatch, {n_panels} panels, {n_targets} targets, all on ${{datasource}}; "
+print(f"checked: uid keywatch, {n_panels} panels, {n_targets} targets, all on ${{datasource}} and filtered by $job, $instance; "
       f"{len(sources)} expressions/lines match the metric contract")
 PY
 }
 check "dashboard structure and metric contract (keywatch.json, alerts, tests, sample)" lint_dashboard
+
+# Every alert has a runbook_url "docs/runbook.md#<anchor>" whose anchor is a heading of
+# docs/runbook.md under GitHub's rules (lower case, punctuation dropped, spaces to "-", "-1",
+# "-2" ... for repeats), and the heading is the alert's name; every "## Keywatch..." section is
+# an alert that exists.
+check_runbook() {
+  python3 -B - "$root" <<'PY'
+import re, sys
+root = sys.argv[1]
+sys.path.insert(0, f"{root}/tests")
+import promql_check  # noqa: E402
+
+RUNBOOK = "docs/runbook.md"
+
+def github_anchors(path):
+    anchors, headings, seen, fence = [], [], {}, None
+    for line in open(path, encoding="utf-8"):
+        m = re.match(r"^\s{0,3}(`{3,}|~{3,})", line)
+        if m:
+            if fence is None:
+                fence = m.group(1)[0]
+            elif m.group(1)[0] == fence:
+                fence = None
+            continue
+        if fence:
+            continue
+        m = re.match(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$", line)
+        if not m:
+            continue
+        slug = re.sub(r"[^\w\- ]", "", m.group(2).strip().lower()).replace(" ", "-")
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        anchors.append(slug if n == 0 else f"{slug}-{n}")
+        headings.append((len(m.group(1)), m.group(2).strip()))
+    return anchors, headings
+
+anchors, headings = github_anchors(f"{root}/{RUNBOOK}")
+errors = []
+alerts = [r for r in promql_check.rules(f"{root}/dashboards/alerts.yaml") if r["kind"] == "alert"]
+for r in alerts:
+    url = r["annotations"].get("runbook_url")
+    if not url:
+        errors.append(f"{r['name']}: no runbook_url annotation")
+        continue
+    m = re.fullmatch(r"(docs/runbook\.md)#([^#\s]+)", url)
+    if not m:
+        errors.append(f"{r['name']}: runbook_url {url!r} is not {RUNBOOK}#<anchor>")
+        continue
+    if m.group(2) not in anchors:
+        errors.append(f"{r['name']}: runbook_url anchor #{m.group(2)} is no heading of {RUNBOOK}")
+    elif m.group(2) != r["name"].lower():
+        errors.append(f"{r['name']}: runbook_url anchor #{m.group(2)} is not the alert's own section #{r['name'].lower()}")
+names = {r["name"] for r in alerts}
+for level, text in headings:
+    if level == 2 and text.startswith("Keywatch") and text not in names:
+        errors.append(f"{RUNBOOK}: section '## {text}' names no alert in dashboards/alerts.yaml")
+for e in errors:
+    print(e)
+if errors:
+    sys.exit(1)
+print(f"checked: {len(alerts)} alerts, each runbook_url resolves to its own section of {RUNBOOK}")
+PY
+}
+check "every alert's runbook_url resolves to a heading of docs/runbook.md" check_runbook
+
+check "infra/k8s/prometheusrule.yaml carries the groups of dashboards/alerts.yaml" prometheusrule_sync check
 
 # PromQL of the dashboard (with $__rate_interval=5m) and of the rules as the stdlib reader in
 # tests/promql_check.py extracts them, written as recording rules for promtool to parse.
@@ -284,6 +426,10 @@ scrape_configs:
   - job_name: keywatch
     static_configs:
       - targets: ["127.0.0.1:$http_port"]
+  # A second job without keywatch metrics: the dashboard's \$job must leave its target out.
+  - job_name: prometheus
+    static_configs:
+      - targets: ["127.0.0.1:$prom_port"]
 EOF
   promtool check config "$work/prometheus.yml" || return 1
   prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
@@ -295,13 +441,16 @@ EOF
     return 1
   fi
   # Let a few scrapes land, then double every counter and histogram sample so that rates are
-  # non-zero and quantiles are numbers rather than NaN; then let a few more scrapes land.
+  # non-zero and quantiles are numbers rather than NaN, and set the last-message time to now;
+  # then let a few more scrapes land.
   sleep 3
   python3 - "$work/www/metrics" <<'PY'
-import os, re, sys
+import os, re, sys, time
 path = sys.argv[1]
 out = []
 for line in open(path, encoding="utf-8"):
+    if line.startswith("keywatch_last_message_timestamp_seconds "):
+        line = f"keywatch_last_message_timestamp_seconds {int(time.time())}\n"
     m = re.match(r"^(keywatch_\w+(?:_total|_bucket|_sum|_count))(\{[^}]*\})? (\S+)$", line.rstrip("\n"))
     if m:
         line = f"{m.group(1)}{m.group(2) or ''} {float(m.group(3)) * 2:g}\n"
@@ -313,7 +462,11 @@ PY
   sleep 4
   python3 tests/promql_check.py --prometheus "$base" \
     --dashboard dashboards/keywatch.json --rules dashboards/alerts.yaml \
-    --require-data-all-panels-except --nan-is-empty || return 1
+    --require-data-all-panels-except --nan-is-empty | tee "$work/promql.out" || return 1
+  if ! grep -Eq '^OK +panel "Worker up" \[A\] +results=1 ' "$work/promql.out"; then
+    echo 'panel "Worker up" does not show exactly the one keywatch target (job prometheus is scraped too)'
+    return 1
+  fi
   # The rules file must also load in a real Prometheus, with every rule healthy.
   python3 - "$base" <<'PY'
 import json, sys, urllib.request
@@ -329,7 +482,7 @@ PY
 if [ "$live" = 1 ]; then
   check "live: every query on a real Prometheus scraping sample metrics (tests/promql_check.py)" live_check
   # Show the per-expression lines even on success: they are the point of the live run.
-  sed -n '/^\(OK\|ERROR\|NODATA\|summary\|rules loaded\)/s/^/        /p' "$work/out" | head -n 60
+  sed -n '/^\(OK\|ERROR\|NODATA\|NOTE\|summary\|rules loaded\|promql_check: \$\)/s/^/        /p' "$work/out" | head -n 70
 fi
 
 # ------------------------------------------------------------------------------ summary

@@ -18,7 +18,10 @@ that alerts.yaml uses (block mappings and sequences, plain and quoted scalars, `
 the small parser's, so a drift between the two is reported instead of hidden.
 
 Grafana variables are replaced before evaluation: $__rate_interval (default 1m),
-$__interval (15s), $__range (1h) and their ${...} / _s / _ms forms.
+$__interval (15s), $__range (1h) and their ${...} / _s / _ms forms. The dashboard's own
+query variables ($job, $instance: label_values(...)) are resolved online as Grafana does
+for the selection the dashboard opens with (All: every value, regex-escaped, joined as
+(a|b)); offline they become `.+`; --var NAME=VALUE sets one explicitly.
 
 Exit status: 0 when every expression parsed and every required panel had data,
 1 otherwise, 2 on usage errors or when Prometheus cannot be reached.
@@ -206,8 +209,31 @@ def _read_value(lines: list[str], i: int, key_indent: int, first: str) -> str:
     return " ".join(p for p in parts if p)
 
 
-def rules_exprs_stdlib(path: str) -> list[tuple[str, str]]:
-    """Return (alert-or-record name, expr) for every rule, without PyYAML."""
+def _read_mapping(lines: list[str], i: int, key_indent: int, in_block: list[bool]) -> dict[str, str]:
+    """Read the block mapping of scalars nested under `key:` on lines[i] (labels, annotations)."""
+    out: dict[str, str] = {}
+    child = None
+    j = i + 1
+    while j < len(lines):
+        line = lines[j]
+        if in_block[j] or _blank_or_comment(line):
+            j += 1
+            continue
+        ind = _indent(line)
+        if ind <= key_indent:
+            break
+        if child is None:
+            child = ind
+        if ind == child:
+            km = _KEY.match(line)
+            if km:
+                out[km.group(2)] = _read_value(lines, j, child, km.group(3) or "")
+        j += 1
+    return out
+
+
+def rules_stdlib(path: str) -> list[dict]:
+    """Every rule as {group, kind, name, expr, labels, annotations}, read without PyYAML."""
     with open(path, encoding="utf-8") as f:
         lines = f.read().splitlines()
     # Lines inside block scalars are text, not structure: a description may contain "- alert:".
@@ -222,7 +248,8 @@ def rules_exprs_stdlib(path: str) -> list[tuple[str, str]]:
         m = _ITEM.match(line) or _KEY.match(line)
         if m and not _blank_or_comment(line) and _BLOCK.match((m.group(3) or "").strip()):
             block_key_indent = m.start(2)
-    rules: list[tuple[str, str]] = []
+    rules: list[dict] = []
+    group = None
     i = 0
     while i < len(lines):
         m = _ITEM.match(lines[i])
@@ -231,7 +258,6 @@ def rules_exprs_stdlib(path: str) -> list[tuple[str, str]]:
             continue
         key_indent = m.start(2)  # the item's keys line up with the first one, after "- "
         # Collect this sequence item's own keys: the one on the dash line, then keys at key_indent.
-        keys: dict[str, str] = {}
         entries = [(i, m.group(2), m.group(3) or "")]
         j = i + 1
         while j < len(lines):
@@ -247,14 +273,22 @@ def rules_exprs_stdlib(path: str) -> list[tuple[str, str]]:
                 if km:
                     entries.append((j, km.group(2), km.group(3) or ""))
             j += 1
+        keys: dict[str, str] = {}
+        maps: dict[str, dict[str, str]] = {"labels": {}, "annotations": {}}
+        names = {key for (_, key, _) in entries}
         for (ln, key, first) in entries:
-            if key in ("alert", "record", "expr"):
+            if key in ("alert", "record", "expr") or (key == "name" and "rules" in names):
                 keys[key] = _read_value(lines, ln, key_indent, first)
+            elif key in maps and not first.strip():
+                maps[key] = _read_mapping(lines, ln, key_indent, in_block)
+        if "rules" in names and "name" in keys:
+            group = keys["name"].strip()
         name = keys.get("alert") or keys.get("record")
         if name is not None:
             if "expr" not in keys:
                 raise ValueError(f"{path}:{i + 1}: rule {name.strip()} has no expr")
-            rules.append((name.strip(), keys["expr"]))
+            kind = "alert" if "alert" in keys else "record"
+            rules.append({"group": group, "kind": kind, "name": name.strip(), "expr": keys["expr"], **maps})
         # Nested items (the rules of a group) are found by going on line by line.
         i += 1
     headers = sum(
@@ -268,7 +302,7 @@ def rules_exprs_stdlib(path: str) -> list[tuple[str, str]]:
     return rules
 
 
-def rules_exprs_pyyaml(path: str) -> list[tuple[str, str]] | None:
+def rules_pyyaml(path: str) -> list[dict] | None:
     try:
         import yaml  # type: ignore
     except ImportError:
@@ -278,37 +312,68 @@ def rules_exprs_pyyaml(path: str) -> list[tuple[str, str]] | None:
     out = []
     for group in (doc or {}).get("groups") or []:
         for rule in group.get("rules") or []:
-            out.append((str(rule.get("alert") or rule.get("record")), str(rule.get("expr"))))
+            out.append(
+                {
+                    "group": str(group.get("name")),
+                    "kind": "alert" if "alert" in rule else "record",
+                    "name": str(rule.get("alert") or rule.get("record")),
+                    "expr": str(rule.get("expr")),
+                    "labels": {str(k): str(v) for k, v in (rule.get("labels") or {}).items()},
+                    "annotations": {str(k): str(v) for k, v in (rule.get("annotations") or {}).items()},
+                }
+            )
     return out
 
 
-def rules_exprs(path: str, use_pyyaml: bool = True) -> list[Expr]:
-    rules = rules_exprs_stdlib(path)
+def _normalized(rules: list[dict]) -> list[dict]:
+    flat = lambda text: " ".join(text.split())  # noqa: E731
+    return [
+        {
+            "group": r["group"],
+            "kind": r["kind"],
+            "name": r["name"],
+            "expr": flat(r["expr"]),
+            "labels": {k: flat(v) for k, v in r["labels"].items()},
+            "annotations": {k: flat(v) for k, v in r["annotations"].items()},
+        }
+        for r in rules
+    ]
+
+
+def rules(path: str, use_pyyaml: bool = True) -> list[dict]:
+    """Every rule (see rules_stdlib); cross-checked against PyYAML when it is importable."""
+    got = rules_stdlib(path)
     if use_pyyaml:
-        ref = rules_exprs_pyyaml(path)
-        norm = lambda rs: [(n, " ".join(e.split())) for n, e in rs]  # noqa: E731
-        if ref is not None and norm(ref) != norm(rules):
+        ref = rules_pyyaml(path)
+        if ref is not None and _normalized(ref) != _normalized(got):
             raise ValueError(
                 f"{path}: the stdlib YAML reader disagrees with PyYAML:\n"
-                f"  stdlib: {norm(rules)}\n  pyyaml: {norm(ref)}"
+                f"  stdlib: {_normalized(got)}\n  pyyaml: {_normalized(ref)}"
             )
-    return [Expr(source="rules", owner=n, ref="", raw=e) for n, e in rules]
+    return got
+
+
+def rules_exprs(path: str, use_pyyaml: bool = True) -> list[Expr]:
+    return [Expr(source="rules", owner=r["name"], ref="", raw=r["expr"]) for r in rules(path, use_pyyaml)]
 
 
 # ---------------------------------------------------------------------------- substitution
 
 
-def substitute(expr: str, rate_interval: str, interval: str, range_: str) -> str:
+def substitute(expr: str, rate_interval: str, interval: str, range_: str, variables: dict[str, str] | None = None) -> str:
     secs = duration_seconds(range_)
     isecs = duration_seconds(interval)
-    values = {
-        "__rate_interval": rate_interval,
-        "__interval": interval,
-        "__interval_ms": str(int(isecs * 1000)),
-        "__range": range_,
-        "__range_s": str(int(secs)),
-        "__range_ms": str(int(secs * 1000)),
-    }
+    values = dict(variables or {})
+    values.update(
+        {
+            "__rate_interval": rate_interval,
+            "__interval": interval,
+            "__interval_ms": str(int(isecs * 1000)),
+            "__range": range_,
+            "__range_s": str(int(secs)),
+            "__range_ms": str(int(secs * 1000)),
+        }
+    )
 
     def repl(m: re.Match) -> str:
         name = m.group(1) or m.group(2)
@@ -316,6 +381,109 @@ def substitute(expr: str, rate_interval: str, interval: str, range_: str) -> str
 
     # Longest names first is implicit: \w+ is greedy, so $__interval_ms is not cut at _interval.
     return re.sub(r"\$\{(\w+)\}|\$(\w+)", repl, expr)
+
+
+# Dashboard template variables of type `query` (label_values(...)), substituted the way
+# Grafana's Prometheus data source does it for the selection the dashboard starts on.
+
+_LABEL_VALUES = re.compile(r"^\s*label_values\(\s*(?:(.*?)\s*,\s*)?([A-Za-z_]\w*)\s*\)\s*$", re.S)
+
+
+@dataclass
+class Variable:
+    name: str
+    query: str  # label_values(selector, label) or label_values(label)
+    multi: bool = False
+    include_all: bool = False
+    all_value: str | None = None
+    current: list[str] | None = None  # the saved selection; None or ["$__all"] means All
+    value: str = ""  # after resolution
+    how: str = ""
+
+
+def dashboard_variables(path: str) -> list[Variable]:
+    with open(path, encoding="utf-8") as f:
+        dash = json.load(f)
+    out = []
+    for v in (dash.get("templating") or {}).get("list") or []:
+        if v.get("type") != "query":
+            continue
+        query = v.get("query")
+        if isinstance(query, dict):
+            query = query.get("query", "")
+        current = (v.get("current") or {}).get("value")
+        if isinstance(current, str):
+            current = [current]
+        out.append(
+            Variable(
+                name=v["name"],
+                query=query or v.get("definition", ""),
+                multi=bool(v.get("multi")),
+                include_all=bool(v.get("includeAll")),
+                all_value=v.get("allValue") or None,
+                current=current or None,
+            )
+        )
+    return out
+
+
+def regex_escape(value: str) -> str:
+    """Grafana's escaping of a multi-value or All selection inside a PromQL =~ string."""
+    value = value.replace("\\", "\\\\\\\\")
+    return re.sub(r"[$^*{}\[\]'+?.()|]", lambda m: "\\\\" + m.group(0), value)
+
+
+def format_selection(var: Variable, values: list[str]) -> str:
+    if not var.multi and not var.include_all:
+        return values[0] if values else ""
+    escaped = [regex_escape(v) for v in values]
+    if len(escaped) == 1:
+        return escaped[0]
+    return "(" + "|".join(escaped) + ")"
+
+
+def resolve_variables(
+    variables: list[Variable], overrides: dict[str, str], base: str | None, timeout: float, rate_interval: str,
+    interval: str, range_: str,
+) -> list[str]:
+    """Give each variable its value: --var, else its label values from Prometheus (online),
+    else `.+` (offline, for parsing). Returns notes to print."""
+    notes = []
+    done: dict[str, str] = {}
+    for var in variables:
+        if var.name in overrides:
+            var.value, var.how = overrides[var.name], "--var"
+        elif base is None:
+            var.value, var.how = ".+", "offline"
+        else:
+            m = _LABEL_VALUES.match(var.query)
+            if not m:
+                raise ValueError(f"variable ${var.name}: cannot evaluate query {var.query!r} (only label_values)")
+            selector = substitute(m.group(1) or "", rate_interval, interval, range_, done)
+            params = [("match[]", selector)] if selector else []
+            url = f"{base}/api/v1/label/{urllib.parse.quote(m.group(2))}/values"
+            if params:
+                url += "?" + urllib.parse.urlencode(params)
+            _, body = http_get_json(url, timeout)
+            if body.get("status") != "success":
+                raise ValueError(f"variable ${var.name}: {body.get('errorType')}: {body.get('error')}")
+            options = sorted(body.get("data") or [])
+            chosen = options
+            if var.current and var.current != ["$__all"] and not (var.include_all and var.current == ["All"]):
+                chosen = [v for v in var.current if v in options]
+            elif var.include_all and var.all_value:
+                chosen = None
+            elif not var.include_all:
+                chosen = options[:1]
+            if chosen is None:
+                var.value, var.how = var.all_value or "", "All (allValue)"
+            else:
+                var.value = format_selection(var, chosen)
+                var.how = f"{'All of ' if chosen == options and var.include_all else ''}{len(chosen)} value(s) of {var.query}"
+            if not options:
+                notes.append(f"NOTE   variable ${var.name}: {var.query} returned no values, so its panels have no data")
+        done[var.name] = var.value
+    return notes
 
 
 def duration_seconds(text: str) -> float:
@@ -432,6 +600,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate-interval", default="1m", metavar="DURATION", help="value for $__rate_interval (default 1m)")
     ap.add_argument("--interval", default="15s", metavar="DURATION", help="value for $__interval (default 15s)")
     ap.add_argument("--range", dest="range_", default="1h", metavar="DURATION", help="value for $__range (default 1h)")
+    ap.add_argument(
+        "--var", action="append", default=[], metavar="NAME=VALUE",
+        help="value for a dashboard variable such as $job or $instance, as Grafana would put it into the query "
+        "(a regex for multi-value variables); default: online, the variable's label_values from Prometheus with "
+        "the dashboard's saved selection (All); offline, .+",
+    )
     ap.add_argument("--time", help="evaluation time (RFC 3339 or unix seconds); default: now")
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds per HTTP request (default 10)")
     ap.add_argument("--emit-rule-file", metavar="PATH", help="write all expressions as a promtool-checkable rule file")
@@ -452,20 +626,37 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("give at least one --dashboard or --rules file")
     if not (args.prometheus or args.emit_rule_file or args.list):
         ap.error("give --prometheus URL, or --emit-rule-file PATH / --list for offline use")
+    overrides: dict[str, str] = {}
+    for item in args.var:
+        name, sep, value = item.partition("=")
+        if not sep or not re.fullmatch(r"\$?\w+", name):
+            ap.error(f"--var wants NAME=VALUE, got {item!r}")
+        overrides[name.lstrip("$")] = value
 
     exprs: list[Expr] = []
+    variables: dict[str, Variable] = {}
     try:
         for path in args.dashboard:
             exprs += dashboard_exprs(path)
+            for var in dashboard_variables(path):
+                variables.setdefault(var.name, var)
         for path in args.rules:
             exprs += rules_exprs(path, use_pyyaml=not args.no_pyyaml)
     except (OSError, ValueError) as err:
         print(f"promql_check: cannot read input: {err}", file=sys.stderr)
         print("promql_check: 0 passed, 1 failed")
         return 1
-    for e in exprs:
-        e.query = substitute(e.raw, args.rate_interval, args.interval, args.range_)
 
+    def substitute_all(base: str | None) -> list[str]:
+        notes = resolve_variables(
+            list(variables.values()), overrides, base, args.timeout, args.rate_interval, args.interval, args.range_
+        )
+        values = {v.name: v.value for v in variables.values()}
+        for e in exprs:
+            e.query = substitute(e.raw, args.rate_interval, args.interval, args.range_, values)
+        return notes
+
+    substitute_all(None)
     if args.list:
         for e in exprs:
             print(f"{e.name()}: {one_line(e.query, 10_000)}")
@@ -502,6 +693,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     version = (info.get("data") or {}).get("version", f"HTTP {code}")
     print(f"promql_check: Prometheus {version} at {base}; $__rate_interval={args.rate_interval}")
+    try:
+        notes = substitute_all(base)
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        print(f"ERROR  dashboard variables: {err}")
+        print("promql_check: 0 passed, 1 failed")
+        return 1
+    for var in variables.values():
+        print(f"promql_check: ${var.name} = {var.value} ({var.how})")
+    for note in notes:
+        print(note)
 
     passed = failed = 0
     for e in exprs:
