@@ -227,7 +227,7 @@ async fn run_in_process(settings: &Settings, row: &Row, metrics: &metrics_export
     ];
     let flags: Vec<&str> = flags.iter().flat_map(|(k, v)| [*k, v.as_str()]).collect();
     let args = RunArgs::from_flags(&format!("{}/{ACCOUNT}/bench-input", responder.url), BUS, &flags).expect("bench flags");
-    let app = App::build(&args, &sdk, Some(metrics.clone())).await.expect("the app builds");
+    let app = App::build(&args, &sdk, Some(metrics.clone()), &CancellationToken::new()).await.expect("the app builds");
 
     let load = Load::start();
     let reset = reset_peak_rss();

@@ -14,24 +14,28 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::accounts::{AccountLister, Accounts, Scope};
 use crate::admin;
 use crate::aws::eventbridge::EventBridgeSink;
 use crate::aws::iam::{IamInventory, MemberRole};
+use crate::aws::organizations::OrganizationAccounts;
 use crate::aws::sqs::{self, ReceiveSettings, SqsQueue, SqsSource};
 use crate::aws::{sts, AwsError, Clients};
-use crate::config::RunArgs;
+use crate::config::{CheckArgs, CommonArgs, ReplayArgs, RunArgs, ScanArgs};
 use crate::decide::Rules;
 use crate::exceptions::{Exceptions, ExceptionsError};
 use crate::health::Health;
 use crate::inventory::cached::{CacheSettings, CachingInventory};
 use crate::limit::{RateLimiter, RetryPolicy};
 use crate::processor::{Processor, ProcessorSettings};
-use crate::sink::{FindingSink, Sinks};
+use crate::replay::{self, Counted, ReadReport, ReplaySource};
+use crate::scan::{Progress, ScanSettings, ScanSummary, Scanner};
+use crate::sink::{FindingSink, Sinks, StdoutSink};
 use crate::source;
+use futures_util::StreamExt;
 
 /// The inventory the app runs with.
 pub type Inventory = CachingInventory<IamInventory>;
@@ -50,14 +54,28 @@ pub enum AppError {
     Queue { url: String, source: AwsError },
     #[error("--iam-rate-per-account (KEYWATCH_IAM_RATE_PER_ACCOUNT) must be a number >= 0, got {0}")]
     Rate(f64),
-    #[error("KEYWATCH_MEMBER_ROLE needs the worker's own account id, but sts:GetCallerIdentity failed: {0}")]
+    #[error("keywatch needs the worker's own account id, but sts:GetCallerIdentity failed (check the AWS credentials): {0}")]
     OwnAccount(AwsError),
-    #[error("messages in flight did not finish within {0} s (KEYWATCH_DRAIN_TIMEOUT_SECS); they will be delivered again")]
-    DrainTimeout(u64),
+    #[error("KEYWATCH_FINDINGS_BUS (--findings-bus) is not set: the bus findings are published to (or --dry-run)")]
+    NoFindingsBus,
+    #[error("KEYWATCH_MEMBER_ROLE (--member-role) needs KEYWATCH_ACCOUNTS (--accounts): the accounts the role may be assumed in (ids separated by commas, or organization)")]
+    MemberRoleWithoutAccounts,
+    #[error("KEYWATCH_ACCOUNTS (--accounts) names other accounts than the worker's own ({0}): set KEYWATCH_MEMBER_ROLE (--member-role) to the role keywatch assumes there")]
+    AccountsWithoutMemberRole(String),
+    #[error("KEYWATCH_ACCOUNTS=organization: cannot list the organisation's accounts (organizations:ListAccounts): {0}")]
+    Organization(AwsError),
+    #[error("messages in flight did not finish within {0} s (KEYWATCH_DRAIN_TIMEOUT_SECS); {1} were handed back for redelivery")]
+    DrainTimeout(u64, usize),
 }
 
 impl From<&RunArgs> for ProcessorSettings {
     fn from(args: &RunArgs) -> Self {
+        ProcessorSettings::from(&args.check)
+    }
+}
+
+impl From<&CheckArgs> for ProcessorSettings {
+    fn from(args: &CheckArgs) -> Self {
         ProcessorSettings {
             rules: Rules { consistency_window: Duration::from_secs(args.consistency_window_secs) },
             relist_delays: ProcessorSettings::relist_delays_for(Duration::from_millis(args.relist_budget_ms)),
@@ -68,6 +86,12 @@ impl From<&RunArgs> for ProcessorSettings {
 
 impl From<&RunArgs> for CacheSettings {
     fn from(args: &RunArgs) -> Self {
+        CacheSettings::from(&args.check)
+    }
+}
+
+impl From<&CheckArgs> for CacheSettings {
+    fn from(args: &CheckArgs) -> Self {
         CacheSettings {
             listing_reuse: Duration::from_secs(args.listing_reuse_secs),
             last_used_ttl: Duration::from_secs(args.last_used_cache_secs),
@@ -91,7 +115,9 @@ pub struct App {
     source: Arc<SqsSource>,
     processor: Arc<Processor<Inventory>>,
     health: Arc<Health>,
-    admin: Option<(TcpListener, PrometheusHandle)>,
+    /// The admin server, serving from start-up on, and what stops it.
+    admin: Option<(tokio::task::JoinHandle<()>, std::net::SocketAddr)>,
+    stop_helpers: CancellationToken,
     receivers: usize,
     queue_metrics_interval: Option<Duration>,
     exceptions_file: Option<PathBuf>,
@@ -100,64 +126,58 @@ pub struct App {
 
 impl App {
     /// Builds every part from `args` and `sdk` (credentials, region,
-    /// endpoint). With `metrics`, the admin port is bound now, so that a
-    /// port in use stops start-up at once.
-    pub async fn build(args: &RunArgs, sdk: &SdkConfig, metrics: Option<PrometheusHandle>) -> Result<App, AppError> {
-        let exceptions = match &args.exceptions_file {
-            Some(path) => Exceptions::load(path)?,
-            None => Exceptions::default(),
-        };
+    /// endpoint). With `metrics`, the admin port serves from now on (alive,
+    /// not ready), so that a port in use stops start-up at once and an
+    /// orchestrator sees a worker still waiting for AWS. Transient AWS
+    /// failures during start-up are retried until `shutdown`.
+    pub async fn build(
+        args: &RunArgs,
+        sdk: &SdkConfig,
+        metrics: Option<PrometheusHandle>,
+        shutdown: &CancellationToken,
+    ) -> Result<App, AppError> {
+        let health = Arc::new(Health::default());
+        let stop_helpers = CancellationToken::new();
         let admin = match metrics {
             Some(handle) => {
-                let listener =
-                    admin::bind(args.metrics_addr).await.map_err(|source| AppError::Listen { addr: args.metrics_addr, source })?;
-                Some((listener, handle))
+                let listen_error = |source| AppError::Listen { addr: args.metrics_addr, source };
+                let listener = admin::bind(args.metrics_addr).await.map_err(listen_error)?;
+                let addr = listener.local_addr().map_err(listen_error)?;
+                Some((tokio::spawn(admin::serve(listener, handle, health.clone(), stop_helpers.clone())), addr))
             }
             None => None,
         };
-        if sdk.region().is_none() {
-            return Err(AppError::NoRegion);
-        }
-        if !(args.iam_rate_per_account >= 0.0 && args.iam_rate_per_account.is_finite()) {
-            return Err(AppError::Rate(args.iam_rate_per_account));
-        }
-        let clients = Clients::new(sdk, args.wait(), &args.iam_region);
-
-        let queue = SqsQueue::new(clients.sqs.clone(), args.queue_url.clone());
-        // Fail fast on a queue that does not exist or cannot be read; a
-        // transient failure is left to the receive loop's retries.
-        match queue.attributes().await {
-            Ok(_) => {}
-            Err(e) if !e.is_retryable() => return Err(AppError::Queue { url: args.queue_url.clone(), source: e }),
-            Err(e) => warn!(error = %e, "queue not reachable yet; will keep trying"),
-        }
-
-        let limiter = Arc::new(RateLimiter::new(args.iam_rate_per_account));
-        let retry = RetryPolicy { max_attempts: args.iam_max_attempts, ..RetryPolicy::default() };
-        let mut iam = IamInventory::new(clients.iam.clone()).with_limits(limiter.clone(), retry);
-        if let Some(name) = &args.member_role {
-            let own_account_id = sts::own_account_id(&clients.sts).await.map_err(AppError::OwnAccount)?;
-            info!(member_role = %name, own_account_id = %own_account_id, "member accounts are read through their role");
-            let role = MemberRole { name: name.clone(), external_id: args.member_role_external_id.clone(), own_account_id };
-            iam = iam.with_member_role(clients.sts.clone(), role);
-        }
-        let inventory = CachingInventory::new(iam, limiter, &CacheSettings::from(args));
-        let sinks: Vec<Arc<dyn FindingSink>> =
-            vec![Arc::new(EventBridgeSink::new(clients.eventbridge.clone(), args.findings_bus.clone(), args.finding_source.clone()))];
-        let processor = Arc::new(Processor::new(inventory, Arc::new(Sinks(sinks)), ProcessorSettings::from(args)));
-        if !exceptions.entries.is_empty() {
-            info!(count = exceptions.entries.len(), "approved exceptions loaded");
-        }
-        processor.set_exceptions(exceptions);
+        let parts = Parts::build(&args.common, sdk, args.wait(), shutdown, |clients| async move {
+            let queue = SqsQueue::new(clients.sqs.clone(), args.queue_url.clone());
+            // Fail fast on a queue that does not exist or cannot be read; a
+            // transient failure is left to the receive loop's retries.
+            match queue.attributes().await {
+                Ok(_) => Ok(queue),
+                Err(e) if !e.is_retryable() => Err(AppError::Queue { url: args.queue_url.clone(), source: e }),
+                Err(e) => {
+                    warn!(error = %e, "queue not reachable yet; will keep trying");
+                    Ok(queue)
+                }
+            }
+        })
+        .await?;
+        let (queue, parts) = parts;
+        let sink = parts.sinks(&args.common, false)?;
+        let inventory = CachingInventory::new(parts.iam, parts.limiter, &CacheSettings::from(&args.check));
+        let processor =
+            Processor::new(inventory, sink, parts.accounts, ProcessorSettings::from(&args.check)).with_scans(Arc::new(queue.clone()));
+        processor.set_exceptions(parts.exceptions);
+        let processor = Arc::new(processor);
 
         Ok(App {
             source: Arc::new(SqsSource { queue, settings: ReceiveSettings::from(args) }),
             processor,
-            health: Arc::new(Health::default()),
+            health,
             admin,
+            stop_helpers,
             receivers: args.receivers as usize,
             queue_metrics_interval: args.queue_metrics_interval(),
-            exceptions_file: args.exceptions_file.clone(),
+            exceptions_file: args.common.exceptions_file.clone(),
             drain_timeout_secs: args.drain_timeout_secs,
         })
     }
@@ -168,15 +188,14 @@ impl App {
 
     /// The admin port's address, when it was bound.
     pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
-        self.admin.as_ref().and_then(|(l, _)| l.local_addr().ok())
+        self.admin.as_ref().map(|(_, addr)| *addr)
     }
 
     /// Runs until `shutdown` is cancelled (or, with `--once`, the queue is
     /// empty); messages in flight then get the drain timeout to finish.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
-        let stop_helpers = CancellationToken::new();
-        let admin_task =
-            self.admin.map(|(listener, metrics)| tokio::spawn(admin::serve(listener, metrics, self.health.clone(), stop_helpers.clone())));
+        let stop_helpers = self.stop_helpers;
+        let admin_task = self.admin.map(|(task, _)| task);
         if let Some(interval) = self.queue_metrics_interval {
             tokio::spawn(sqs::depth_loop(self.source.queue.clone(), interval, stop_helpers.clone()));
         }
@@ -184,25 +203,191 @@ impl App {
             tokio::spawn(reload_on_hangup(path, self.processor.clone(), stop_helpers.clone()));
         }
         info!(queue_url = %self.source.queue.url(), version = env!("CARGO_PKG_VERSION"), "keywatch started");
-        let mut worker = tokio::spawn(source::drive(self.source, self.processor, self.receivers, self.health, shutdown.clone()));
         let drain = Duration::from_secs(self.drain_timeout_secs);
-        let outcome = tokio::select! {
-            r = &mut worker => {
-                if let Err(e) = r {
-                    error!(error = %e, "the receive loops stopped unexpectedly");
-                }
-                Ok(())
-            }
-            _ = async {
-                shutdown.cancelled().await;
-                tokio::time::sleep(drain).await;
-            } => Err(AppError::DrainTimeout(self.drain_timeout_secs)),
-        };
+        let outcome = source::drive(self.source, self.processor, self.receivers, self.health, shutdown, drain)
+            .await
+            .map_err(|e| AppError::DrainTimeout(self.drain_timeout_secs, e.released));
         stop_helpers.cancel();
         if let Some(task) = admin_task {
             let _ = task.await;
         }
         outcome
+    }
+}
+
+/// What every command builds alike: the AWS clients, the accounts, the IAM
+/// inventory with its limits and member role, the exceptions.
+struct Parts {
+    clients: Clients,
+    accounts: Arc<Accounts>,
+    iam: IamInventory,
+    limiter: Arc<RateLimiter>,
+    exceptions: Exceptions,
+}
+
+impl Parts {
+    /// Builds the parts; `first` checks what the command needs before the
+    /// accounts are looked up (the queue, for `run`).
+    async fn build<T, F, Fut>(
+        args: &CommonArgs,
+        sdk: &SdkConfig,
+        wait: Duration,
+        shutdown: &CancellationToken,
+        first: F,
+    ) -> Result<(T, Parts), AppError>
+    where
+        F: FnOnce(Clients) -> Fut,
+        Fut: std::future::Future<Output = Result<T, AppError>>,
+    {
+        let exceptions = match &args.exceptions_file {
+            Some(path) => Exceptions::load(path)?,
+            None => Exceptions::default(),
+        };
+        if !exceptions.entries.is_empty() {
+            info!(count = exceptions.entries.len(), "approved exceptions loaded");
+        }
+        if sdk.region().is_none() {
+            return Err(AppError::NoRegion);
+        }
+        if !(args.iam_rate_per_account >= 0.0 && args.iam_rate_per_account.is_finite()) {
+            return Err(AppError::Rate(args.iam_rate_per_account));
+        }
+        let clients = Clients::new(sdk, wait, &args.iam_region);
+        let checked = first(clients.clone()).await?;
+        let accounts = Arc::new(accounts(args, &clients, shutdown).await?);
+        let limiter = Arc::new(RateLimiter::new(args.iam_rate_per_account));
+        let retry = RetryPolicy { max_attempts: args.iam_max_attempts, ..RetryPolicy::default() };
+        let mut iam = IamInventory::new(clients.iam.clone()).with_limits(limiter.clone(), retry);
+        if let Some(name) = &args.member_role {
+            info!(member_role = %name, own_account_id = %accounts.own(), "member accounts are read through their role");
+            let role = MemberRole {
+                name: name.clone(),
+                external_id: args.member_role_external_id.clone(),
+                own_account_id: accounts.own().to_string(),
+            };
+            iam = iam.with_member_role(clients.sts.clone(), role);
+        }
+        Ok((checked, Parts { clients, accounts, iam, limiter, exceptions }))
+    }
+
+    /// The sinks findings go to: JSON lines on standard output for a dry
+    /// run, else the findings bus (which must then be set).
+    fn sinks(&self, args: &CommonArgs, dry_run: bool) -> Result<Arc<dyn FindingSink>, AppError> {
+        let sinks: Vec<Arc<dyn FindingSink>> = if dry_run {
+            vec![Arc::new(StdoutSink::default())]
+        } else {
+            let bus = args.findings_bus.clone().ok_or(AppError::NoFindingsBus)?;
+            vec![Arc::new(EventBridgeSink::new(self.clients.eventbridge.clone(), bus, args.finding_source.clone()))]
+        };
+        Ok(Arc::new(Sinks(sinks)))
+    }
+}
+
+/// What `keywatch scan` found, account by account.
+pub struct ScanReport {
+    pub accounts: Vec<ScanSummary>,
+}
+
+impl ScanReport {
+    pub fn users_failing(&self) -> usize {
+        self.accounts.iter().map(|a| a.users_failing).sum()
+    }
+    pub fn complete(&self) -> bool {
+        self.accounts.iter().all(ScanSummary::complete)
+    }
+}
+
+/// `keywatch scan`: every user of every account keywatch may act in,
+/// accounts side by side, under the per-account IAM limits.
+pub async fn scan(args: &ScanArgs, sdk: &SdkConfig, shutdown: &CancellationToken, progress: &dyn Progress) -> Result<ScanReport, AppError> {
+    let ((), parts) = Parts::build(&args.common, sdk, Duration::from_secs(20), shutdown, |_| async { Ok(()) }).await?;
+    let sink = parts.sinks(&args.common, args.dry_run)?;
+    let settings =
+        ScanSettings { include_passed: args.include_passed, last_use: !args.no_last_use, users_in_flight: args.users_in_flight as usize };
+    let scanner = Scanner::new(Arc::new(parts.iam), sink, settings);
+    let accounts = parts.accounts.all();
+    info!(accounts = accounts.len(), "scan started");
+    let exceptions = &parts.exceptions;
+    let summaries = futures_util::stream::iter(accounts)
+        .map(|account| {
+            let scanner = &scanner;
+            async move { scanner.scan_account(&account, exceptions, progress).await }
+        })
+        .buffer_unordered(args.accounts_in_parallel as usize)
+        .collect::<Vec<_>>()
+        .await;
+    Ok(ScanReport { accounts: summaries })
+}
+
+/// What `keywatch replay` did.
+pub struct ReplayReport {
+    pub read: ReadReport,
+    pub findings: usize,
+    /// Key events whose check did not finish (replay them again).
+    pub unfinished: usize,
+}
+
+/// `keywatch replay`: the key events of the inputs, in `eventTime` order,
+/// through the same processor as `run`.
+pub async fn replay(args: &ReplayArgs, sdk: &SdkConfig, shutdown: &CancellationToken) -> Result<ReplayReport, AppError> {
+    let ((), parts) = Parts::build(&args.common, sdk, Duration::from_secs(20), shutdown, |_| async { Ok(()) }).await?;
+    let sink = Arc::new(Counted::new(parts.sinks(&args.common, args.dry_run)?));
+    let (messages, read) = replay::read(&args.paths);
+    for (file, why) in &read.unreadable {
+        error!(file = %file.display(), error = %why, "cannot read this file; the others are still replayed");
+    }
+    info!(files = read.files, records = read.records, key_events = read.key_events, "replaying");
+    let inventory = CachingInventory::new(parts.iam, parts.limiter, &CacheSettings::from(&args.check));
+    let processor = Processor::new(inventory, sink.clone(), parts.accounts, ProcessorSettings::from(&args.check));
+    processor.set_exceptions(parts.exceptions);
+    let source = Arc::new(ReplaySource::new(messages));
+    let drained =
+        source::drive(source.clone(), Arc::new(processor), 1, Arc::new(Health::default()), shutdown.clone(), Duration::from_secs(30)).await;
+    if let Err(e) = drained {
+        warn!(error = %e, "replay stopped before every event was checked");
+    }
+    Ok(ReplayReport { read, findings: sink.accepted(), unfinished: source.unfinished() })
+}
+
+/// The accounts keywatch may act in: its own (`GetCallerIdentity`) and
+/// `KEYWATCH_ACCOUNTS`, which must come with a member role when it names
+/// others.
+async fn accounts(args: &CommonArgs, clients: &Clients, shutdown: &CancellationToken) -> Result<Accounts, AppError> {
+    let own =
+        until_answered("sts:GetCallerIdentity", shutdown, || sts::own_account_id(&clients.sts)).await.map_err(AppError::OwnAccount)?;
+    let scope = args.accounts.clone().unwrap_or(Scope::Own);
+    match (&scope, &args.member_role) {
+        (Scope::Own, Some(_)) => return Err(AppError::MemberRoleWithoutAccounts),
+        (Scope::List(ids), None) if ids.iter().any(|id| *id != own) => return Err(AppError::AccountsWithoutMemberRole(own)),
+        (Scope::Organization, None) => return Err(AppError::AccountsWithoutMemberRole(own)),
+        _ => {}
+    }
+    let lister: Arc<dyn AccountLister> = Arc::new(OrganizationAccounts::new(clients.organizations.clone()));
+    until_answered("organizations:ListAccounts", shutdown, || Accounts::new(own.clone(), scope.clone(), Some(lister.clone())))
+        .await
+        .map_err(AppError::Organization)
+}
+
+/// Runs `call` until it succeeds, fails for good, or `shutdown` comes;
+/// transient failures are logged and retried with a growing pause.
+async fn until_answered<T, F, Fut>(what: &str, shutdown: &CancellationToken, mut call: F) -> Result<T, AwsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AwsError>>,
+{
+    let mut pause = Duration::from_millis(500);
+    loop {
+        match call().await {
+            Err(e) if e.is_retryable() => {
+                warn!(call = what, error = %e, retry_in_ms = pause.as_millis() as u64, "AWS not reachable at start-up; will keep trying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Err(e),
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(Duration::from_secs(30));
+            }
+            other => return other,
+        }
     }
 }
 

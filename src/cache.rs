@@ -122,7 +122,6 @@ impl<K: Eq + Hash + Clone, V: Clone> BoundedCache<K, V> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
 
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
     }

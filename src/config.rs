@@ -50,31 +50,39 @@ pub enum Command {
     /// Stops on SIGTERM or SIGINT: no new receives, messages in flight are
     /// finished and acknowledged, then exit 0.
     Run(Box<RunArgs>),
+    /// Scan every IAM user of every account keywatch may act in, now:
+    /// FAILED findings for users with more than one active key (PASSED for
+    /// the rest with --include-passed) and a summary per account. Run it
+    /// first, to learn what existed before keywatch watched.
+    Scan(Box<ScanArgs>),
+    /// Replay CloudTrail log files or exported EventBridge events: their key
+    /// events, in eventTime order, are re-checked against IAM now and their
+    /// findings published, as `run` does (backfills after an outage, rule
+    /// tests). A summary goes to standard error.
+    Replay(Box<ReplayArgs>),
     /// Probe a running worker's admin port (for container health checks
     /// where no curl exists). Exits 0 when the endpoint answers 200.
     Healthcheck(HealthcheckArgs),
 }
 
+/// `keywatch run`: the worker.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    #[command(flatten)]
+    pub check: CheckArgs,
+
     /// URL of the SQS queue the EventBridge rule delivers CloudTrail
     /// access-key events to.
     #[arg(long, env = "KEYWATCH_QUEUE_URL", value_name = "URL", value_parser = parse_url)]
     pub queue_url: String,
 
-    /// EventBridge bus (name or ARN) that findings are published to.
-    #[arg(long, env = "KEYWATCH_FINDINGS_BUS", value_name = "BUS", value_parser = parse_non_empty)]
-    pub findings_bus: String,
-
     /// Address of the admin HTTP listener (/metrics, /healthz, /readyz). In a
     /// container, set 0.0.0.0:9464 so that the scraper and probes reach it.
     #[arg(long, env = "KEYWATCH_METRICS_ADDR", value_name = "ADDR", default_value = "127.0.0.1:9464")]
     pub metrics_addr: SocketAddr,
-
-    /// `Source` of the published finding events. Rules on the findings bus
-    /// match on it.
-    #[arg(long, env = "KEYWATCH_FINDING_SOURCE", value_name = "SOURCE", default_value = "keywatch", value_parser = parse_non_empty)]
-    pub finding_source: String,
 
     /// Long-poll wait of each receive, in seconds (0–20). 20 keeps the
     /// number of empty receives, and their cost, lowest.
@@ -100,6 +108,77 @@ pub struct RunArgs {
     #[arg(long, env = "KEYWATCH_DRAIN_TIMEOUT_SECS", value_name = "SECS", default_value_t = 30)]
     pub drain_timeout_secs: u64,
 
+    /// How often to read the input queue's and dead-letter queue's depth for
+    /// the keywatch_queue_messages metric, in seconds; 0 turns it off.
+    #[arg(long, env = "KEYWATCH_QUEUE_METRICS_INTERVAL_SECS", value_name = "SECS", default_value_t = 30)]
+    pub queue_metrics_interval_secs: u64,
+
+    /// Drain the queue, then exit 0: stop receiving once a receive returns
+    /// no message, finish what was received, and exit (for batch use and
+    /// tests). Use a short --wait-secs with it.
+    #[arg(long, env = "KEYWATCH_ONCE")]
+    pub once: bool,
+}
+
+/// Settings every command that acts on IAM shares: where findings go, the
+/// accounts keywatch may act in and how, IAM's limits, the exceptions.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// EventBridge bus (name or ARN) that findings are published to
+    /// (required unless --dry-run).
+    #[arg(long, env = "KEYWATCH_FINDINGS_BUS", value_name = "BUS", value_parser = parse_non_empty)]
+    pub findings_bus: Option<String>,
+
+    /// `Source` of the published finding events. Rules on the findings bus
+    /// match on it.
+    #[arg(long, env = "KEYWATCH_FINDING_SOURCE", value_name = "SOURCE", default_value = "keywatch", value_parser = parse_non_empty)]
+    pub finding_source: String,
+
+    /// IAM requests per second per account (token bucket, also the burst);
+    /// halved on throttling, recovered on success. 0 turns limiting off.
+    #[arg(long, env = "KEYWATCH_IAM_RATE_PER_ACCOUNT", value_name = "RPS", default_value_t = 20.0)]
+    pub iam_rate_per_account: f64,
+
+    /// Attempts per IAM call (throttling, 5xx and timeouts are retried with
+    /// exponential backoff and full jitter).
+    #[arg(long, env = "KEYWATCH_IAM_MAX_ATTEMPTS", value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub iam_max_attempts: u32,
+
+    /// Approved exceptions: a YAML or TOML file of entries with account,
+    /// user (glob), reason, owner and expiry date (see the README). A
+    /// matching unexpired exception marks a FAILED finding `suppressed`; it
+    /// is still published. Reloaded on SIGHUP.
+    #[arg(long = "exceptions", env = "KEYWATCH_EXCEPTIONS_FILE", value_name = "FILE")]
+    pub exceptions_file: Option<std::path::PathBuf>,
+
+    /// Accounts keywatch may act in besides its own: account ids separated by
+    /// commas, or `organization` (the organisation's ACTIVE accounts, from
+    /// Organizations ListAccounts). An event for any other account is
+    /// acknowledged and counted (outcome foreign_account); no role is
+    /// assumed there. Unset: only the worker's own account.
+    #[arg(long, env = "KEYWATCH_ACCOUNTS", value_name = "IDS|organization")]
+    pub accounts: Option<crate::accounts::Scope>,
+
+    /// Role name to assume in member accounts: IAM calls for an account
+    /// other than the worker's own go to arn:aws:iam::<account>:role/<NAME>.
+    /// Needs KEYWATCH_ACCOUNTS. Unset, every call uses the worker's own
+    /// credentials.
+    #[arg(long, env = "KEYWATCH_MEMBER_ROLE", value_name = "NAME", value_parser = parse_non_empty)]
+    pub member_role: Option<String>,
+
+    /// External id that the member role's trust policy requires.
+    #[arg(long, env = "KEYWATCH_MEMBER_ROLE_EXTERNAL_ID", value_name = "ID", requires = "member_role")]
+    pub member_role_external_id: Option<String>,
+
+    /// Region to sign IAM requests with (IAM is global; us-east-1 in the
+    /// aws partition).
+    #[arg(long, env = "KEYWATCH_IAM_REGION", value_name = "REGION", default_value = "us-east-1")]
+    pub iam_region: String,
+}
+
+/// How an event is checked against IAM (`run` and `replay`).
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
     /// IAM propagation window, in seconds. For an event younger than this, a
     /// listing that does not show the event's change yet is re-read and,
     /// failing that, the event's own key state is counted (the finding says
@@ -117,16 +196,6 @@ pub struct RunArgs {
     #[arg(long, env = "KEYWATCH_MAX_CONCURRENT_CHECKS", value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub max_concurrent_checks: u64,
 
-    /// IAM requests per second per account (token bucket, also the burst);
-    /// halved on throttling, recovered on success. 0 turns limiting off.
-    #[arg(long, env = "KEYWATCH_IAM_RATE_PER_ACCOUNT", value_name = "RPS", default_value_t = 20.0)]
-    pub iam_rate_per_account: f64,
-
-    /// Attempts per IAM call (throttling, 5xx and timeouts are retried with
-    /// exponential backoff and full jitter).
-    #[arg(long, env = "KEYWATCH_IAM_MAX_ATTEMPTS", value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
-    pub iam_max_attempts: u32,
-
     /// How long a key's last-use answer (GetAccessKeyLastUsed) is reused, in
     /// seconds; 0 asks every time.
     #[arg(long, env = "KEYWATCH_LAST_USED_CACHE_SECS", value_name = "SECS", default_value_t = 600)]
@@ -139,39 +208,64 @@ pub struct RunArgs {
     /// lists again.
     #[arg(long, env = "KEYWATCH_LISTING_REUSE_SECS", value_name = "SECS", default_value_t = 300)]
     pub listing_reuse_secs: u64,
+}
 
-    /// How often to read the input queue's and dead-letter queue's depth for
-    /// the keywatch_queue_messages metric, in seconds; 0 turns it off.
-    #[arg(long, env = "KEYWATCH_QUEUE_METRICS_INTERVAL_SECS", value_name = "SECS", default_value_t = 30)]
-    pub queue_metrics_interval_secs: u64,
+/// `keywatch scan`: every user of every account, now.
+#[derive(Debug, Clone, Args)]
+pub struct ScanArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
 
-    /// Approved exceptions: a YAML or TOML file of entries with account,
-    /// user (glob), reason, owner and expiry date (see the README). A
-    /// matching unexpired exception marks a FAILED finding `suppressed`; it
-    /// is still published. Reloaded on SIGHUP.
-    #[arg(long = "exceptions", env = "KEYWATCH_EXCEPTIONS_FILE", value_name = "FILE")]
-    pub exceptions_file: Option<std::path::PathBuf>,
+    /// Also publish a PASSED finding for every compliant user: a baseline
+    /// that lets a SIEM close stale alerts.
+    #[arg(long, env = "KEYWATCH_SCAN_INCLUDE_PASSED")]
+    pub include_passed: bool,
 
-    /// Role name to assume in member accounts: IAM calls for an account
-    /// other than the worker's own go to arn:aws:iam::<account>:role/<NAME>.
-    /// Unset, every call uses the worker's own credentials.
-    #[arg(long, env = "KEYWATCH_MEMBER_ROLE", value_name = "NAME", value_parser = parse_non_empty)]
-    pub member_role: Option<String>,
+    /// Print findings and summaries as JSON lines on standard output and
+    /// publish nothing (KEYWATCH_FINDINGS_BUS is then not needed).
+    #[arg(long, env = "KEYWATCH_DRY_RUN")]
+    pub dry_run: bool,
 
-    /// External id that the member role's trust policy requires.
-    #[arg(long, env = "KEYWATCH_MEMBER_ROLE_EXTERNAL_ID", value_name = "ID", requires = "member_role")]
-    pub member_role_external_id: Option<String>,
+    /// Exit 1 when any user fails the control (for CI pipelines and cron).
+    #[arg(long, env = "KEYWATCH_SCAN_FAIL_ON_FINDINGS")]
+    pub fail_on_findings: bool,
 
-    /// Region to sign IAM requests with (IAM is global; us-east-1 in the
-    /// aws partition).
-    #[arg(long, env = "KEYWATCH_IAM_REGION", value_name = "REGION", default_value = "us-east-1")]
-    pub iam_region: String,
+    /// Leave out the last use of failing users' keys (no recommended key;
+    /// one IAM call per user, plus ListUsers pages).
+    #[arg(long, env = "KEYWATCH_SCAN_NO_LAST_USE")]
+    pub no_last_use: bool,
 
-    /// Drain the queue, then exit 0: stop receiving once a receive returns
-    /// no message, finish what was received, and exit (for batch use and
-    /// tests). Use a short --wait-secs with it.
-    #[arg(long, env = "KEYWATCH_ONCE")]
-    pub once: bool,
+    /// Users checked at once in each account (the per-account IAM rate sets
+    /// the pace).
+    #[arg(long, env = "KEYWATCH_SCAN_USERS_IN_FLIGHT", value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub users_in_flight: u64,
+
+    /// Accounts scanned at once.
+    #[arg(long, env = "KEYWATCH_SCAN_ACCOUNTS_IN_PARALLEL", value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub accounts_in_parallel: u64,
+}
+
+/// `keywatch replay`: CloudTrail files and event exports through the same
+/// checks as `run`.
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// CloudTrail log files as CloudTrail writes them to S3
+    /// (`{"Records": [...]}`, `.json` or `.json.gz`), JSON lines of
+    /// EventBridge envelopes (`.jsonl`, `.ndjson`, optionally `.gz`), or
+    /// directories holding them (walked).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<std::path::PathBuf>,
+
+    /// Print findings as JSON lines on standard output and publish nothing
+    /// (KEYWATCH_FINDINGS_BUS is then not needed).
+    #[arg(long, env = "KEYWATCH_DRY_RUN")]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    #[command(flatten)]
+    pub check: CheckArgs,
 }
 
 impl RunArgs {

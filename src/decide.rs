@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::evaluate::{evaluate, evaluate_root};
-use crate::event::{EventName, KeyEvent, ParseError, Parsed, Target};
+use crate::evaluate::{evaluate, evaluate_root, Verdict};
+use crate::event::{Check, EventName, KeyEvent, ParseError, Parsed, Target, MAX_CLOCK_SKEW};
 use crate::exceptions::Exceptions;
 use crate::finding::{self, Finding, Status};
 use crate::inventory::InventoryError;
@@ -53,6 +53,8 @@ pub enum Ignored {
     DeletedKeyOwner(InventoryError),
     /// The user no longer exists.
     UserGone,
+    /// The account is not one keywatch may act in (`KEYWATCH_ACCOUNTS`).
+    ForeignAccount,
 }
 
 /// Why a message is left for redelivery.
@@ -60,6 +62,9 @@ pub enum Ignored {
 pub enum Retry {
     /// IAM could not be asked (throttled, 5xx, credentials...).
     Lookup(InventoryError),
+    /// A fresh deactivation or delete IAM does not show yet, while it still
+    /// shows more than one active key: look again later.
+    Unconfirmed,
 }
 
 /// What becomes of one message.
@@ -79,6 +84,9 @@ pub enum Outcome {
     Retry(Retry),
     /// A finding to publish; the message is done once it is accepted.
     Publish(Box<Finding>),
+    /// A finding resting on an older IAM answer than one already published
+    /// for the same user: dropped, so that the last word stays the truth.
+    Superseded(Box<Finding>),
 }
 
 impl Outcome {
@@ -96,7 +104,9 @@ impl Outcome {
     pub fn label(&self) -> Option<EventOutcome> {
         Some(match self {
             Outcome::Invalid(_) => EventOutcome::Invalid,
+            Outcome::Ignored(Ignored::ForeignAccount) => EventOutcome::ForeignAccount,
             Outcome::Ignored(_) => EventOutcome::Ignored,
+            Outcome::Superseded(_) => EventOutcome::Superseded,
             Outcome::FailedCall { .. } => EventOutcome::FailedCall,
             Outcome::Compliant { .. } => EventOutcome::Compliant,
             Outcome::Publish(_) => EventOutcome::Finding,
@@ -126,10 +136,24 @@ pub fn triage(parsed: Result<Parsed, ParseError>) -> Result<Box<KeyEvent>, Outco
     }
 }
 
-/// The second step, before IAM is asked: a key event that needs no
-/// re-check ends here (a failed call changed nothing).
-pub fn screen(event: &KeyEvent) -> Option<Outcome> {
+/// The second step, before IAM is asked: a key event ends here when it
+/// claims a time in the future (refused), is for an account keywatch may
+/// not act in (`account_known` false: acknowledged, no role assumed there),
+/// or records a call that failed (nothing changed).
+pub fn screen(event: &KeyEvent, now: OffsetDateTime, account_known: bool) -> Option<Outcome> {
+    if event.event_time > now + MAX_CLOCK_SKEW {
+        return Some(Outcome::Invalid(ParseError::rejected(Check::FutureTime, &finding::rfc3339(event.event_time))));
+    }
+    if !account_known {
+        return Some(Outcome::Ignored(Ignored::ForeignAccount));
+    }
     event.failed.as_ref().map(|failed| Outcome::FailedCall { code: failed.code.clone() })
+}
+
+/// Whether a finding observed at `observed_at` must give way to one already
+/// published for the same `finding_id` from a later IAM answer.
+pub fn superseded(observed_at: OffsetDateTime, last_published: Option<OffsetDateTime>) -> bool {
+    last_published.is_some_and(|last| last > observed_at)
 }
 
 /// The owner of the event's key, from `GetAccessKeyLastUsed`, for an event
@@ -153,8 +177,9 @@ pub fn owner(event: &KeyEvent, lookup: Option<Result<Option<crate::keys::KeyLast
 pub enum Iam<'a> {
     /// The user's keys.
     Keys { user_name: &'a str, listing: &'a Listing },
-    /// `AccountAccessKeysPresent`, for a root key event.
-    RootKeys(u32),
+    /// `AccountAccessKeysPresent`, for a root key event, and when the
+    /// summary was asked for.
+    RootKeys { present: u32, observed_at: OffsetDateTime },
     /// The look-up failed.
     Failed(&'a InventoryError),
 }
@@ -173,15 +198,25 @@ pub fn decide(
     match iam {
         Iam::Failed(InventoryError::NoSuchUser { .. }) => Outcome::Ignored(Ignored::UserGone),
         Iam::Failed(e) => Outcome::Retry(Retry::Lookup(e.clone())),
-        Iam::RootKeys(present) => {
+        Iam::RootKeys { present, observed_at } => {
             let (verdict, present, assumed) = evaluate_root(event, present, fresh);
-            Outcome::Publish(Box::new(finding::build_root(event, verdict, present, assumed, now)))
+            match finding::build_root(event, verdict, present, assumed, now) {
+                Some(f) => Outcome::Publish(Box::new(f.observed(observed_at))),
+                None => Outcome::Retry(Retry::Unconfirmed),
+            }
         }
         Iam::Keys { user_name, listing } => {
+            // IAM's spelling: the finding id of a PASSED must match the
+            // FAILED's whatever case the events used.
+            let user_name = listing.user_name.as_deref().unwrap_or(user_name);
             let assessment = evaluate(event, listing.keys.clone(), fresh);
+            if assessment.verdict == Verdict::Unconfirmed {
+                return Outcome::Retry(Retry::Unconfirmed);
+            }
             match finding::build(event, user_name, &assessment, usage, now) {
                 None => Outcome::Compliant { active: assessment.active_count() },
-                Some(mut f) => {
+                Some(f) => {
+                    let mut f = f.observed(listing.observed_at);
                     if f.status == Status::Failed {
                         if let Some(e) = exceptions.matching(&event.account_id, user_name, now) {
                             f.suppress(e);

@@ -23,6 +23,11 @@ pub enum Verdict {
     Resolved,
     /// At most one active key and nothing to close: no finding.
     Compliant,
+    /// A fresh deactivation or delete that IAM does not show yet, while IAM
+    /// still shows more than one active key: neither `FAILED` (IAM is
+    /// probably behind) nor `PASSED` (IAM has not shown it): look again
+    /// later. A `PASSED` rests only on what IAM shows.
+    Unconfirmed,
 }
 
 /// The verdict with the key set it was reached on.
@@ -59,40 +64,42 @@ pub fn listing_reflects(event: &KeyEvent, keys: &[AccessKey]) -> bool {
     }
 }
 
-/// Decides the control for the user the event touched.
-///
-/// `assume_event_state`: whether the event is fresh, so that a listing
-/// disagreeing with it is more likely stale than newer.
-pub fn evaluate(event: &KeyEvent, listed: Vec<AccessKey>, assume_event_state: bool) -> Assessment {
-    let mut keys = listed;
-    let mut assumed = false;
-    if assume_event_state && !listing_reflects(event, &keys) {
-        if let Some(key_id) = event.access_key_id.as_deref() {
-            match (&event.key_status, keys.iter().position(|k| k.access_key_id == key_id)) {
-                (Some(status), Some(i)) => {
-                    keys[i].status = status.clone();
-                    assumed = true;
-                }
-                (Some(status), None) => {
-                    keys.push(AccessKey { access_key_id: key_id.to_string(), status: status.clone(), created_at: None });
-                    assumed = true;
-                }
-                (None, Some(i)) => {
-                    // A delete that the listing does not show yet.
-                    keys.remove(i);
-                    assumed = true;
-                }
-                (None, None) => {}
-            }
-        }
-    }
-    let active = keys.iter().filter(|k| k.is_active()).count();
-    let reducing = match event.event_name {
+/// Whether the event lowers the user's active keys (a delete, or an update
+/// to any status but `Active`).
+pub fn is_reduction(event: &KeyEvent) -> bool {
+    match event.event_name {
         EventName::DeleteAccessKey => true,
         EventName::UpdateAccessKey => event.key_status.as_ref().is_some_and(|s| *s != KeyStatus::Active),
         EventName::CreateAccessKey => false,
-    };
-    let verdict = if active > 1 {
+    }
+}
+
+/// Decides the control for the user the event touched.
+///
+/// `fresh`: whether the event is young enough that a listing disagreeing
+/// with it is more likely stale than newer. The event's own state is then
+/// assumed only in the alerting direction (a key created or re-activated
+/// that IAM does not list yet counts as active); a reduction IAM does not
+/// show is never assumed: with more than one active key listed, the verdict
+/// is [`Verdict::Unconfirmed`].
+pub fn evaluate(event: &KeyEvent, listed: Vec<AccessKey>, fresh: bool) -> Assessment {
+    let mut keys = listed;
+    let mut assumed = false;
+    let stale = fresh && !listing_reflects(event, &keys);
+    if stale && event.key_status == Some(KeyStatus::Active) {
+        if let Some(key_id) = event.access_key_id.as_deref() {
+            match keys.iter().position(|k| k.access_key_id == key_id) {
+                Some(i) => keys[i].status = KeyStatus::Active,
+                None => keys.push(AccessKey { access_key_id: key_id.to_string(), status: KeyStatus::Active, created_at: None }),
+            }
+            assumed = true;
+        }
+    }
+    let active = keys.iter().filter(|k| k.is_active()).count();
+    let reducing = is_reduction(event);
+    let verdict = if active > 1 && stale && reducing {
+        Verdict::Unconfirmed
+    } else if active > 1 {
         Verdict::Violation
     } else if reducing {
         Verdict::Resolved
@@ -105,10 +112,18 @@ pub fn evaluate(event: &KeyEvent, listed: Vec<AccessKey>, assume_event_state: bo
 /// The root user's access keys after a root key event (CIS 1.4, "no root
 /// access key"). `present` is `AccountAccessKeysPresent`; a fresh, successful
 /// `CreateAccessKey` that the summary does not reflect yet counts as one key,
-/// as for user keys. Returns the verdict and whether the event was assumed.
-pub fn evaluate_root(event: &KeyEvent, present: u32, assume_event_state: bool) -> (Verdict, u32, bool) {
+/// as for user keys; a fresh delete that the summary does not show yet is
+/// [`Verdict::Unconfirmed`]. Returns the verdict, the key count and whether
+/// the event was assumed.
+pub fn evaluate_root(event: &KeyEvent, present: u32, fresh: bool) -> (Verdict, u32, bool) {
     let (present, assumed) =
-        if present == 0 && assume_event_state && event.event_name == EventName::CreateAccessKey { (1, true) } else { (present, false) };
-    let verdict = if present > 0 { Verdict::Violation } else { Verdict::Resolved };
+        if present == 0 && fresh && event.event_name == EventName::CreateAccessKey { (1, true) } else { (present, false) };
+    let verdict = if present > 0 && fresh && event.event_name == EventName::DeleteAccessKey {
+        Verdict::Unconfirmed
+    } else if present > 0 {
+        Verdict::Violation
+    } else {
+        Verdict::Resolved
+    };
     (verdict, present, assumed)
 }

@@ -120,8 +120,60 @@ pub enum Parsed {
     },
 }
 
-/// Why a body could not be understood. The message is then left to the
-/// queue's redrive policy; `reason()` is a bounded label for metrics.
+/// `source` of CloudTrail IAM events on EventBridge.
+pub const IAM_SOURCE: &str = "aws.iam";
+/// `source` of events replayed onto a bus where `aws.*` sources are refused
+/// (real AWS refuses customer `PutEvents` with them).
+pub const REPLAY_SOURCE: &str = "keywatch.replay";
+/// `detail-type` of CloudTrail API calls on EventBridge.
+pub const CLOUDTRAIL_DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
+/// `eventSource` of IAM calls in CloudTrail.
+pub const IAM_EVENT_SOURCE: &str = "iam.amazonaws.com";
+/// How far in the future an `eventTime` may be (clock skew) before the
+/// event is rejected.
+pub const MAX_CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
+
+/// A claim of the event that keywatch refuses to act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// `source` is neither `aws.iam` nor the replay source.
+    Source,
+    /// `detail-type` is not a CloudTrail API call.
+    DetailType,
+    /// `detail.eventSource` is not IAM.
+    EventSource,
+    /// The account id is not 12 digits.
+    Account,
+    /// The envelope's `account` differs from `detail.recipientAccountId`.
+    AccountMismatch,
+    /// `eventTime` is more than [`MAX_CLOCK_SKEW`] in the future.
+    FutureTime,
+    /// The user name is outside IAM's pattern `[\w+=,.@-]{1,64}`.
+    UserName,
+    /// The access key id is outside IAM's pattern `[\w]{16,128}`.
+    AccessKeyId,
+}
+
+impl Check {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Check::Source => "bad_source",
+            Check::DetailType => "bad_detail_type",
+            Check::EventSource => "bad_event_source",
+            Check::Account => "bad_account",
+            Check::AccountMismatch => "account_mismatch",
+            Check::FutureTime => "future_time",
+            Check::UserName => "bad_user_name",
+            Check::AccessKeyId => "bad_access_key_id",
+        }
+    }
+}
+
+/// Why a body could not be understood, or was refused. The message is then
+/// left to the queue's redrive policy (a human looks at what reached the
+/// dead-letter queue: forged or misrouted input is worth seeing);
+/// `reason()` is a bounded label for metrics. Values quoted from the input
+/// are truncated.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ParseError {
     #[error("body is not a JSON EventBridge envelope: {0}")]
@@ -132,6 +184,8 @@ pub enum ParseError {
     MissingField(&'static str),
     #[error("`{field}` is not an RFC 3339 time: {value:?}")]
     BadTime { field: &'static str, value: String },
+    #[error("refused ({}): {value:?}", check.reason())]
+    Rejected { check: Check, value: String },
 }
 
 impl ParseError {
@@ -141,8 +195,39 @@ impl ParseError {
             ParseError::NoDetail => "no_detail",
             ParseError::MissingField(_) => "missing_field",
             ParseError::BadTime { .. } => "bad_time",
+            ParseError::Rejected { check, .. } => check.reason(),
         }
     }
+
+    pub fn rejected(check: Check, value: &str) -> Self {
+        ParseError::Rejected { check, value: truncate(value) }
+    }
+}
+
+/// Characters of an input value kept in errors and logs.
+const QUOTED_CHARS: usize = 64;
+
+/// `value`, cut to [`QUOTED_CHARS`] characters (marked with `…`).
+pub fn truncate(value: &str) -> String {
+    match value.char_indices().nth(QUOTED_CHARS) {
+        Some((at, _)) => format!("{}…", &value[..at]),
+        None => value.to_string(),
+    }
+}
+
+/// A 12-digit AWS account id.
+pub fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// IAM's user name pattern: `[\w+=,.@-]{1,64}`.
+pub fn is_user_name(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b))
+}
+
+/// IAM's access key id pattern: `[\w]{16,128}`.
+pub fn is_access_key_id(s: &str) -> bool {
+    (16..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// The EventBridge envelope. `account` is absent in the local emulator's
@@ -157,6 +242,8 @@ struct Envelope {
     region: Option<String>,
     #[serde(default)]
     source: Option<String>,
+    #[serde(rename = "detail-type", default)]
+    detail_type: Option<String>,
     #[serde(default)]
     detail: Option<Record>,
 }
@@ -226,7 +313,16 @@ fn non_empty(s: Option<String>) -> Option<String> {
 }
 
 fn parse_time(field: &'static str, value: &str) -> Result<OffsetDateTime, ParseError> {
-    OffsetDateTime::parse(value, &Rfc3339).map_err(|_| ParseError::BadTime { field, value: value.to_string() })
+    OffsetDateTime::parse(value, &Rfc3339).map_err(|_| ParseError::BadTime { field, value: truncate(value) })
+}
+
+/// Refuses `value` unless `ok`.
+fn check(ok: bool, check: Check, value: &str) -> Result<(), ParseError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ParseError::rejected(check, value))
+    }
 }
 
 /// Parses one SQS message body.
@@ -234,12 +330,21 @@ pub fn parse(body: &str) -> Result<Parsed, ParseError> {
     let envelope: Envelope = serde_json::from_str(body).map_err(|e| ParseError::NotJson(e.to_string()))?;
     let record = envelope.detail.ok_or(ParseError::NoDetail)?;
 
+    // Only what an IAM CloudTrail rule can deliver: anything else reaching
+    // the queue was sent by someone else, or routed by mistake.
+    let source = envelope.source.unwrap_or_default();
+    check(source == IAM_SOURCE || source == REPLAY_SOURCE, Check::Source, &source)?;
+    let detail_type = envelope.detail_type.unwrap_or_default();
+    check(detail_type == CLOUDTRAIL_DETAIL_TYPE, Check::DetailType, &detail_type)?;
+    let event_source = record.event_source.unwrap_or_default();
+    check(event_source == IAM_EVENT_SOURCE, Check::EventSource, &event_source)?;
+
     let event_name_raw = non_empty(record.event_name);
-    let from_iam = record.event_source.as_deref().is_none_or(|s| s == "iam.amazonaws.com")
-        && envelope.source.as_deref().is_none_or(|s| s == "aws.iam" || !s.starts_with("aws."));
-    let event_name = match event_name_raw.as_deref().and_then(EventName::from_str) {
-        Some(name) if from_iam => name,
-        _ => return Ok(Parsed::Ignored { event_name: event_name_raw, event_id: record.event_id }),
+    let Some(event_name) = event_name_raw.as_deref().and_then(EventName::from_str) else {
+        return Ok(Parsed::Ignored {
+            event_name: event_name_raw.as_deref().map(truncate),
+            event_id: record.event_id.as_deref().map(truncate),
+        });
     };
 
     let event_id = non_empty(record.event_id).ok_or(ParseError::MissingField("eventID"))?;
@@ -248,9 +353,12 @@ pub fn parse(body: &str) -> Result<Parsed, ParseError> {
         (None, Some(t)) => parse_time("time", &t)?,
         (None, None) => return Err(ParseError::MissingField("eventTime")),
     };
-    let account_id = non_empty(envelope.account)
-        .or(non_empty(record.recipient_account_id))
-        .ok_or(ParseError::MissingField("account or recipientAccountId"))?;
+    let (envelope_account, recipient) = (non_empty(envelope.account), non_empty(record.recipient_account_id));
+    if let (Some(a), Some(r)) = (&envelope_account, &recipient) {
+        check(a == r, Check::AccountMismatch, &format!("{a} != {r}"))?;
+    }
+    let account_id = envelope_account.or(recipient).ok_or(ParseError::MissingField("account or recipientAccountId"))?;
+    check(is_account_id(&account_id), Check::Account, &account_id)?;
 
     let identity = record.user_identity;
     let actor = Actor {
@@ -288,6 +396,13 @@ pub fn parse(body: &str) -> Result<Parsed, ParseError> {
         EventName::UpdateAccessKey => request.as_ref().and_then(|r| non_empty(r.status.clone())).map(|s| KeyStatus::parse(&s)),
         EventName::DeleteAccessKey => None,
     };
+
+    if let Target::User { name, .. } = &target {
+        check(is_user_name(name), Check::UserName, name)?;
+    }
+    if let Some(id) = &access_key_id {
+        check(is_access_key_id(id), Check::AccessKeyId, id)?;
+    }
 
     let failed = non_empty(record.error_code).map(|code| FailedCall { code, message: non_empty(record.error_message) });
 

@@ -76,6 +76,11 @@ pub struct Finding {
     pub event_state_assumed: bool,
     pub trigger: Trigger,
     pub detected_at: String,
+    /// When the IAM listing (or account summary) this finding rests on
+    /// started: of two findings with one `finding_id`, the one with the
+    /// later `observed_at` is the truth.
+    #[serde(serialize_with = "serialize_time")]
+    pub observed_at: OffsetDateTime,
     pub detection_latency_seconds: f64,
     /// For a `FAILED` CIS-1.13 finding: the key to deactivate, the one
     /// never used or else the least recently used (of several never used,
@@ -128,6 +133,10 @@ pub fn finding_id(control_id: &str, account_id: &str, user_name: &str) -> String
     h.update(user_name.as_bytes());
     let digest = h.finalize();
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn serialize_time<S: serde::Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*t))
 }
 
 pub fn rfc3339(t: OffsetDateTime) -> String {
@@ -186,7 +195,7 @@ pub fn build(
     detected_at: OffsetDateTime,
 ) -> Option<Finding> {
     let (status, severity) = match assessment.verdict {
-        Verdict::Compliant => return None,
+        Verdict::Compliant | Verdict::Unconfirmed => return None,
         Verdict::Resolved => (Status::Passed, Severity::Informational),
         Verdict::Violation if actor_is_target(event, user_name) => (Status::Failed, Severity::Medium),
         Verdict::Violation => (Status::Failed, Severity::High),
@@ -194,29 +203,48 @@ pub fn build(
     let active: Vec<&AccessKey> = assessment.active_keys().collect();
     let active_keys: Vec<KeyView> = active.iter().map(|k| key_view(k, usage.get(&k.access_key_id))).collect();
     let recommended = if status == Status::Failed { recommend_key(&active, usage) } else { None };
-    let remediation = (status == Status::Failed).then(|| {
-        let key = recommended.as_deref().unwrap_or("<KEY_ID>");
-        format!(
-            "Deactivate the access key not in use (in account {account}): \
-             aws iam update-access-key --user-name {user_name} --access-key-id {key} --status Inactive",
-            account = event.account_id
-        )
-    });
+    let remediation = (status == Status::Failed).then(|| remediation(&event.account_id, user_name, recommended.as_deref()));
     Some(Finding {
         recommended_key_to_deactivate: recommended,
         remediation,
-        ..base(event, CONTROL_ID, CONTROL_TITLE, user_name, status, severity, active_keys, assessment.assumed_event_state, detected_at)
+        ..base(
+            &event.account_id,
+            Trigger::of(event),
+            event.event_time,
+            CONTROL_ID,
+            CONTROL_TITLE,
+            user_name,
+            status,
+            severity,
+            active_keys,
+            assessment.assumed_event_state,
+            detected_at,
+        )
     })
 }
 
 /// Builds the CIS-1.4 finding for a root access-key event: `FAILED` while
-/// the root user has keys (`present`), `PASSED` once it has none.
-pub fn build_root(event: &KeyEvent, verdict: Verdict, present: u32, assumed: bool, detected_at: OffsetDateTime) -> Finding {
+/// the root user has keys (`present`), `PASSED` once it has none; `None`
+/// while a delete is not confirmed.
+pub fn build_root(event: &KeyEvent, verdict: Verdict, present: u32, assumed: bool, detected_at: OffsetDateTime) -> Option<Finding> {
     let (status, severity) = match verdict {
         Verdict::Violation => (Status::Failed, Severity::Critical),
-        _ => (Status::Passed, Severity::Informational),
+        Verdict::Resolved | Verdict::Compliant => (Status::Passed, Severity::Informational),
+        Verdict::Unconfirmed => return None,
     };
-    let mut f = base(event, ROOT_CONTROL_ID, ROOT_CONTROL_TITLE, ROOT_USER, status, severity, Vec::new(), assumed, detected_at);
+    let mut f = base(
+        &event.account_id,
+        Trigger::of(event),
+        event.event_time,
+        ROOT_CONTROL_ID,
+        ROOT_CONTROL_TITLE,
+        ROOT_USER,
+        status,
+        severity,
+        Vec::new(),
+        assumed,
+        detected_at,
+    );
     f.active_key_count = present as usize;
     if status == Status::Failed {
         f.remediation = Some(format!(
@@ -225,12 +253,14 @@ pub fn build_root(event: &KeyEvent, verdict: Verdict, present: u32, assumed: boo
             event.account_id
         ));
     }
-    f
+    Some(f)
 }
 
 #[allow(clippy::too_many_arguments)]
 fn base(
-    event: &KeyEvent,
+    account_id: &str,
+    trigger: Trigger,
+    trigger_time: OffsetDateTime,
     control_id: &'static str,
     control_title: &'static str,
     user_name: &str,
@@ -240,27 +270,22 @@ fn base(
     assumed: bool,
     detected_at: OffsetDateTime,
 ) -> Finding {
-    let latency = (detected_at - event.event_time).as_seconds_f64();
+    let latency = (detected_at - trigger_time).as_seconds_f64();
     Finding {
         schema_version: SCHEMA_VERSION,
-        finding_id: finding_id(control_id, &event.account_id, user_name),
+        finding_id: finding_id(control_id, account_id, user_name),
         control_id,
         control_title,
         status,
         severity,
-        account_id: event.account_id.clone(),
+        account_id: account_id.to_string(),
         user_name: user_name.to_string(),
         active_key_count: active_keys.len(),
         active_keys,
         event_state_assumed: assumed,
-        trigger: Trigger {
-            event_id: event.event_id.clone(),
-            event_name: event.event_name.as_str(),
-            event_time: rfc3339(event.event_time),
-            actor_arn: event.actor.arn.clone(),
-            actor_type: event.actor.identity_type.clone(),
-        },
+        trigger,
         detected_at: rfc3339(detected_at),
+        observed_at: detected_at,
         detection_latency_seconds: latency,
         recommended_key_to_deactivate: None,
         remediation: None,
@@ -269,7 +294,90 @@ fn base(
     }
 }
 
+impl Trigger {
+    /// The CloudTrail event that made keywatch look.
+    pub fn of(event: &KeyEvent) -> Trigger {
+        Trigger {
+            event_id: event.event_id.clone(),
+            event_name: event.event_name.as_str(),
+            event_time: rfc3339(event.event_time),
+            actor_arn: event.actor.arn.clone(),
+            actor_type: event.actor.identity_type.clone(),
+        }
+    }
+
+    /// A scan that started at `started`: `event_name` is `Scan`, the id
+    /// names the account and the scan's start.
+    pub fn scan(account_id: &str, started: OffsetDateTime) -> Trigger {
+        Trigger {
+            event_id: format!("scan:{account_id}:{}", rfc3339(started)),
+            event_name: SCAN_TRIGGER,
+            event_time: rfc3339(started),
+            actor_arn: None,
+            actor_type: None,
+        }
+    }
+}
+
+/// `trigger.event_name` of findings a scan made.
+pub const SCAN_TRIGGER: &str = "Scan";
+
+/// The command that deactivates `key` (or a placeholder).
+fn remediation(account_id: &str, user_name: &str, key: Option<&str>) -> String {
+    format!(
+        "Deactivate the access key not in use (in account {account_id}): \
+         aws iam update-access-key --user-name {user_name} --access-key-id {} --status Inactive",
+        key.unwrap_or("<KEY_ID>")
+    )
+}
+
+/// The CIS-1.13 finding for a user a scan listed: `FAILED` with more than
+/// one active key; with `include_passed`, `PASSED` for the others (a
+/// baseline that closes stale alerts); `None` otherwise. Who made the keys
+/// is unknown to a scan: a violation is `MEDIUM`.
+pub fn build_scan(
+    account_id: &str,
+    user_name: &str,
+    keys: &[AccessKey],
+    usage: &HashMap<String, KeyUsage>,
+    started: OffsetDateTime,
+    include_passed: bool,
+    detected_at: OffsetDateTime,
+) -> Option<Finding> {
+    let active: Vec<&AccessKey> = keys.iter().filter(|k| k.is_active()).collect();
+    let (status, severity) = match active.len() {
+        0 | 1 if include_passed => (Status::Passed, Severity::Informational),
+        0 | 1 => return None,
+        _ => (Status::Failed, Severity::Medium),
+    };
+    let active_keys = active.iter().map(|k| key_view(k, usage.get(&k.access_key_id))).collect();
+    let mut f = base(
+        account_id,
+        Trigger::scan(account_id, started),
+        started,
+        CONTROL_ID,
+        CONTROL_TITLE,
+        user_name,
+        status,
+        severity,
+        active_keys,
+        false,
+        detected_at,
+    );
+    if status == Status::Failed {
+        f.recommended_key_to_deactivate = recommend_key(&active, usage);
+        f.remediation = Some(remediation(account_id, user_name, f.recommended_key_to_deactivate.as_deref()));
+    }
+    Some(f)
+}
+
 impl Finding {
+    /// Says when the IAM answer the finding rests on was taken.
+    pub fn observed(mut self, at: OffsetDateTime) -> Self {
+        self.observed_at = at;
+        self
+    }
+
     /// Marks the finding as covered by an approved exception.
     pub fn suppress(&mut self, exception: &Exception) {
         self.suppressed = true;

@@ -51,6 +51,9 @@ impl AccessKey {
 /// A user's keys as one `ListAccessKeys` (all pages) returned them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listing {
+    /// IAM's own spelling of the user's name (IAM names are
+    /// case-insensitive; events may spell them otherwise), when IAM said it.
+    pub user_name: Option<String>,
     pub keys: Vec<AccessKey>,
     /// Wall-clock time the listing started: it shows every change made
     /// before then (IAM propagation aside), and none made after.

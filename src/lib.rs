@@ -22,6 +22,7 @@
 //! - **Wiring**: [`app`] builds and runs it all from [`config`]; the binary,
 //!   the tests and the benchmarks use it.
 
+pub mod accounts;
 pub mod admin;
 pub mod app;
 pub mod aws;
@@ -40,6 +41,8 @@ pub mod limit;
 pub mod message;
 pub mod processor;
 mod record;
+pub mod replay;
+pub mod scan;
 pub mod sink;
 pub mod source;
 pub mod telemetry;

@@ -72,6 +72,11 @@ impl Bucket {
     }
 }
 
+/// Accounts whose buckets are kept at most. A bucket that is full and at
+/// the configured rate is the same as a new one, so those go first; past
+/// that, the longest idle.
+pub const MAX_BUCKETS: usize = 4_096;
+
 /// Per-account adaptive token buckets.
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -102,6 +107,9 @@ impl RateLimiter {
             let wait = {
                 let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
                 let now = Instant::now();
+                if !buckets.contains_key(account) && buckets.len() >= MAX_BUCKETS {
+                    self.evict(&mut buckets, now);
+                }
                 let b = buckets.entry(account.to_string()).or_insert(Bucket { tokens: self.max_rate, rate: self.max_rate, last: now });
                 b.tokens = b.tokens_at(now);
                 b.last = now;
@@ -113,6 +121,20 @@ impl RateLimiter {
             };
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Makes room for a new bucket.
+    fn evict(&self, buckets: &mut HashMap<String, Bucket>, now: Instant) {
+        buckets.retain(|_, b| !(b.rate >= self.max_rate && b.tokens_at(now) >= b.burst()));
+        while buckets.len() >= MAX_BUCKETS {
+            let Some(idle) = buckets.iter().min_by_key(|(_, b)| b.last).map(|(k, _)| k.clone()) else { break };
+            buckets.remove(&idle);
+        }
+    }
+
+    /// Accounts with a bucket now (for tests of the bound).
+    pub fn buckets(&self) -> usize {
+        self.buckets.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// True while `account`'s bucket is at least half full: room for calls

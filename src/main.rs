@@ -13,8 +13,8 @@ use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 use keywatch::admin;
-use keywatch::app::App;
-use keywatch::config::{one_line_error, Cli, Command, HealthcheckArgs, LogFormat, RunArgs};
+use keywatch::app::{self, App};
+use keywatch::config::{one_line_error, Cli, Command, HealthcheckArgs, LogFormat, ReplayArgs, RunArgs, ScanArgs};
 use keywatch::telemetry;
 
 /// The AWS SDK's request path allocates and frees heavily on every call;
@@ -46,11 +46,13 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Run(args) => runtime.block_on(run(*args)),
-        Command::Healthcheck(args) => runtime.block_on(healthcheck(args)),
+        Command::Run(args) => runtime.block_on(run(*args)).map(|()| ExitCode::SUCCESS),
+        Command::Scan(args) => runtime.block_on(scan(*args)),
+        Command::Replay(args) => runtime.block_on(replay(*args)),
+        Command::Healthcheck(args) => runtime.block_on(healthcheck(args)).map(|()| ExitCode::SUCCESS),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             error!("{e:#}");
             eprintln!("keywatch: {e:#}");
@@ -61,7 +63,9 @@ fn main() -> ExitCode {
 
 fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(filter)?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    // Logs go to standard error: standard output carries findings (`scan`
+    // and `replay` with --dry-run).
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
         LogFormat::Text => builder.init(),
@@ -80,13 +84,69 @@ async fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = telemetry::install_recorder().context("cannot install the metrics recorder")?;
     let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
-    let app = App::build(&args, &sdk, Some(metrics)).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_to(shutdown.clone()));
-    info!(findings_bus = %args.findings_bus, metrics_addr = %args.metrics_addr, "settings");
+    let app = App::build(&args, &sdk, Some(metrics), &shutdown).await?;
+    info!(findings_bus = ?args.common.findings_bus, metrics_addr = %args.metrics_addr, "settings");
     app.run(shutdown).await?;
     info!("keywatch stopped");
     Ok(())
+}
+
+/// `keywatch scan`: 0, or 1 with --fail-on-findings when a user fails; 2
+/// when the scan could not complete (an account, a user or a publication
+/// failed: see the summary).
+async fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
+    let _ = telemetry::install_recorder();
+    let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_to(shutdown.clone()));
+    let progress = progress::for_stderr();
+    let report = app::scan(&args, &sdk, &shutdown, progress.as_ref()).await?;
+    progress.finish();
+    for a in &report.accounts {
+        eprintln!(
+            "account {}: {} users checked, {} failing, {} active keys, {} findings published, {} errors, {:.1} s",
+            a.account_id, a.users_checked, a.users_failing, a.keys_active, a.findings_published, a.errors, a.duration_seconds
+        );
+        for e in &a.error_samples {
+            eprintln!("  error: {e}");
+        }
+    }
+    let failing = report.users_failing();
+    eprintln!("scan: {} accounts, {failing} users failing CIS 1.13", report.accounts.len());
+    Ok(if !report.complete() {
+        eprintln!("keywatch: the scan is incomplete (errors above); run it again");
+        ExitCode::from(2)
+    } else if failing > 0 && args.fail_on_findings {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `keywatch replay`: 0 when every file was read and every key event
+/// checked; 1 otherwise (the rest is still replayed).
+async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let _ = telemetry::install_recorder();
+    let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_to(shutdown.clone()));
+    let report = app::replay(&args, &sdk, &shutdown).await?;
+    let read = &report.read;
+    eprintln!(
+        "replay: {} files ({} unreadable), {} records, {} key events, {} findings published, {} not finished",
+        read.files,
+        read.unreadable.len(),
+        read.records,
+        read.key_events,
+        report.findings,
+        report.unfinished
+    );
+    for (file, why) in &read.unreadable {
+        eprintln!("keywatch: cannot read {}: {why}", file.display());
+    }
+    Ok(if read.unreadable.is_empty() && report.unfinished == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// Cancels `token` on SIGTERM or SIGINT.
@@ -105,4 +165,77 @@ async fn signal_to(token: CancellationToken) {
         _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
     }
     token.cancel();
+}
+
+/// A scan's progress: a bar on standard error when it is a terminal, log
+/// lines otherwise.
+mod progress {
+    use std::io::IsTerminal;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    use indicatif::{ProgressBar, ProgressStyle};
+    use keywatch::scan::Progress;
+    use tracing::info;
+
+    pub trait Shown: Progress {
+        fn finish(&self);
+    }
+
+    pub fn for_stderr() -> Box<dyn Shown> {
+        if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} users ({per_sec}, {eta} left)")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            Box::new(Bar(bar))
+        } else {
+            Box::new(Lines { total: AtomicUsize::new(0), done: AtomicUsize::new(0), last: Mutex::new(Instant::now()) })
+        }
+    }
+
+    struct Bar(ProgressBar);
+
+    impl Progress for Bar {
+        fn users_found(&self, _: &str, users: usize) {
+            self.0.inc_length(users as u64);
+        }
+        fn user_checked(&self) {
+            self.0.inc(1);
+        }
+    }
+
+    impl Shown for Bar {
+        fn finish(&self) {
+            self.0.finish_and_clear();
+        }
+    }
+
+    /// A log line every 10 seconds.
+    struct Lines {
+        total: AtomicUsize,
+        done: AtomicUsize,
+        last: Mutex<Instant>,
+    }
+
+    impl Progress for Lines {
+        fn users_found(&self, account_id: &str, users: usize) {
+            self.total.fetch_add(users, Ordering::Relaxed);
+            info!(account_id, users, "account's users listed");
+        }
+        fn user_checked(&self) {
+            let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+            let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+            if last.elapsed() >= Duration::from_secs(10) {
+                *last = Instant::now();
+                info!(checked = done, of = self.total.load(Ordering::Relaxed), "scan progress");
+            }
+        }
+    }
+
+    impl Shown for Lines {
+        fn finish(&self) {}
+    }
 }

@@ -44,3 +44,9 @@ pub enum Disposition {
     /// moves it to the dead-letter queue after `maxReceiveCount` receives.
     Invalid,
 }
+
+/// Puts new messages on the source a message came from (a scan request
+/// fanned out per account onto the worker's own queue).
+pub trait Requeue: Send + Sync {
+    fn send<'a>(&'a self, bodies: &'a [String]) -> futures_util::future::BoxFuture<'a, Result<(), crate::error::AwsError>>;
+}

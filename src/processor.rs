@@ -21,8 +21,10 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
+use crate::accounts::Accounts;
+use crate::cache::BoundedCache;
 use crate::decide::{self, Iam, Outcome, Rules};
 use crate::evaluate;
 use crate::event::{self, KeyEvent, Target};
@@ -30,8 +32,9 @@ use crate::exceptions::Exceptions;
 use crate::finding::Finding;
 use crate::inventory::{InventoryError, KeyInventory, Need};
 use crate::keys::{KeyUsage, Listing};
-use crate::message::{Disposition, Message};
+use crate::message::{Disposition, Message, Requeue};
 use crate::record;
+use crate::scan::{Quiet, ScanRequest, ScanSettings, Scanner};
 use crate::sink::FindingSink;
 use crate::telemetry;
 
@@ -63,10 +66,22 @@ impl ProcessorSettings {
     }
 }
 
+/// Findings' last published `observed_at` kept at most (by `finding_id`).
+const LAST_WORD_CAPACITY: usize = 50_000;
+/// How long a published `observed_at` is kept.
+const LAST_WORD_TTL: Duration = Duration::from_secs(24 * 3600);
+
 pub struct Processor<I> {
-    inventory: I,
+    inventory: Arc<I>,
     sink: Arc<dyn FindingSink>,
     settings: ProcessorSettings,
+    accounts: Arc<Accounts>,
+    /// Where a scan request that names no account is fanned out to (the
+    /// worker's own queue); `None`: scan requests are not taken.
+    requeue: Option<Arc<dyn Requeue>>,
+    /// The `observed_at` of the last finding published per `finding_id`:
+    /// a decision resting on an older IAM answer is dropped, not published.
+    last_word: BoundedCache<String, OffsetDateTime>,
     /// Approved exceptions; replaced whole on reload.
     exceptions: RwLock<Arc<Exceptions>>,
     checks: Semaphore,
@@ -79,10 +94,13 @@ enum Checked {
 }
 
 impl<I: KeyInventory> Processor<I> {
-    pub fn new(inventory: I, sink: Arc<dyn FindingSink>, settings: ProcessorSettings) -> Self {
+    pub fn new(inventory: I, sink: Arc<dyn FindingSink>, accounts: Arc<Accounts>, settings: ProcessorSettings) -> Self {
         Processor {
-            inventory,
+            inventory: Arc::new(inventory),
             sink,
+            accounts,
+            requeue: None,
+            last_word: BoundedCache::new(LAST_WORD_CAPACITY, LAST_WORD_TTL),
             checks: Semaphore::new(settings.max_concurrent_checks.max(1)),
             settings,
             exceptions: RwLock::new(Arc::new(Exceptions::default())),
@@ -91,6 +109,19 @@ impl<I: KeyInventory> Processor<I> {
 
     pub fn inventory(&self) -> &I {
         &self.inventory
+    }
+
+    /// Takes scan requests off the queue: one naming an account is scanned
+    /// here; one naming none is fanned out through `requeue`, a request per
+    /// account.
+    pub fn with_scans(mut self, requeue: Arc<dyn Requeue>) -> Self {
+        self.requeue = Some(requeue);
+        self
+    }
+
+    /// Findings whose last word is kept (for tests of the bound).
+    pub fn last_word_len(&self) -> usize {
+        self.last_word.len()
     }
 
     /// Replaces the approved exceptions (at start-up and on reload).
@@ -117,6 +148,7 @@ impl<I: KeyInventory> Processor<I> {
                 }
             }
         }
+        self.drop_superseded(batch, &mut findings, &mut owners, &mut dispositions);
         if findings.is_empty() {
             return dispositions;
         }
@@ -124,6 +156,8 @@ impl<I: KeyInventory> Processor<I> {
         for ((i, ev), (f, result)) in owners.into_iter().zip(findings.iter().zip(results)) {
             dispositions[i] = match result {
                 Ok(()) => {
+                    let observed = f.observed_at;
+                    self.last_word.insert_unless(f.finding_id.clone(), observed, |kept| *kept > observed);
                     let latency = (OffsetDateTime::now_utc() - ev.event_time).as_seconds_f64();
                     record::published(&batch[i], &ev, f, latency);
                     Disposition::Ack
@@ -137,10 +171,48 @@ impl<I: KeyInventory> Processor<I> {
         dispositions
     }
 
+    /// Drops the findings that rest on an older IAM answer than one already
+    /// published for their `finding_id`, or than another in this batch.
+    fn drop_superseded(
+        &self,
+        batch: &[Message],
+        findings: &mut Vec<Finding>,
+        owners: &mut Vec<(usize, Box<KeyEvent>)>,
+        dispositions: &mut [Disposition],
+    ) {
+        let mut latest: HashMap<&str, OffsetDateTime> = HashMap::new();
+        for f in findings.iter() {
+            let last = self.last_word.get(&f.finding_id).into_iter().chain([f.observed_at]).max();
+            let entry = latest.entry(f.finding_id.as_str()).or_insert(f.observed_at);
+            *entry = (*entry).max(last.unwrap_or(f.observed_at));
+        }
+        let keep: Vec<bool> =
+            findings.iter().map(|f| !decide::superseded(f.observed_at, latest.get(f.finding_id.as_str()).copied())).collect();
+        if keep.iter().all(|k| *k) {
+            return;
+        }
+        let mut kept = keep.iter();
+        let (mut kept_findings, mut kept_owners) = (Vec::new(), Vec::new());
+        for (f, (i, ev)) in findings.drain(..).zip(owners.drain(..)) {
+            if *kept.next().unwrap_or(&true) {
+                kept_findings.push(f);
+                kept_owners.push((i, ev));
+            } else {
+                record::outcome(&batch[i], Some(&ev), &Outcome::Superseded(Box::new(f)));
+                dispositions[i] = Disposition::Ack;
+            }
+        }
+        *findings = kept_findings;
+        *owners = kept_owners;
+    }
+
     async fn check(&self, m: &Message) -> Checked {
         // Closed only if the processor is gone, which cannot happen while
         // `self` is borrowed.
         let _permit = self.checks.acquire().await;
+        if let (Some(requeue), Some(request)) = (&self.requeue, ScanRequest::parse(&m.body)) {
+            return Checked::Done(self.scan_request(m, request, requeue.as_ref()).await);
+        }
         let ev = match decide::triage(event::parse(&m.body)) {
             Ok(ev) => ev,
             Err(outcome) => {
@@ -149,7 +221,8 @@ impl<I: KeyInventory> Processor<I> {
             }
         };
         telemetry::delivery_delay((m.received_at - ev.event_time).as_seconds_f64());
-        let outcome = match decide::screen(&ev) {
+        let known = self.accounts.knows(&ev.account_id).await;
+        let outcome = match decide::screen(&ev, OffsetDateTime::now_utc(), known) {
             Some(outcome) => outcome,
             None => self.decide(m, &ev).await,
         };
@@ -162,6 +235,54 @@ impl<I: KeyInventory> Processor<I> {
         }
     }
 
+    /// Carries out a scan request (see [`ScanRequest`]).
+    async fn scan_request(&self, m: &Message, request: Result<ScanRequest, String>, requeue: &dyn Requeue) -> Disposition {
+        let request = match request {
+            Ok(request) => request,
+            Err(e) => {
+                warn!(message_id = %m.message_id, error = %e, "invalid scan request; left for the dead-letter queue");
+                return Disposition::Invalid;
+            }
+        };
+        let Some(account_id) = request.account_id.as_deref() else {
+            let bodies: Vec<String> =
+                self.accounts.all().iter().map(|a| ScanRequest::for_account(a, request.include_passed).to_body()).collect();
+            return match requeue.send(&bodies).await {
+                Ok(()) => {
+                    info!(message_id = %m.message_id, accounts = bodies.len(), "scan request fanned out, one per account");
+                    Disposition::Ack
+                }
+                Err(e) => {
+                    warn!(message_id = %m.message_id, error = %e, "could not fan the scan request out; left for redelivery");
+                    Disposition::Retry
+                }
+            };
+        };
+        if !self.accounts.knows(account_id).await {
+            warn!(message_id = %m.message_id, account_id, "scan request for an account outside KEYWATCH_ACCOUNTS; acknowledged");
+            return Disposition::Ack;
+        }
+        let settings =
+            ScanSettings { include_passed: request.include_passed, last_use: true, users_in_flight: self.settings.max_concurrent_checks };
+        let scanner = Scanner::new(self.inventory.clone(), self.sink.clone(), settings);
+        let summary = scanner.scan_account(account_id, &self.exceptions(), &Quiet).await;
+        info!(
+            message_id = %m.message_id,
+            account_id,
+            users_checked = summary.users_checked,
+            users_failing = summary.users_failing,
+            errors = summary.errors,
+            duration_seconds = summary.duration_seconds,
+            "account scanned"
+        );
+        if summary.complete() {
+            Disposition::Ack
+        } else {
+            warn!(message_id = %m.message_id, account_id, errors = ?summary.error_samples, "scan incomplete; left for redelivery");
+            Disposition::Retry
+        }
+    }
+
     /// Gathers what IAM says of the event's user and decides.
     async fn decide(&self, m: &Message, ev: &KeyEvent) -> Outcome {
         let rules = &self.settings.rules;
@@ -171,8 +292,9 @@ impl<I: KeyInventory> Processor<I> {
         let decide = |iam, usage: &HashMap<String, KeyUsage>, now| decide::decide(ev, iam, usage, &exceptions, now, rules);
         let user_name = match &ev.target {
             Target::Root => {
+                let observed_at = OffsetDateTime::now_utc();
                 let present = self.inventory.root_keys_present(&ev.account_id).await;
-                let iam = present.as_ref().map_or_else(Iam::Failed, |n| Iam::RootKeys(*n));
+                let iam = present.as_ref().map_or_else(Iam::Failed, |n| Iam::RootKeys { present: *n, observed_at });
                 return decide(iam, &no_usage, OffsetDateTime::now_utc());
             }
             Target::User { name, .. } => name.clone(),

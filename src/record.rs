@@ -54,6 +54,12 @@ pub fn outcome(m: &Message, ev: Option<&KeyEvent>, outcome: &Outcome) {
                 Ignored::UserGone => {
                     info!(message_id = %m.message_id, event_id, account_id, "user no longer exists; nothing to check, acknowledged")
                 }
+                Ignored::ForeignAccount => warn!(
+                    message_id = %m.message_id,
+                    event_id,
+                    account_id,
+                    "event for an account outside KEYWATCH_ACCOUNTS; acknowledged, nothing assumed or listed there"
+                ),
                 Ignored::NotKeyEvent { .. } => unreachable!("handled above"),
             }
         }
@@ -71,6 +77,19 @@ pub fn outcome(m: &Message, ev: Option<&KeyEvent>, outcome: &Outcome) {
         Outcome::Compliant { active } => {
             debug!(message_id = %m.message_id, event_id, account_id, active_key_count = active, "compliant; acknowledged")
         }
+        Outcome::Retry(Retry::Unconfirmed) => info!(
+            message_id = %m.message_id,
+            event_id,
+            account_id,
+            "IAM does not show this deactivation or delete yet; message left for redelivery"
+        ),
+        Outcome::Superseded(f) => info!(
+            message_id = %m.message_id,
+            event_id,
+            finding_id = %f.finding_id,
+            observed_at = %crate::finding::rfc3339(f.observed_at),
+            "a finding from a later IAM answer was already published; this one dropped"
+        ),
         Outcome::Retry(Retry::Lookup(e)) => warn!(
             message_id = %m.message_id,
             event_id,

@@ -15,6 +15,7 @@ use futures_util::FutureExt;
 
 use crate::error::AwsError;
 use crate::finding::Finding;
+use crate::scan::ScanSummary;
 
 /// Why a finding was not accepted. Either way its message stays in the
 /// queue and is retried on redelivery.
@@ -38,6 +39,13 @@ pub trait FindingSink: Send + Sync + 'static {
 
     /// Publishes `findings`; one result per finding, in the same order.
     fn publish<'a>(&'a self, findings: &'a [Finding]) -> BoxFuture<'a, Vec<Result<(), SinkError>>>;
+
+    /// Publishes a scan's summary of one account; a sink with no place for
+    /// it accepts it and does nothing.
+    fn publish_summary<'a>(&'a self, summary: &'a ScanSummary) -> BoxFuture<'a, Result<(), SinkError>> {
+        let _ = summary;
+        std::future::ready(Ok(())).boxed()
+    }
 }
 
 /// Several sinks as one: a finding is accepted when every sink accepted it
@@ -65,6 +73,10 @@ impl FindingSink for Sinks {
             results
         }
         .boxed()
+    }
+
+    fn publish_summary<'a>(&'a self, summary: &'a ScanSummary) -> BoxFuture<'a, Result<(), SinkError>> {
+        async move { join_all(self.0.iter().map(|s| s.publish_summary(summary))).await.into_iter().collect() }.boxed()
     }
 }
 
@@ -101,5 +113,12 @@ impl FindingSink for StdoutSink {
             })
             .collect();
         std::future::ready(results).boxed()
+    }
+
+    fn publish_summary<'a>(&'a self, summary: &'a ScanSummary) -> BoxFuture<'a, Result<(), SinkError>> {
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let line = serde_json::json!({ "scan_summary": summary }).to_string();
+        let written = writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|e| SinkError::Write(e.to_string()));
+        std::future::ready(written).boxed()
     }
 }

@@ -52,6 +52,42 @@ pub trait MessageSource: Send + Sync + 'static {
     /// Acknowledges messages the core is done with; one result per message,
     /// in order. A message whose acknowledgement failed comes again.
     fn ack(&self, acks: Vec<&Self::Ack>) -> impl Future<Output = Vec<Result<(), SourceError>>> + Send;
+
+    /// Hands messages back unfinished, to be delivered again at once (to
+    /// another replica): at shutdown, for what the drain timeout cut off.
+    fn release(&self, acks: Vec<&Self::Ack>) -> impl Future<Output = Vec<Result<(), SourceError>>> + Send;
+}
+
+/// Batches being processed, by number: what a drain that runs out of time
+/// hands back.
+struct Unfinished<A> {
+    next: std::sync::atomic::AtomicU64,
+    batches: std::sync::Mutex<std::collections::HashMap<u64, Vec<A>>>,
+}
+
+impl<A: Clone> Unfinished<A> {
+    fn new() -> Self {
+        Unfinished { next: Default::default(), batches: Default::default() }
+    }
+    fn add(&self, acks: Vec<A>) -> u64 {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.batches.lock().unwrap_or_else(|e| e.into_inner()).insert(id, acks);
+        id
+    }
+    fn done(&self, id: u64) {
+        self.batches.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    }
+    fn take(&self) -> Vec<A> {
+        self.batches.lock().unwrap_or_else(|e| e.into_inner()).drain().flat_map(|(_, acks)| acks).collect()
+    }
+}
+
+/// The drain did not finish in time; the messages still in hand were
+/// handed back to the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("messages in flight did not finish within the drain timeout; {released} were handed back for redelivery")]
+pub struct DrainTimedOut {
+    pub released: usize,
 }
 
 /// Batches a receive loop holds at once: the one being checked and the
@@ -61,18 +97,31 @@ const BATCHES_PER_RECEIVER: usize = 2;
 
 /// Runs `receivers` receive loops over `source` until `shutdown` is
 /// cancelled or the source is exhausted, then finishes the batches in hand
-/// (acknowledging what is done) and returns.
+/// (acknowledging what is done) within `drain`; what is still unfinished
+/// then is handed back to the source ([`MessageSource::release`]).
 pub async fn drive<S: MessageSource, I: KeyInventory>(
     source: Arc<S>,
     processor: Arc<Processor<I>>,
     receivers: usize,
     health: Arc<Health>,
     shutdown: CancellationToken,
-) {
+    drain: Duration,
+) -> Result<(), DrainTimedOut>
+where
+    S::Ack: Clone,
+{
     let tracker = TaskTracker::new();
     let exhausted = CancellationToken::new();
+    let unfinished = Arc::new(Unfinished::new());
     for receiver in 0..receivers.max(1) {
-        let ctx = Loop { receiver, source: source.clone(), processor: processor.clone(), health: health.clone(), tracker: tracker.clone() };
+        let ctx = Loop {
+            receiver,
+            source: source.clone(),
+            processor: processor.clone(),
+            health: health.clone(),
+            tracker: tracker.clone(),
+            unfinished: unfinished.clone(),
+        };
         tracker.spawn(ctx.run(shutdown.clone(), exhausted.clone()));
     }
     tracker.close();
@@ -83,19 +132,29 @@ pub async fn drive<S: MessageSource, I: KeyInventory>(
         }
         _ = exhausted.cancelled() => info!("source exhausted; finishing messages in flight"),
     }
-    tracker.wait().await;
-    info!("all messages in flight handled");
+    if tokio::time::timeout(drain, tracker.wait()).await.is_ok() {
+        info!("all messages in flight handled");
+        return Ok(());
+    }
+    let left = unfinished.take();
+    let released = source.release(left.iter().collect()).await.into_iter().filter(Result::is_ok).count();
+    warn!(unfinished = left.len(), released, drain_secs = drain.as_secs(), "drain timeout: unfinished messages handed back for redelivery");
+    Err(DrainTimedOut { released })
 }
 
-struct Loop<S, I> {
+struct Loop<S: MessageSource, I> {
     receiver: usize,
     source: Arc<S>,
     processor: Arc<Processor<I>>,
     health: Arc<Health>,
     tracker: TaskTracker,
+    unfinished: Arc<Unfinished<S::Ack>>,
 }
 
-impl<S: MessageSource, I: KeyInventory> Loop<S, I> {
+impl<S: MessageSource, I: KeyInventory> Loop<S, I>
+where
+    S::Ack: Clone,
+{
     /// Receives batches and hands each to a task of its own (tracked, so
     /// that shutdown waits for it), holding at most [`BATCHES_PER_RECEIVER`].
     async fn run(self, shutdown: CancellationToken, exhausted: CancellationToken) {
@@ -125,9 +184,11 @@ impl<S: MessageSource, I: KeyInventory> Loop<S, I> {
                     self.health.set_ready();
                     if !batch.is_empty() {
                         telemetry::messages_received(batch[0].message.received_at.unix_timestamp_nanos() as f64 / 1e9);
-                        let (source, processor) = (self.source.clone(), self.processor.clone());
+                        let (source, processor, unfinished) = (self.source.clone(), self.processor.clone(), self.unfinished.clone());
+                        let id = unfinished.add(batch.iter().map(|d| d.ack.clone()).collect());
                         self.tracker.spawn(async move {
                             process(&*source, &processor, batch).await;
+                            unfinished.done(id);
                             drop(slot);
                         });
                     }

@@ -45,6 +45,14 @@ pub const INFLIGHT: &str = "keywatch_inflight_messages";
 pub const QUEUE_MESSAGES: &str = "keywatch_queue_messages";
 /// Unix time of the last message received from the input queue.
 pub const LAST_MESSAGE: &str = "keywatch_last_message_timestamp_seconds";
+/// Duration of one account's scan (label `result`: `complete`, `errors`).
+pub const SCAN_DURATION: &str = "keywatch_scan_duration_seconds";
+/// Users a scan checked.
+pub const SCAN_USERS: &str = "keywatch_scan_users_checked_total";
+/// Users a scan found failing.
+pub const SCAN_FAILING: &str = "keywatch_scan_failing_users_total";
+/// Unix time of the last account scan that finished without errors.
+pub const SCAN_LAST_SUCCESS: &str = "keywatch_scan_last_success_timestamp_seconds";
 /// Always 1; the label carries the running version.
 pub const BUILD_INFO: &str = "keywatch_build_info";
 
@@ -58,7 +66,7 @@ pub const BUCKETS_SECONDS: &[f64] =
 /// `/metrics`. The admin server serves it; nothing listens on its own.
 pub fn install_recorder() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
     let mut builder = PrometheusBuilder::new();
-    for name in [DETECTION_LATENCY, DELIVERY_DELAY, PROCESSING, AWS_REQUEST_DURATION] {
+    for name in [DETECTION_LATENCY, DELIVERY_DELAY, PROCESSING, AWS_REQUEST_DURATION, SCAN_DURATION] {
         builder = builder.set_buckets_for_metric(Matcher::Full(name.to_string()), BUCKETS_SECONDS)?;
     }
     let handle = builder.install_recorder()?;
@@ -96,6 +104,10 @@ pub fn describe() {
         Unit::Seconds,
         "Unix time of the last message received from the input queue (the worker's start time until the first)."
     );
+    describe_histogram!(SCAN_DURATION, Unit::Seconds, "Duration of one account's scan, by result (complete, errors).");
+    describe_counter!(SCAN_USERS, "IAM users checked by scans.");
+    describe_counter!(SCAN_FAILING, "IAM users scans found with more than one active access key.");
+    describe_gauge!(SCAN_LAST_SUCCESS, Unit::Seconds, "Unix time of the last account scan that finished without errors.");
     describe_gauge!(BUILD_INFO, "Always 1; label version is the running keywatch version.");
 
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
@@ -129,6 +141,7 @@ pub enum Service {
     Iam,
     EventBridge,
     Sts,
+    Organizations,
 }
 
 impl Service {
@@ -138,6 +151,7 @@ impl Service {
             Service::Iam => "iam",
             Service::EventBridge => "eventbridge",
             Service::Sts => "sts",
+            Service::Organizations => "organizations",
         }
     }
 }
@@ -178,8 +192,12 @@ pub enum EventOutcome {
     Ignored,
     /// The CloudTrail record is of a call that failed: nothing changed.
     FailedCall,
-    /// The message body could not be understood.
+    /// The message body could not be understood, or was refused.
     Invalid,
+    /// For an account keywatch may not act in.
+    ForeignAccount,
+    /// Its finding rested on an older IAM answer than one already published.
+    Superseded,
 }
 
 impl EventOutcome {
@@ -190,6 +208,8 @@ impl EventOutcome {
             EventOutcome::Ignored => "ignored",
             EventOutcome::FailedCall => "failed_call",
             EventOutcome::Invalid => "invalid",
+            EventOutcome::ForeignAccount => "foreign_account",
+            EventOutcome::Superseded => "superseded",
         }
     }
 }
@@ -284,6 +304,17 @@ pub fn processing(elapsed: Duration) {
 /// A batch of messages arrived now.
 pub fn messages_received(now_unix_seconds: f64) {
     gauge!(LAST_MESSAGE).set(now_unix_seconds);
+}
+
+/// One account's scan finished.
+pub fn scan_finished(complete: bool, duration_seconds: f64, users_checked: usize, users_failing: usize) {
+    let result = if complete { "complete" } else { "errors" };
+    histogram!(SCAN_DURATION, "result" => result).record(duration_seconds);
+    counter!(SCAN_USERS).increment(users_checked as u64);
+    counter!(SCAN_FAILING).increment(users_failing as u64);
+    if complete {
+        gauge!(SCAN_LAST_SUCCESS).set(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()));
+    }
 }
 
 pub fn inflight_add(n: usize) {

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use keywatch::aws::{AwsError, ErrorClass};
-use keywatch::decide::{decide, owner, screen, triage, Iam, Ignored, Outcome, Retry, Rules};
+use keywatch::decide::{decide, owner, screen, superseded, triage, Iam, Ignored, Outcome, Retry, Rules};
 use keywatch::event::{parse, KeyEvent, Parsed, Target};
 use keywatch::exceptions::{Exception, Exceptions};
-use keywatch::finding::{Status, ROOT_CONTROL_ID};
+use keywatch::finding::{finding_id, Status, CONTROL_ID, ROOT_CONTROL_ID};
 use keywatch::inventory::InventoryError;
 use keywatch::keys::{AccessKey, KeyLastUsed, KeyStatus, KeyUsage, Listing};
 use keywatch::message::Disposition;
@@ -37,6 +37,7 @@ fn after(ev: &KeyEvent, secs: i64) -> OffsetDateTime {
 
 fn listing(keys: &[(&str, KeyStatus)], observed_at: OffsetDateTime) -> Listing {
     Listing {
+        user_name: None,
         keys: keys.iter().map(|(id, s)| AccessKey { access_key_id: id.to_string(), status: s.clone(), created_at: None }).collect(),
         observed_at,
     }
@@ -72,10 +73,11 @@ fn another_event_is_ignored_and_acknowledged() {
 #[test]
 fn a_failed_call_is_screened_out_before_iam_is_asked() {
     let ev = triage(parse(&body("create_access_key_failed_limit.json"))).unwrap();
-    let outcome = screen(&ev).expect("screened out");
+    let outcome = screen(&ev, after(&ev, 1), true).expect("screened out");
     assert!(matches!(&outcome, Outcome::FailedCall { code } if code.starts_with("LimitExceeded")));
     carries(&outcome, Disposition::Ack, Some(EventOutcome::FailedCall));
-    assert_eq!(screen(&event("create_access_key_admin.json")), None, "a successful call goes on");
+    let ok = event("create_access_key_admin.json");
+    assert_eq!(screen(&ok, after(&ok, 1), true), None, "a successful call goes on");
 }
 
 #[test]
@@ -194,13 +196,124 @@ fn an_unexpired_exception_suppresses_a_failed_finding_and_an_expired_one_does_no
 fn a_root_key_is_judged_against_cis_1_4() {
     let ev = event("create_access_key_root.json");
     assert_eq!(ev.target, Target::Root);
-    let outcome = decide(&ev, Iam::RootKeys(1), &none(), &Exceptions::default(), after(&ev, 1), &RULES);
+    let outcome =
+        decide(&ev, Iam::RootKeys { present: 1, observed_at: after(&ev, 1) }, &none(), &Exceptions::default(), after(&ev, 1), &RULES);
     let Outcome::Publish(f) = &outcome else { panic!("{outcome:?}") };
     assert_eq!((f.control_id, f.status), (ROOT_CONTROL_ID, Status::Failed));
     assert!(outcome.wants_usage().is_empty(), "root findings are not enriched");
     // Not reflected yet, fresh: assumed; later: resolved.
-    let assumed = decide(&ev, Iam::RootKeys(0), &none(), &Exceptions::default(), after(&ev, 1), &RULES);
+    let assumed =
+        decide(&ev, Iam::RootKeys { present: 0, observed_at: after(&ev, 1) }, &none(), &Exceptions::default(), after(&ev, 1), &RULES);
     assert!(matches!(&assumed, Outcome::Publish(f) if f.status == Status::Failed && f.event_state_assumed));
-    let resolved = decide(&ev, Iam::RootKeys(0), &none(), &Exceptions::default(), datetime!(2030-01-01 0:00 UTC), &RULES);
+    let resolved = decide(
+        &ev,
+        Iam::RootKeys { present: 0, observed_at: after(&ev, 1) },
+        &none(),
+        &Exceptions::default(),
+        datetime!(2030-01-01 0:00 UTC),
+        &RULES,
+    );
     assert!(matches!(&resolved, Outcome::Publish(f) if f.status == Status::Passed));
+}
+
+// ---- integrity: what a forged or reordered event cannot make keywatch say
+
+#[test]
+fn an_event_from_the_future_is_refused_and_one_within_the_skew_is_not() {
+    let ev = event("create_access_key_admin.json");
+    let before = ev.event_time - time::Duration::minutes(6);
+    let outcome = screen(&ev, before, true).expect("refused");
+    assert!(matches!(&outcome, Outcome::Invalid(e) if e.reason() == "future_time"), "{outcome:?}");
+    carries(&outcome, Disposition::Invalid, Some(EventOutcome::Invalid));
+    assert_eq!(screen(&ev, ev.event_time - time::Duration::minutes(4), true), None, "clock skew within 5 minutes");
+}
+
+#[test]
+fn an_event_for_an_account_outside_the_scope_is_acknowledged_under_its_own_outcome() {
+    let ev = event("create_access_key_admin.json");
+    let outcome = screen(&ev, after(&ev, 1), false).expect("screened out");
+    assert_eq!(outcome, Outcome::Ignored(Ignored::ForeignAccount));
+    carries(&outcome, Disposition::Ack, Some(EventOutcome::ForeignAccount));
+}
+
+#[test]
+fn an_unconfirmed_deactivation_is_retried_never_passed() {
+    let ev = event("update_access_key_inactive.json");
+    let key = ev.access_key_id.clone().unwrap();
+    // IAM still lists the key active beside another: the event alone says
+    // the user is down to one.
+    let stale = listing(&[(&key, KeyStatus::Active), ("AKIAB", KeyStatus::Active)], after(&ev, 1));
+    let iam = Iam::Keys { user_name: "carol", listing: &stale };
+    let fresh = decide(&ev, iam, &none(), &Exceptions::default(), after(&ev, 2), &RULES);
+    assert_eq!(fresh, Outcome::Retry(Retry::Unconfirmed));
+    carries(&fresh, Disposition::Retry, None);
+    // Once past the window, IAM's listing is the truth: still two active.
+    let old = decide(&ev, iam, &none(), &Exceptions::default(), after(&ev, 121), &RULES);
+    assert!(matches!(&old, Outcome::Publish(f) if f.status == Status::Failed), "{old:?}");
+    // A delete the same.
+    let delete = event("delete_access_key.json");
+    let key = delete.access_key_id.clone().unwrap();
+    let stale = listing(&[(&key, KeyStatus::Active), ("AKIAB", KeyStatus::Active)], after(&delete, 1));
+    let iam = Iam::Keys { user_name: "dave", listing: &stale };
+    assert_eq!(decide(&delete, iam, &none(), &Exceptions::default(), after(&delete, 2), &RULES), Outcome::Retry(Retry::Unconfirmed));
+}
+
+#[test]
+fn a_passed_rests_only_on_a_listing_with_at_most_one_active_key() {
+    let ev = event("update_access_key_inactive.json");
+    let key = ev.access_key_id.clone().unwrap();
+    // IAM does not show the deactivation yet, but lists one active key: that
+    // is already what IAM shows.
+    let one = listing(&[(&key, KeyStatus::Active), ("AKIAB", KeyStatus::Inactive)], after(&ev, 1));
+    let outcome = decide(&ev, Iam::Keys { user_name: "carol", listing: &one }, &none(), &Exceptions::default(), after(&ev, 2), &RULES);
+    let Outcome::Publish(f) = &outcome else { panic!("{outcome:?}") };
+    assert_eq!((f.status, f.event_state_assumed, f.active_key_count), (Status::Passed, false, 1));
+}
+
+#[test]
+fn a_fresh_reactivation_iam_does_not_list_yet_still_alerts() {
+    let mut ev = event("update_access_key_inactive.json");
+    ev.key_status = Some(KeyStatus::Active);
+    let key = ev.access_key_id.clone().unwrap();
+    let stale = listing(&[(&key, KeyStatus::Inactive), ("AKIAB", KeyStatus::Active)], after(&ev, 1));
+    let outcome = decide(&ev, Iam::Keys { user_name: "carol", listing: &stale }, &none(), &Exceptions::default(), after(&ev, 2), &RULES);
+    let Outcome::Publish(f) = &outcome else { panic!("{outcome:?}") };
+    assert_eq!((f.status, f.event_state_assumed), (Status::Failed, true), "assumed in the alerting direction");
+}
+
+#[test]
+fn a_root_key_delete_the_summary_does_not_show_yet_is_retried() {
+    let mut ev = event("create_access_key_root.json");
+    ev.event_name = keywatch::event::EventName::DeleteAccessKey;
+    ev.key_status = None;
+    let outcome =
+        decide(&ev, Iam::RootKeys { present: 1, observed_at: after(&ev, 1) }, &none(), &Exceptions::default(), after(&ev, 1), &RULES);
+    assert_eq!(outcome, Outcome::Retry(Retry::Unconfirmed));
+}
+
+#[test]
+fn findings_carry_when_iam_was_asked_and_the_older_answer_gives_way() {
+    let ev = event("create_access_key_admin.json");
+    let new = ev.access_key_id.clone().unwrap();
+    let observed = after(&ev, 1);
+    let two = listing(&[("AKIAOLD", KeyStatus::Active), (&new, KeyStatus::Active)], observed);
+    let outcome = decide(&ev, Iam::Keys { user_name: "alice", listing: &two }, &none(), &Exceptions::default(), after(&ev, 3), &RULES);
+    let Outcome::Publish(f) = &outcome else { panic!() };
+    assert_eq!(f.observed_at, observed, "the listing's start, not the decision's time");
+    assert!(superseded(observed, Some(observed + time::Duration::milliseconds(1))));
+    assert!(!superseded(observed, Some(observed)), "the same answer is not superseded");
+    assert!(!superseded(observed, None));
+    assert!(!superseded(observed, Some(observed - time::Duration::seconds(1))));
+}
+
+#[test]
+fn the_user_name_and_finding_id_come_from_iams_spelling() {
+    let ev = event("create_access_key_admin.json");
+    let new = ev.access_key_id.clone().unwrap();
+    let mut two = listing(&[("AKIAOLD", KeyStatus::Active), (&new, KeyStatus::Active)], after(&ev, 1));
+    two.user_name = Some("Alice".into());
+    let outcome = decide(&ev, Iam::Keys { user_name: "ALICE", listing: &two }, &none(), &Exceptions::default(), after(&ev, 2), &RULES);
+    let Outcome::Publish(f) = &outcome else { panic!() };
+    assert_eq!(f.user_name, "Alice");
+    assert_eq!(f.finding_id, finding_id(CONTROL_ID, &ev.account_id, "Alice"));
 }

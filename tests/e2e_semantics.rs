@@ -187,38 +187,11 @@ async fn member_accounts_are_read_through_the_member_role() {
     const MEMBER: &str = "222233334444";
     let (moto, p) = setup().await;
     // A user with two keys inside the member account.
-    let sts = aws_sdk_sts::Client::new(&moto.sdk_config().await);
-    let creds = sts
-        .assume_role()
-        .role_arn(format!("arn:aws:iam::{MEMBER}:role/keywatch-member"))
-        .role_session_name("setup")
-        .send()
-        .await
-        .unwrap()
-        .credentials
-        .unwrap();
-    let member_config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&moto.url)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_iam::config::Credentials::new(
-            creds.access_key_id(),
-            creds.secret_access_key(),
-            Some(creds.session_token().to_string()),
-            None,
-            "member",
-        ))
-        .load()
-        .await;
-    let member_iam = aws_sdk_iam::Client::new(&member_config);
-    member_iam.create_user().user_name("judy").send().await.unwrap();
-    let mut keys = Vec::new();
-    for _ in 0..2 {
-        keys.push(member_iam.create_access_key().user_name("judy").send().await.unwrap().access_key.unwrap().access_key_id);
-    }
+    let keys = seed_user(&member_iam(&moto, MEMBER).await, "judy", 2, 0).await;
     // Not visible with the worker's own credentials.
     assert!(p.iam.list_access_keys().user_name("judy").send().await.is_err());
 
-    let worker = Worker::start(&moto, &p, &[("KEYWATCH_MEMBER_ROLE", "keywatch-member")]);
+    let worker = Worker::start(&moto, &p, &[("KEYWATCH_MEMBER_ROLE", "keywatch-member"), ("KEYWATCH_ACCOUNTS", MEMBER)]);
     p.put_cloudtrail(&in_account(create_key_event("evt-member", "admin", "judy", &keys[1]), MEMBER)).await;
     let d = one_finding(&p, &worker).await;
     assert_eq!(d["account_id"], MEMBER);
@@ -229,16 +202,22 @@ async fn member_accounts_are_read_through_the_member_role() {
     p.put_cloudtrail(&create_key_event("evt-own", "admin", "kate", &own[1])).await;
     let d = one_finding(&p, &worker).await;
     assert_eq!(d["account_id"], ACCOUNT);
+    // Its message deleted before the next worker starts.
+    assert!(p.wait_drained(&p.queue_url, T).await);
     drop(worker);
 
-    // Without a member role the member's user is not found: acknowledged.
+    // Without KEYWATCH_ACCOUNTS the member account is foreign: acknowledged
+    // and counted, nothing listed or assumed there.
     let worker = Worker::start(&moto, &p, &[]);
     p.put_cloudtrail(&in_account(create_key_event("evt-member-2", "admin", "judy", &keys[1]), MEMBER)).await;
     assert!(
-        worker.wait_metric(r#"keywatch_events_total{event_name="CreateAccessKey",outcome="ignored"}"#, 1.0, T).await,
+        worker.wait_metric(r#"keywatch_events_total{event_name="CreateAccessKey",outcome="foreign_account"}"#, 1.0, T).await,
         "{}",
         worker.logs()
     );
+    assert!(p.wait_drained(&p.queue_url, T).await);
+    assert_eq!(worker.metric(r#"keywatch_aws_requests_total{service="iam",operation="ListAccessKeys",outcome="ok"}"#), 0.0);
+    assert_eq!(worker.metric(r#"keywatch_aws_requests_total{service="sts",operation="AssumeRole",outcome="ok"}"#), 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

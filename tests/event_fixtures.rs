@@ -109,10 +109,10 @@ fn envelope_without_account_takes_the_recipient_account() {
 }
 
 #[test]
-fn envelope_account_wins_over_recipient_account() {
+fn an_envelope_account_that_differs_from_the_record_is_refused() {
     let body = fixture("create_access_key_admin.json").replace("\"account\": \"111122223333\"", "\"account\": \"444455556666\"");
-    let Ok(Parsed::Key(ev)) = parse(&body) else { panic!("not parsed") };
-    assert_eq!(ev.account_id, "444455556666");
+    let e = parse(&body).unwrap_err();
+    assert_eq!(e.reason(), "account_mismatch", "{e}");
 }
 
 #[test]
@@ -133,10 +133,45 @@ fn other_iam_events_are_ignored_not_invalid() {
     }
 }
 
+/// What an IAM CloudTrail rule cannot deliver is refused with its own
+/// reason, whatever the event: forged or misrouted input.
 #[test]
-fn key_events_from_another_service_are_ignored() {
-    let body = fixture("create_access_key_admin.json").replace("iam.amazonaws.com", "s3.amazonaws.com");
-    assert!(matches!(parse(&body), Ok(Parsed::Ignored { .. })));
+fn claims_no_iam_rule_can_deliver_are_refused() {
+    let admin = fixture("create_access_key_admin.json");
+    let long_name = "a".repeat(10_000);
+    let cases = [
+        (admin.replace("iam.amazonaws.com", "s3.amazonaws.com"), "bad_event_source"),
+        (admin.replace("\"source\": \"aws.iam\"", "\"source\": \"aws.s3\""), "bad_source"),
+        (admin.replace("\"source\": \"aws.iam\"", "\"source\": \"my.app\""), "bad_source"),
+        (admin.replace("AWS API Call via CloudTrail", "Object Created"), "bad_detail_type"),
+        (admin.replace("111122223333", "1111-2222-3333"), "bad_account"),
+        (admin.replace("\"alice\"", &format!("{long_name:?}")), "bad_user_name"),
+        (admin.replace("\"alice\"", "\"al ice\""), "bad_user_name"),
+        (admin.replace("AKIAEXAMPLEALICE0002", "AKIA/../x"), "bad_access_key_id"),
+        (fixture("other_event_create_user.json").replace("iam.amazonaws.com", "s3.amazonaws.com"), "bad_event_source"),
+    ];
+    for (body, reason) in cases {
+        match parse(&body) {
+            Err(e) => {
+                assert_eq!(e.reason(), reason, "{e}");
+                assert!(e.to_string().chars().count() < 200, "logged values are truncated: {e}");
+            }
+            Ok(p) => panic!("{reason}: expected a refusal, got {p:?}"),
+        }
+    }
+    // The replay source and IAM's whole user name alphabet are fine.
+    let replayed = admin.replace("\"source\": \"aws.iam\"", "\"source\": \"keywatch.replay\"");
+    assert!(matches!(parse(&replayed), Ok(Parsed::Key(_))));
+    let named = admin.replace("\"alice\"", "\"a+l=i,c.e@x_y-z\"");
+    assert!(matches!(parse(&named), Ok(Parsed::Key(_))));
+}
+
+#[test]
+fn a_bad_time_is_quoted_truncated() {
+    let body = fixture("create_access_key_admin.json").replace("2026-11-20T14:03:09Z", &"9".repeat(5_000));
+    let e = parse(&body).unwrap_err();
+    assert_eq!(e.reason(), "bad_time");
+    assert!(e.to_string().len() < 200, "{e}");
 }
 
 #[test]

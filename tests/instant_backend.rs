@@ -28,7 +28,7 @@ async fn once_drains_the_backlog_then_returns() {
     let queue_url = format!("{}/{ACCOUNT}/bench-input", responder.url);
     let flags = ["--once", "--wait-secs", "1", "--receivers", "2", "--iam-rate-per-account", "0", "--queue-metrics-interval-secs", "0"];
     let args = RunArgs::from_flags(&queue_url, "keywatch-findings", &flags).unwrap();
-    let app = App::build(&args, &sdk, None).await.expect("the app builds");
+    let app = App::build(&args, &sdk, None, &CancellationToken::new()).await.expect("the app builds");
 
     let run = tokio::time::timeout(Duration::from_secs(120), app.run(CancellationToken::new())).await;
     run.expect("--once returns once the queue is empty").expect("no drain timeout");

@@ -214,13 +214,18 @@ impl keywatch::sink::FindingSink for Kept {
     }
 }
 
-/// A CreateAccessKey envelope (the fixture) for `user`, key `<user>-2`.
+/// Key `n` of `user`, in IAM's key id alphabet.
+fn key_id(user: &str, n: u32) -> String {
+    format!("AKIAEXAMPLE{}{n:04}", user.to_uppercase())
+}
+
+/// A CreateAccessKey envelope (the fixture) for `user`, key 2 of the user.
 fn create_body(user: &str) -> String {
     let mut v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string("tests/fixtures/create_access_key_admin.json").unwrap()).unwrap();
     v["detail"]["requestParameters"]["userName"] = user.into();
     v["detail"]["responseElements"]["accessKey"]["userName"] = user.into();
-    v["detail"]["responseElements"]["accessKey"]["accessKeyId"] = format!("{user}-2").into();
+    v["detail"]["responseElements"]["accessKey"]["accessKeyId"] = key_id(user, 2).into();
     v.to_string()
 }
 
@@ -231,10 +236,18 @@ async fn under_a_burst_listings_take_the_iam_budget_and_last_use_waits_for_room(
     use keywatch::message::{Disposition, Message};
     use keywatch::processor::{Processor, ProcessorSettings};
     let list_alice = mock!(aws_sdk_iam::Client::list_access_keys).match_requests(|r| r.user_name() == Some("alice")).then_output(|| {
-        ListAccessKeysOutput::builder().access_key_metadata(key("alice-1")).access_key_metadata(key("alice-2")).build().unwrap()
+        ListAccessKeysOutput::builder()
+            .access_key_metadata(key(&key_id("alice", 1)))
+            .access_key_metadata(key(&key_id("alice", 2)))
+            .build()
+            .unwrap()
     });
     let list_bob = mock!(aws_sdk_iam::Client::list_access_keys).match_requests(|r| r.user_name() == Some("bob")).then_output(|| {
-        ListAccessKeysOutput::builder().access_key_metadata(key("bob-1")).access_key_metadata(key("bob-2")).build().unwrap()
+        ListAccessKeysOutput::builder()
+            .access_key_metadata(key(&key_id("bob", 1)))
+            .access_key_metadata(key(&key_id("bob", 2)))
+            .build()
+            .unwrap()
     });
     let last_used = mock!(aws_sdk_iam::Client::get_access_key_last_used).then_output(|| GetAccessKeyLastUsedOutput::builder().build());
     let client = mock_client!(aws_sdk_iam, RuleMode::MatchAny, [&list_alice, &list_bob, &last_used]);
@@ -244,7 +257,8 @@ async fn under_a_burst_listings_take_the_iam_budget_and_last_use_waits_for_room(
     let defaults = RunArgs::from_flags("http://queue", "bus", &[]).unwrap();
     let inventory = CachingInventory::new(inventory, limiter, &CacheSettings::from(&defaults));
     let sink = Arc::new(Kept::default());
-    let processor = Processor::new(inventory, sink.clone(), ProcessorSettings::from(&defaults));
+    let accounts = Arc::new(keywatch::accounts::Accounts::only("111122223333"));
+    let processor = Processor::new(inventory, sink.clone(), accounts, ProcessorSettings::from(&defaults));
 
     // alice: 1 listing + 2 look-ups out of the full bucket.
     assert_eq!(processor.handle_batch(&[Message::new("m1", create_body("alice"))]).await, [Disposition::Ack]);
@@ -264,4 +278,104 @@ async fn under_a_burst_listings_take_the_iam_budget_and_last_use_waits_for_room(
     assert!(found.iter().all(|f| f.status == keywatch::finding::Status::Failed && f.active_key_count == 2));
     let known = |i: usize| found[i].active_keys.iter().map(|k| k.last_use_known).collect::<Vec<_>>();
     assert_eq!((known(0), known(1), known(2)), (vec![true, true], vec![false, false], vec![true, true]));
+}
+
+/// A role that cannot be assumed (here: an STS endpoint that closes every
+/// connection, a fault the emulator cannot produce) fails the call for
+/// good at once, and the account's next calls fail without asking STS
+/// again until a pause has passed; another account is not held back.
+#[tokio::test]
+async fn a_role_that_cannot_be_assumed_fails_at_once_and_spares_sts() {
+    use keywatch::aws::iam::MemberRole;
+    use std::sync::atomic::AtomicUsize;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    {
+        let connections = connections.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                connections.fetch_add(1, Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+    }
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_iam::config::Credentials::new("test", "test", None, None, "test"))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .load()
+        .await;
+    let clients = keywatch::aws::Clients::new(&sdk, Duration::from_secs(1), "us-east-1");
+    let role = MemberRole { name: "keywatch-member".into(), external_id: None, own_account_id: "111111111111".into() };
+    let inventory =
+        IamInventory::new(clients.iam).with_limits(Arc::new(RateLimiter::new(0.0)), fast_retries()).with_member_role(clients.sts, role);
+
+    let first = inventory.list_keys("222222222222", "alice", None).await.unwrap_err();
+    assert!(!first.is_retryable(), "{first}");
+    assert!(matches!(&first, InventoryError::Aws(e) if e.code.as_deref() == Some("CredentialsError")), "{first:?}");
+    let asked = connections.load(Ordering::SeqCst);
+    assert!(asked >= 1, "STS was asked");
+
+    let again = inventory.list_keys("222222222222", "bob", None).await.unwrap_err();
+    assert!(matches!(&again, InventoryError::Aws(e) if e.code.as_deref() == Some("CredentialsBackoff")), "{again:?}");
+    assert_eq!(connections.load(Ordering::SeqCst), asked, "STS not asked again during the pause");
+
+    inventory.list_keys("333333333333", "carol", None).await.unwrap_err();
+    assert!(connections.load(Ordering::SeqCst) > asked, "another account still asks");
+}
+
+/// A scan under throttling still completes: ListUsers pages (the emulator
+/// ignores MaxItems, so pages are mocked) and throttled listings retried.
+#[tokio::test]
+async fn a_throttled_scan_still_completes_every_user() {
+    use aws_sdk_iam::operation::list_users::ListUsersOutput;
+    use aws_sdk_iam::types::User;
+    use keywatch::exceptions::Exceptions;
+    use keywatch::scan::{Quiet, ScanSettings, Scanner};
+    let user = |name: &str| {
+        User::builder()
+            .user_name(name)
+            .path("/")
+            .user_id(format!("AIDA{name}"))
+            .arn(format!("arn:aws:iam::111122223333:user/{name}"))
+            .create_date(aws_smithy_types::DateTime::from_secs(0))
+            .build()
+            .unwrap()
+    };
+    let page1 = mock!(aws_sdk_iam::Client::list_users)
+        .match_requests(|r| r.marker().is_none())
+        .then_output(move || ListUsersOutput::builder().users(user("alice")).is_truncated(true).marker("p2").build().unwrap());
+    let page2 = mock!(aws_sdk_iam::Client::list_users)
+        .match_requests(|r| r.marker() == Some("p2"))
+        .then_output(move || ListUsersOutput::builder().users(user("bob")).is_truncated(false).build().unwrap());
+    let throttled = mock!(aws_sdk_iam::Client::list_access_keys)
+        .sequence()
+        .error(|| {
+            ListAccessKeysError::generic(aws_sdk_iam::error::ErrorMetadata::builder().code("Throttling").message("Rate exceeded").build())
+        })
+        .times(2)
+        .output(|| {
+            ListAccessKeysOutput::builder()
+                .access_key_metadata(key(&key_id("alice", 1)))
+                .access_key_metadata(key(&key_id("alice", 2)))
+                .build()
+                .unwrap()
+        })
+        .output(|| ListAccessKeysOutput::builder().access_key_metadata(key(&key_id("bob", 1))).build().unwrap())
+        .build();
+    let last_used = mock!(aws_sdk_iam::Client::get_access_key_last_used).then_output(|| GetAccessKeyLastUsedOutput::builder().build());
+    let client = mock_client!(aws_sdk_iam, RuleMode::MatchAny, [&page1, &page2, &throttled, &last_used], |c| c
+        .retry_config(aws_sdk_iam::config::retry::RetryConfig::disabled()));
+    let inventory = IamInventory::new(client).with_limits(Arc::new(RateLimiter::new(50.0)), fast_retries());
+    let sink = Arc::new(Kept::default());
+    let settings = ScanSettings { include_passed: true, last_use: true, users_in_flight: 1 };
+    let summary =
+        Scanner::new(Arc::new(inventory), sink.clone(), settings).scan_account("111122223333", &Exceptions::default(), &Quiet).await;
+    assert!(summary.complete(), "{summary:?}");
+    assert_eq!((summary.users_checked, summary.users_failing, summary.keys_active), (2, 1, 3));
+    assert_eq!(throttled.num_calls(), 4, "two throttles retried, then both users listed");
+    let found = sink.0.lock().unwrap().clone();
+    assert_eq!(found.len(), 2, "FAILED for alice, PASSED for bob");
 }

@@ -100,7 +100,7 @@ async fn every_dashboard_panel_and_alert_rule_works_on_a_real_prometheus() {
     p.put_cloudtrail(&create_key_event("evt-m-1", "admin", "alice", &keys[1])).await;
     let solo = p.user_with_keys("bob", 1).await;
     p.put_cloudtrail(&create_key_event("evt-m-2", "bob", "bob", &solo[0])).await;
-    p.put_cloudtrail(&create_key_event("evt-m-3", "admin", "ghost", "AKIAGHOST")).await;
+    p.put_cloudtrail(&create_key_event("evt-m-3", "admin", "ghost", "AKIAGHOST00000000001")).await;
     p.send_raw("not json").await;
     assert_eq!(p.findings(1, T).await.len(), 1, "{}", worker.logs());
     p.iam.delete_access_key().user_name("alice").access_key_id(&keys[0]).send().await.unwrap();

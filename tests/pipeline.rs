@@ -42,7 +42,7 @@ impl KeyInventory for GatedInventory {
         let keys = ["AKIAEXAMPLE000000001", "AKIAEXAMPLE000000002"]
             .map(|id| AccessKey { access_key_id: id.into(), status: KeyStatus::Active, created_at: None })
             .to_vec();
-        Ok(Listing { keys, observed_at })
+        Ok(Listing { user_name: Some(user_name.to_string()), keys, observed_at })
     }
 
     async fn last_used(&self, _account_id: &str, _access_key_id: &str, _need: Need) -> Result<Option<KeyLastUsed>, InventoryError> {
@@ -54,6 +54,17 @@ impl KeyInventory for GatedInventory {
     }
 }
 
+/// One receive loop taking one message at a time from the pipeline's queue,
+/// publishing to its findings bus, with `inventory` for IAM.
+fn wire(config: &aws_config::SdkConfig, p: &Pipeline, inventory: GatedInventory) -> (Arc<SqsSource>, Arc<Processor<GatedInventory>>) {
+    let sink = EventBridgeSink::new(aws_sdk_eventbridge::Client::new(config), FINDINGS_BUS, "keywatch");
+    let defaults = RunArgs::from_flags(&p.queue_url, FINDINGS_BUS, &["--max-messages", "1", "--wait-secs", "1"]).unwrap();
+    let accounts = Arc::new(keywatch::accounts::Accounts::only(ACCOUNT));
+    let processor = Arc::new(Processor::new(inventory, Arc::new(sink), accounts, ProcessorSettings::from(&defaults)));
+    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(config), p.queue_url.clone());
+    (Arc::new(SqsSource { queue, settings: ReceiveSettings::from(&defaults) }), processor)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_check_does_not_stall_the_next_message_and_shutdown_finishes_it() {
     let moto = Moto::start();
@@ -62,15 +73,10 @@ async fn a_slow_check_does_not_stall_the_next_message_and_shutdown_finishes_it()
 
     let gate = Arc::new(Semaphore::new(0));
     let (started_tx, mut started) = mpsc::unbounded_channel();
-    let inventory = GatedInventory { gate: gate.clone(), started: started_tx, listed: Mutex::new(Vec::new()) };
-    let sink = EventBridgeSink::new(aws_sdk_eventbridge::Client::new(&config), FINDINGS_BUS, "keywatch");
-    let defaults = RunArgs::from_flags(&p.queue_url, FINDINGS_BUS, &["--max-messages", "1", "--wait-secs", "1"]).unwrap();
-    let processor = Arc::new(Processor::new(inventory, Arc::new(sink), ProcessorSettings::from(&defaults)));
-    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&config), p.queue_url.clone());
-    let source = Arc::new(SqsSource { queue, settings: ReceiveSettings::from(&defaults) });
+    let (source, processor) = wire(&config, &p, GatedInventory { gate: gate.clone(), started: started_tx, listed: Mutex::new(Vec::new()) });
     let shutdown = CancellationToken::new();
     let health = Arc::new(Health::default());
-    let run = tokio::spawn(source::drive(source, processor.clone(), 1, health.clone(), shutdown.clone()));
+    let run = tokio::spawn(source::drive(source, processor.clone(), 1, health.clone(), shutdown.clone(), Duration::from_secs(60)));
 
     p.put_cloudtrail(&create_key_event("evt-slow", "admin", "slow", "AKIAEXAMPLE000000002")).await;
     let first = tokio::time::timeout(T, started.recv()).await.expect("the slow check began").unwrap();
@@ -91,9 +97,34 @@ async fn a_slow_check_does_not_stall_the_next_message_and_shutdown_finishes_it()
     assert!(!run.is_finished(), "run waits for the batch in hand");
     assert!(!health.is_ready(), "draining");
     gate.add_permits(1);
-    tokio::time::timeout(T, run).await.expect("run returns once the batch is done").unwrap();
+    tokio::time::timeout(T, run).await.expect("run returns once the batch is done").unwrap().expect("within the drain timeout");
     let found = p.findings(1, T).await;
     assert_eq!(found.len(), 1);
     assert_eq!(found[0]["detail"]["user_name"], "slow");
     assert_eq!(p.depth(&p.queue_url).await, (0, 0), "both acknowledged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_that_runs_out_of_time_hands_unfinished_messages_back_at_once() {
+    let moto = Moto::start();
+    let config = moto.sdk_config().await;
+    // A long visibility timeout: only the hand-back can make the message
+    // visible again within the test.
+    let p = Pipeline::create(&config, 600).await;
+
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let inventory = GatedInventory { gate: Arc::new(Semaphore::new(0)), started: started_tx, listed: Mutex::new(Vec::new()) };
+    let (source, processor) = wire(&config, &p, inventory);
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn(source::drive(source, processor, 1, Arc::new(Health::default()), shutdown.clone(), Duration::from_secs(1)));
+
+    p.put_cloudtrail(&create_key_event("evt-stuck", "admin", "slow", "AKIAEXAMPLE000000002")).await;
+    tokio::time::timeout(T, started.recv()).await.expect("the check began");
+    assert_eq!(p.depth(&p.queue_url).await, (0, 1), "in flight");
+
+    // IAM never answers: the drain runs out of time.
+    shutdown.cancel();
+    let ended = tokio::time::timeout(T, run).await.expect("run returns after the drain timeout").unwrap();
+    assert_eq!(ended, Err(source::DrainTimedOut { released: 1 }));
+    assert_eq!(p.depth(&p.queue_url).await, (1, 0), "visible again at once, for another replica");
 }

@@ -69,14 +69,14 @@ fn a_stale_listing_is_merged_with_the_event_when_fresh() {
 }
 
 #[test]
-fn a_stale_listing_of_an_update_takes_the_new_status() {
+fn a_stale_listing_of_a_deactivation_is_never_assumed() {
     let ev = fixture_event("update_access_key_inactive.json");
     let listed = vec![key("AKIAEXAMPLECAROL0001", KeyStatus::Active), key("AKIAOTHER", KeyStatus::Active)];
     assert!(!listing_reflects(&ev, &listed));
     let a = evaluate(&ev, listed, true);
-    assert_eq!(a.verdict, Verdict::Resolved);
-    assert!(a.assumed_event_state);
-    assert_eq!(a.active_count(), 1);
+    assert_eq!(a.verdict, Verdict::Unconfirmed, "neither FAILED nor PASSED until IAM shows it");
+    assert!(!a.assumed_event_state);
+    assert_eq!(a.active_count(), 2, "IAM's count, not the event's");
 }
 
 #[test]
@@ -98,8 +98,9 @@ fn delete_leaving_none_active_still_resolves() {
     let listed = vec![key("AKIAEXAMPLEFRANK0001", KeyStatus::Active)];
     assert!(!listing_reflects(&ev, &listed), "the deleted key is still listed");
     let a = evaluate(&ev, listed, true);
-    assert_eq!(a.verdict, Verdict::Resolved);
-    assert_eq!(a.active_count(), 0);
+    assert_eq!(a.verdict, Verdict::Resolved, "IAM lists at most one active key");
+    assert_eq!(a.active_count(), 1, "the delete is not assumed");
+    assert!(!a.assumed_event_state);
     assert!(listing_reflects(&ev, &[]));
 }
 
@@ -286,7 +287,7 @@ mod enrichment_and_root {
         assert_eq!(evaluate_root(&ev, 0, false), (Verdict::Resolved, 0, false));
         assert_eq!(evaluate_root(&ev, 1, false), (Verdict::Violation, 1, false));
 
-        let f = build_root(&ev, Verdict::Violation, 1, true, datetime!(2026-11-20 14:03:10 UTC));
+        let f = build_root(&ev, Verdict::Violation, 1, true, datetime!(2026-11-20 14:03:10 UTC)).unwrap();
         assert_eq!(f.control_id, ROOT_CONTROL_ID);
         assert_eq!(f.status, Status::Failed);
         assert_eq!(f.severity, Severity::Critical);
@@ -294,7 +295,8 @@ mod enrichment_and_root {
         assert_eq!(f.active_key_count, 1);
         assert!(f.event_state_assumed);
         assert_ne!(f.finding_id, finding_id(CONTROL_ID, "111122223333", "<root>"));
-        let passed = build_root(&ev, Verdict::Resolved, 0, false, datetime!(2026-11-20 14:03:10 UTC));
+        let passed = build_root(&ev, Verdict::Resolved, 0, false, datetime!(2026-11-20 14:03:10 UTC)).unwrap();
+        assert!(build_root(&ev, Verdict::Unconfirmed, 1, false, datetime!(2026-11-20 14:03:10 UTC)).is_none(), "never PASSED");
         assert_eq!(passed.status, Status::Passed);
         assert_eq!(passed.finding_id, f.finding_id);
     }

@@ -8,7 +8,8 @@
 //!   `GetQueueAttributes`;
 //! - IAM, query protocol (form body `Action=ListAccessKeys`): two active keys
 //!   for every user, one of them the key the event created;
-//!   `GetAccessKeyLastUsed` with a last use for each key;
+//!   `GetAccessKeyLastUsed` with a last use for each key; STS
+//!   `GetCallerIdentity` (same protocol) for the worker's own account;
 //! - EventBridge, awsJson1_1 (`X-Amz-Target: AWSEvents.PutEvents`): every
 //!   entry accepted.
 //!
@@ -446,6 +447,15 @@ pub async fn handle(shared: &Shared, req: Request<'_>) -> Response {
                      <Region>us-east-1</Region></AccessKeyLastUsed></GetAccessKeyLastUsedResult>\
                      <ResponseMetadata><RequestId>bench</RequestId></ResponseMetadata></GetAccessKeyLastUsedResponse>",
                     user_name(u)
+                );
+                Response { status: "200 OK", content_type: "text/xml", body }
+            } else if form_field(&form, "Action") == Some("GetCallerIdentity") {
+                // STS speaks the same query protocol: the worker asks once at start.
+                shared.count(Op::Other);
+                let body = format!(
+                    "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult>\
+                     <Arn>arn:aws:iam::{ACCOUNT}:user/bench</Arn><UserId>AIDABENCH</UserId><Account>{ACCOUNT}</Account>\
+                     </GetCallerIdentityResult><ResponseMetadata><RequestId>bench</RequestId></ResponseMetadata></GetCallerIdentityResponse>"
                 );
                 Response { status: "200 OK", content_type: "text/xml", body }
             } else {

@@ -13,6 +13,7 @@ use futures_util::FutureExt;
 
 use super::call;
 use crate::finding::Finding;
+use crate::scan::{ScanSummary, SUMMARY_DETAIL_TYPE};
 use crate::sink::{FindingSink, SinkError};
 use crate::telemetry::Service;
 
@@ -77,6 +78,20 @@ impl FindingSink for EventBridgeSink {
 
     fn publish<'a>(&'a self, findings: &'a [Finding]) -> BoxFuture<'a, Vec<Result<(), SinkError>>> {
         self.publish_all(findings).boxed()
+    }
+
+    fn publish_summary<'a>(&'a self, summary: &'a ScanSummary) -> BoxFuture<'a, Result<(), SinkError>> {
+        async move {
+            let detail = serde_json::to_string(summary).map_err(|e| SinkError::Write(e.to_string()))?;
+            let entry = PutEventsRequestEntry::builder()
+                .event_bus_name(&self.bus)
+                .source(&self.source)
+                .detail_type(SUMMARY_DETAIL_TYPE)
+                .detail(detail)
+                .build();
+            self.put_chunk(vec![entry]).await.into_iter().next().unwrap_or(Ok(()))
+        }
+        .boxed()
     }
 }
 

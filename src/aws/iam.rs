@@ -8,12 +8,15 @@
 //! ([`super::sts::AssumeRoleCredentials`], cached and renewed by the SDK).
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use aws_sdk_iam::types::SummaryKeyType;
 use time::OffsetDateTime;
 
 use super::sts::AssumeRoleCredentials;
-use super::{call, ErrorClass};
+use super::{call, AwsError, ErrorClass, CREDENTIALS_ERROR};
 use crate::cache::BoundedCache;
 use crate::inventory::{InventoryError, KeyInventory, Need};
 use crate::keys::{AccessKey, KeyLastUsed, KeyStatus, KeyUsage, Listing};
@@ -46,6 +49,9 @@ pub struct IamInventory {
 
 struct Members {
     role: MemberRole,
+    /// Accounts whose role could not be assumed lately: until when their
+    /// calls fail at once, and the pause that led there.
+    failing: BoundedCache<String, (Instant, Duration)>,
     /// The IAM client configuration that member clients start from.
     base: aws_sdk_iam::Config,
     sts: aws_sdk_sts::Client,
@@ -73,7 +79,8 @@ impl IamInventory {
         let base = self.own.config().clone();
         // Clients live as long as their credentials are worth keeping.
         let clients = BoundedCache::new(MEMBER_CLIENTS, std::time::Duration::from_secs(12 * 3600));
-        self.member = Some(Arc::new(Members { role, base, sts, clients }));
+        let failing = BoundedCache::new(MEMBER_CLIENTS, Duration::from_secs(3600));
+        self.member = Some(Arc::new(Members { role, base, sts, clients, failing }));
         self
     }
 
@@ -93,6 +100,68 @@ impl IamInventory {
     }
 }
 
+/// The first pause after a role could not be assumed; it doubles up to
+/// [`CREDENTIALS_MAX_PAUSE`] while the failures go on.
+const CREDENTIALS_PAUSE: Duration = Duration::from_secs(30);
+const CREDENTIALS_MAX_PAUSE: Duration = Duration::from_secs(900);
+
+impl IamInventory {
+    /// One IAM call for `account_id` under its rate limit and retries. An
+    /// account whose credentials could not be had lately fails at once (a
+    /// permanent error for the message, whose redelivery comes later)
+    /// instead of asking STS again per call.
+    async fn run<T, F, Fut>(&self, account_id: &str, call: F) -> Result<T, AwsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, AwsError>>,
+    {
+        let failing = self.member.as_ref().map(|m| &m.failing);
+        if let Some((until, _)) = failing.and_then(|f| f.get(&account_id.to_string())) {
+            let now = Instant::now();
+            if until > now {
+                return Err(AwsError {
+                    operation: "AssumeRole",
+                    class: ErrorClass::Permanent,
+                    code: Some("CredentialsBackoff".into()),
+                    message: format!(
+                        "the member role could not be assumed in account {account_id} lately; next try in {} s",
+                        (until - now).as_secs()
+                    ),
+                });
+            }
+        }
+        let result = self.limiter.run(account_id, &self.retry, call).await;
+        if let Some(failing) = failing {
+            match &result {
+                Err(e) if e.code.as_deref() == Some(CREDENTIALS_ERROR) => {
+                    let pause = failing.get(&account_id.to_string()).map_or(CREDENTIALS_PAUSE, |(_, p)| (p * 2).min(CREDENTIALS_MAX_PAUSE));
+                    failing.insert(account_id.to_string(), (Instant::now() + pause, pause));
+                }
+                Ok(_) => failing.remove(&account_id.to_string()),
+                Err(_) => {}
+            }
+        }
+        result
+    }
+
+    /// IAM's spelling of `user_name` (`GetUser`).
+    async fn canonical_name(
+        &self,
+        client: &aws_sdk_iam::Client,
+        account_id: &str,
+        user_name: &str,
+    ) -> Result<Option<String>, InventoryError> {
+        let out = self.run(account_id, || call(Service::Iam, "GetUser", client.get_user().user_name(user_name).send())).await;
+        match out {
+            Ok(out) => Ok(out.user().map(|u| u.user_name().to_string())),
+            Err(e) if e.code.as_deref() == Some("NoSuchEntity") => {
+                Err(InventoryError::NoSuchUser { account_id: account_id.to_string(), user_name: user_name.to_string() })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 fn to_time(t: &aws_smithy_types::DateTime) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(t.as_nanos()).ok()
 }
@@ -107,11 +176,11 @@ impl KeyInventory for IamInventory {
         let client = self.client_for(account_id);
         let observed_at = OffsetDateTime::now_utc();
         let mut keys = Vec::new();
+        let mut canonical: Option<String> = None;
         let mut marker: Option<String> = None;
         loop {
             let page = self
-                .limiter
-                .run(account_id, &self.retry, || {
+                .run(account_id, || {
                     call(Service::Iam, "ListAccessKeys", client.list_access_keys().user_name(user_name).set_marker(marker.clone()).send())
                 })
                 .await;
@@ -122,6 +191,9 @@ impl KeyInventory for IamInventory {
                 }
                 Err(e) => return Err(e.into()),
             };
+            if canonical.is_none() {
+                canonical = page.access_key_metadata().iter().find_map(|k| k.user_name()).map(str::to_string);
+            }
             keys.extend(page.access_key_metadata().iter().filter_map(|k| {
                 Some(AccessKey {
                     access_key_id: k.access_key_id()?.to_string(),
@@ -134,14 +206,17 @@ impl KeyInventory for IamInventory {
                 _ => break,
             }
         }
-        Ok(Listing { keys, observed_at })
+        if keys.is_empty() {
+            // No key to read IAM's spelling from: ask for the user.
+            canonical = self.canonical_name(&client, account_id, user_name).await?;
+        }
+        Ok(Listing { user_name: canonical, keys, observed_at })
     }
 
     async fn last_used(&self, account_id: &str, access_key_id: &str, _need: Need) -> Result<Option<KeyLastUsed>, InventoryError> {
         let client = self.client_for(account_id);
         let result = self
-            .limiter
-            .run(account_id, &self.retry, || {
+            .run(account_id, || {
                 call(Service::Iam, "GetAccessKeyLastUsed", client.get_access_key_last_used().access_key_id(access_key_id).send())
             })
             .await;
@@ -165,11 +240,24 @@ impl KeyInventory for IamInventory {
 
     async fn root_keys_present(&self, account_id: &str) -> Result<u32, InventoryError> {
         let client = self.client_for(account_id);
-        let out = self
-            .limiter
-            .run(account_id, &self.retry, || call(Service::Iam, "GetAccountSummary", client.get_account_summary().send()))
-            .await?;
+        let out = self.run(account_id, || call(Service::Iam, "GetAccountSummary", client.get_account_summary().send())).await?;
         let present = out.summary_map().and_then(|m| m.get(&SummaryKeyType::AccountAccessKeysPresent)).copied().unwrap_or(0);
         Ok(present.max(0) as u32)
+    }
+
+    async fn list_users(&self, account_id: &str) -> Result<Vec<String>, InventoryError> {
+        let client = self.client_for(account_id);
+        let mut users = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page =
+                self.run(account_id, || call(Service::Iam, "ListUsers", client.list_users().set_marker(marker.clone()).send())).await?;
+            users.extend(page.users().iter().map(|u| u.user_name().to_string()));
+            match page.marker() {
+                Some(next) if page.is_truncated() => marker = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        Ok(users)
     }
 }

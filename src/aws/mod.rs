@@ -14,6 +14,7 @@
 
 pub mod eventbridge;
 pub mod iam;
+pub mod organizations;
 pub mod sqs;
 pub mod sts;
 
@@ -56,7 +57,12 @@ pub fn classify_code(code: Option<&str>, http_status: Option<u16>) -> ErrorClass
 }
 
 /// Classifies an SDK error.
-pub fn classify<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> ErrorClass {
+pub fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(err: &SdkError<E, HttpResponse>) -> ErrorClass {
+    // No credentials (a role that cannot be assumed, a broken profile):
+    // retrying the same call at once would only ask STS again.
+    if is_credentials_failure(err) {
+        return ErrorClass::Permanent;
+    }
     match err {
         SdkError::ServiceError(ctx) => classify_code(ctx.err().code(), Some(ctx.raw().status().as_u16())),
         SdkError::ConstructionFailure(_) => ErrorClass::Permanent,
@@ -65,8 +71,27 @@ pub fn classify<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Err
     }
 }
 
+/// The code of an error whose cause is that no credentials could be had.
+pub const CREDENTIALS_ERROR: &str = "CredentialsError";
+
+/// Whether the error's cause, anywhere in its chain, is a credentials
+/// provider's failure.
+fn is_credentials_failure(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cause {
+        if e.is::<aws_credential_types::provider::error::CredentialsError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 /// The service's error code, when the service answered with one.
-pub fn error_code<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Option<String> {
+pub fn error_code<E: ProvideErrorMetadata + std::error::Error + 'static>(err: &SdkError<E, HttpResponse>) -> Option<String> {
+    if is_credentials_failure(err) {
+        return Some(CREDENTIALS_ERROR.to_string());
+    }
     match err {
         SdkError::ServiceError(ctx) => ctx.err().code().map(str::to_string),
         _ => None,
@@ -105,6 +130,18 @@ where
     result.map_err(|e| AwsError::from_sdk(operation, &e))
 }
 
+/// Timeouts of every AWS call but the long poll: 10 s an attempt, 20 s in
+/// all (retries included), below the drain timeout's default (30 s), so
+/// that a stalled call cannot outlive shutdown.
+pub fn call_timeouts() -> aws_config::timeout::TimeoutConfig {
+    use std::time::Duration;
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs(10))
+        .operation_timeout(Duration::from_secs(20))
+        .build()
+}
+
 /// The service clients the worker uses, configured from one SDK
 /// config: SQS with attempt timeouts above the long-poll wait (a shorter one
 /// would cut every receive), IAM signed for its global region and without
@@ -120,6 +157,7 @@ pub struct Clients {
     pub iam: aws_sdk_iam::Client,
     pub eventbridge: aws_sdk_eventbridge::Client,
     pub sts: aws_sdk_sts::Client,
+    pub organizations: aws_sdk_organizations::Client,
 }
 
 impl Clients {
@@ -132,8 +170,7 @@ impl Clients {
             .connect_timeout(Duration::from_secs(5))
             .operation_attempt_timeout(wait + Duration::from_secs(10))
             .build();
-        let call_timeouts =
-            TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).operation_attempt_timeout(Duration::from_secs(10)).build();
+        let call_timeouts = call_timeouts();
         let stalls = StalledStreamProtectionConfig::enabled().upload_enabled(false).build();
         Clients {
             sqs: aws_sdk_sqs::Client::from_conf(
@@ -154,7 +191,18 @@ impl Clients {
                     .build(),
             ),
             sts: aws_sdk_sts::Client::from_conf(
-                aws_sdk_sts::config::Builder::from(sdk).timeout_config(call_timeouts).stalled_stream_protection(stalls).build(),
+                aws_sdk_sts::config::Builder::from(sdk)
+                    .timeout_config(call_timeouts.clone())
+                    .stalled_stream_protection(stalls.clone())
+                    .build(),
+            ),
+            // Organizations, like IAM, is global: signed for its one region.
+            organizations: aws_sdk_organizations::Client::from_conf(
+                aws_sdk_organizations::config::Builder::from(sdk)
+                    .region(aws_config::Region::new(iam_region.to_string()))
+                    .timeout_config(call_timeouts)
+                    .stalled_stream_protection(stalls)
+                    .build(),
             ),
         }
     }

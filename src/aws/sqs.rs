@@ -9,16 +9,21 @@
 
 use std::time::Duration;
 
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{
+    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName,
+    QueueAttributeName, SendMessageBatchRequestEntry,
+};
 use time::OffsetDateTime;
 
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::{call, AwsError, ErrorClass};
-use crate::message::Message;
+use crate::message::{Message, Requeue};
 use crate::source::{Delivery, MessageSource, SourceError};
 use crate::telemetry::{self, Service};
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
 
 /// A received message with its receipt handle.
 pub type Received = Delivery<String>;
@@ -88,40 +93,46 @@ impl SqsQueue {
                 .map(|(i, h)| DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(*h).build())
                 .collect::<Result<_, _>>()
                 .expect("id and receipt handle are always set");
-            let request = self.client.delete_message_batch().queue_url(&self.url).set_entries(Some(entries)).send();
-            match call(Service::Sqs, "DeleteMessageBatch", request).await {
-                Ok(out) => {
-                    let mut chunk_results: Vec<Result<(), AwsError>> = vec![Ok(()); chunk.len()];
-                    for failed in out.failed() {
-                        if let Ok(i) = failed.id().parse::<usize>() {
-                            if i < chunk_results.len() {
-                                chunk_results[i] = Err(AwsError {
-                                    operation: "DeleteMessageBatch",
-                                    class: if failed.sender_fault() { ErrorClass::Permanent } else { ErrorClass::Transient },
-                                    code: Some(failed.code().to_string()),
-                                    message: failed.message().unwrap_or_default().to_string(),
-                                });
-                            }
-                        }
-                    }
-                    // An entry that is in neither list was not confirmed.
-                    let confirmed: Vec<usize> = out.successful().iter().filter_map(|s| s.id().parse().ok()).collect();
-                    for (i, r) in chunk_results.iter_mut().enumerate() {
-                        if r.is_ok() && !confirmed.contains(&i) {
-                            *r = Err(AwsError {
-                                operation: "DeleteMessageBatch",
-                                class: ErrorClass::Transient,
-                                code: None,
-                                message: "entry missing from the response".into(),
-                            });
-                        }
-                    }
-                    results.extend(chunk_results);
-                }
-                Err(e) => results.extend(std::iter::repeat_n(Err(e), chunk.len())),
-            }
+            let request = self.client.delete_message_batch().queue_url(&self.url).set_entries(Some(entries));
+            let answer = call(Service::Sqs, "DeleteMessageBatch", request.customize().config_override(self.call_timeouts()).send()).await;
+            results.extend(match answer {
+                Ok(out) => entry_results("DeleteMessageBatch", chunk.len(), out.failed(), out.successful().iter().map(|s| s.id())),
+                Err(e) => vec![Err(e); chunk.len()],
+            });
         }
         results
+    }
+
+    /// Makes messages visible again at once (`ChangeMessageVisibility` 0),
+    /// in batches of 10, so that another replica takes them. One result per
+    /// handle, in order.
+    pub async fn release(&self, handles: &[&str]) -> Vec<Result<(), AwsError>> {
+        let mut results = Vec::with_capacity(handles.len());
+        for chunk in handles.chunks(MAX_BATCH) {
+            let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder().id(i.to_string()).receipt_handle(*h).visibility_timeout(0).build()
+                })
+                .collect::<Result<_, _>>()
+                .expect("id and receipt handle are always set");
+            let request = self.client.change_message_visibility_batch().queue_url(&self.url).set_entries(Some(entries));
+            let answer =
+                call(Service::Sqs, "ChangeMessageVisibilityBatch", request.customize().config_override(self.call_timeouts()).send()).await;
+            results.extend(match answer {
+                Ok(out) => {
+                    entry_results("ChangeMessageVisibilityBatch", chunk.len(), out.failed(), out.successful().iter().map(|s| s.id()))
+                }
+                Err(e) => vec![Err(e); chunk.len()],
+            });
+        }
+        results
+    }
+
+    /// Timeouts for calls other than the long poll: shorter than any drain.
+    fn call_timeouts(&self) -> aws_sdk_sqs::config::Builder {
+        aws_sdk_sqs::config::Builder::default().timeout_config(super::call_timeouts())
     }
 
     /// Visible and in-flight message counts, and the dead-letter queue's ARN
@@ -147,6 +158,30 @@ impl SqsQueue {
 
     pub fn with_url(&self, url: impl Into<String>) -> SqsQueue {
         SqsQueue { client: self.client.clone(), url: url.into() }
+    }
+}
+
+impl Requeue for SqsQueue {
+    /// `SendMessageBatch`, 10 at a time; every entry must be accepted.
+    fn send<'a>(&'a self, bodies: &'a [String]) -> BoxFuture<'a, Result<(), AwsError>> {
+        async move {
+            for chunk in bodies.chunks(MAX_BATCH) {
+                let entries: Vec<SendMessageBatchRequestEntry> = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, body)| SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(body).build())
+                    .collect::<Result<_, _>>()
+                    .expect("id and body are always set");
+                let request = self.client.send_message_batch().queue_url(&self.url).set_entries(Some(entries));
+                let out = call(Service::Sqs, "SendMessageBatch", request.customize().config_override(self.call_timeouts()).send()).await?;
+                let results = entry_results("SendMessageBatch", chunk.len(), out.failed(), out.successful().iter().map(|s| s.id()));
+                if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+                    return Err(e);
+                }
+            }
+            Ok(())
+        }
+        .boxed()
     }
 }
 
@@ -181,6 +216,11 @@ impl MessageSource for SqsSource {
     async fn ack(&self, acks: Vec<&String>) -> Vec<Result<(), SourceError>> {
         let handles: Vec<&str> = acks.into_iter().map(String::as_str).collect();
         self.queue.delete(&handles).await.into_iter().map(|r| r.map_err(SourceError::from)).collect()
+    }
+
+    async fn release(&self, acks: Vec<&String>) -> Vec<Result<(), SourceError>> {
+        let handles: Vec<&str> = acks.into_iter().map(String::as_str).collect();
+        self.queue.release(&handles).await.into_iter().map(|r| r.map_err(SourceError::from)).collect()
     }
 }
 
@@ -217,6 +257,32 @@ pub async fn depth_loop(queue: SqsQueue, interval: Duration, shutdown: Cancellat
             }
         }
     }
+}
+
+/// One result per entry of a batch call (ids are the entries' indexes): an
+/// entry SQS reports failed, or does not report at all, is not done.
+fn entry_results<'a>(
+    operation: &'static str,
+    n: usize,
+    failed: &[BatchResultErrorEntry],
+    successful: impl Iterator<Item = &'a str>,
+) -> Vec<Result<(), AwsError>> {
+    let missing = || AwsError { operation, class: ErrorClass::Transient, code: None, message: "entry missing from the response".into() };
+    let mut results: Vec<Result<(), AwsError>> = (0..n).map(|_| Err(missing())).collect();
+    for i in successful.filter_map(|id| id.parse::<usize>().ok()).filter(|&i| i < n) {
+        results[i] = Ok(());
+    }
+    for f in failed {
+        if let Some(i) = f.id().parse::<usize>().ok().filter(|&i| i < n) {
+            results[i] = Err(AwsError {
+                operation,
+                class: if f.sender_fault() { ErrorClass::Permanent } else { ErrorClass::Transient },
+                code: Some(f.code().to_string()),
+                message: f.message().unwrap_or_default().to_string(),
+            });
+        }
+    }
+    results
 }
 
 /// `https://host/<account>/<name>` → the same host with another account and

@@ -68,6 +68,12 @@ impl<I: KeyInventory> CachingInventory<I> {
     pub fn inner(&self) -> &I {
         &self.inner
     }
+
+    /// Entries kept: recent listings and last-use answers (for tests of
+    /// the bound).
+    pub fn cached(&self) -> (usize, usize) {
+        (self.recent.len(), self.last_used.len())
+    }
 }
 
 impl<I: KeyInventory> KeyInventory for CachingInventory<I> {
@@ -116,6 +122,10 @@ impl<I: KeyInventory> KeyInventory for CachingInventory<I> {
     async fn root_keys_present(&self, account_id: &str) -> Result<u32, InventoryError> {
         self.inner.root_keys_present(account_id).await
     }
+
+    async fn list_users(&self, account_id: &str) -> Result<Vec<String>, InventoryError> {
+        self.inner.list_users(account_id).await
+    }
 }
 
 #[cfg(test)]
@@ -138,7 +148,7 @@ mod tests {
         async fn list_keys(&self, _: &str, _: &str, _: Option<OffsetDateTime>) -> Result<Listing, InventoryError> {
             let n = self.listings.fetch_add(1, Ordering::SeqCst) as i64 + 1;
             let key = AccessKey { access_key_id: format!("K{n}"), status: KeyStatus::Active, created_at: None };
-            Ok(Listing { keys: vec![key], observed_at: T + time::Duration::seconds(n) })
+            Ok(Listing { user_name: None, keys: vec![key], observed_at: T + time::Duration::seconds(n) })
         }
         async fn last_used(&self, _: &str, _: &str, _: Need) -> Result<Option<KeyLastUsed>, InventoryError> {
             self.lookups.fetch_add(1, Ordering::SeqCst);

@@ -74,4 +74,11 @@ pub trait KeyInventory: Send + Sync + 'static {
     /// `AccountAccessKeysPresent` of `GetAccountSummary`: how many access
     /// keys the account's root user has (0 or 1 in practice).
     fn root_keys_present(&self, account_id: &str) -> impl Future<Output = Result<u32, InventoryError>> + Send;
+
+    /// Every IAM user of `account_id` (`ListUsers`, all pages), for a scan.
+    /// An inventory that cannot list users has none.
+    fn list_users(&self, account_id: &str) -> impl Future<Output = Result<Vec<String>, InventoryError>> + Send {
+        let _ = account_id;
+        async { Ok(Vec::new()) }
+    }
 }

@@ -92,3 +92,45 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Some((status, body))
 }
+
+/// An IAM client acting inside `account` (through `AssumeRole`, which the
+/// emulator answers for any role).
+pub async fn member_iam(moto: &Moto, account: &str) -> aws_sdk_iam::Client {
+    let sts = aws_sdk_sts::Client::new(&moto.sdk_config().await);
+    let creds = sts
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account}:role/keywatch-member"))
+        .role_session_name("setup")
+        .send()
+        .await
+        .unwrap()
+        .credentials
+        .unwrap();
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(&moto.url)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_iam::config::Credentials::new(
+            creds.access_key_id(),
+            creds.secret_access_key(),
+            Some(creds.session_token().to_string()),
+            None,
+            "member",
+        ))
+        .load()
+        .await;
+    aws_sdk_iam::Client::new(&config)
+}
+
+/// A user with `active` active and `inactive` inactive keys; their ids.
+pub async fn seed_user(iam: &aws_sdk_iam::Client, user: &str, active: usize, inactive: usize) -> Vec<String> {
+    iam.create_user().user_name(user).send().await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..active + inactive {
+        let id = iam.create_access_key().user_name(user).send().await.unwrap().access_key.unwrap().access_key_id;
+        if i >= active {
+            iam.update_access_key().user_name(user).access_key_id(&id).status("Inactive".into()).send().await.unwrap();
+        }
+        ids.push(id);
+    }
+    ids
+}

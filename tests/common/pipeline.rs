@@ -60,7 +60,7 @@ impl Pipeline {
             .put_rule()
             .name("keywatch-findings-to-siem")
             .event_bus_name(FINDINGS_BUS)
-            .event_pattern(r#"{"source":["keywatch"],"detail-type":["IAM Access Key Finding"]}"#)
+            .event_pattern(r#"{"source":["keywatch"],"detail-type":["IAM Access Key Finding","IAM Access Key Scan Summary"]}"#)
             .send()
             .await
             .unwrap();

@@ -113,3 +113,24 @@ impl Drop for Worker {
         }
     }
 }
+
+/// A one-shot `keywatch` command (`scan`, `replay`) against the emulator:
+/// (exit code, standard output, standard error).
+pub fn keywatch(moto: &Moto, args: &[&str], extra_env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_keywatch"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs([
+            ("AWS_ENDPOINT_URL", moto.url.as_str()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("KEYWATCH_LOG", "keywatch=debug,info"),
+        ])
+        .envs(extra_env.iter().copied())
+        .output()
+        .expect("run keywatch");
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}

@@ -1,0 +1,295 @@
+//! Scan: the control's whole current truth, not only what changed while
+//! keywatch ran.
+//!
+//! For one account: every IAM user (`ListUsers`, every page), each user's
+//! keys (`ListAccessKeys`), the same decision and the same `finding_id` as
+//! the event path, under the same per-account rate limit and retries. A
+//! violating user gets the `FAILED` finding the worker would publish (its
+//! trigger says it came from a scan); with `include_passed` every compliant
+//! user gets a `PASSED`, a baseline that closes stale alerts. Each account
+//! ends with a summary (users checked, failing, active keys, errors).
+//!
+//! `keywatch scan` runs it over every account keywatch may act in; the
+//! worker runs it for a scan request taken off its queue (a scheduled
+//! reconciliation), one account per message.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::stream::{self, StreamExt};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tracing::warn;
+
+use crate::event::{is_account_id, truncate};
+use crate::exceptions::Exceptions;
+use crate::finding::{self, rfc3339, Finding, Status};
+use crate::inventory::{InventoryError, KeyInventory, Need};
+use crate::sink::FindingSink;
+use crate::telemetry;
+
+/// `DetailType` of the summary event a scan publishes per account.
+pub const SUMMARY_DETAIL_TYPE: &str = "IAM Access Key Scan Summary";
+/// Error messages a summary quotes at most.
+const ERROR_SAMPLES: usize = 5;
+/// Findings published per sink call.
+const PUBLISH_BATCH: usize = 10;
+
+/// What one account's scan found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScanSummary {
+    pub account_id: String,
+    pub users_checked: usize,
+    pub users_failing: usize,
+    pub keys_active: usize,
+    pub findings_published: usize,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_seconds: f64,
+    /// Look-ups and publications that failed; the scan is complete only
+    /// when this is 0.
+    pub errors: usize,
+    pub error_samples: Vec<String>,
+}
+
+impl ScanSummary {
+    pub fn complete(&self) -> bool {
+        self.errors == 0
+    }
+}
+
+/// How a scan behaves.
+#[derive(Debug, Clone)]
+pub struct ScanSettings {
+    /// A `PASSED` for every compliant user too.
+    pub include_passed: bool,
+    /// Last use of a failing user's keys, for the recommended key.
+    pub last_use: bool,
+    /// Users checked at once in one account (the rate limit paces them).
+    pub users_in_flight: usize,
+}
+
+/// Told of a scan's progress (a progress bar, log lines, nothing).
+pub trait Progress: Send + Sync {
+    fn users_found(&self, account_id: &str, users: usize);
+    fn user_checked(&self);
+}
+
+/// No progress reports.
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn users_found(&self, _: &str, _: usize) {}
+    fn user_checked(&self) {}
+}
+
+/// Scans accounts through an inventory and publishes to a sink.
+pub struct Scanner<I> {
+    inventory: Arc<I>,
+    sink: Arc<dyn FindingSink>,
+    settings: ScanSettings,
+}
+
+/// One user's outcome.
+enum Checked {
+    Finding(Box<Finding>, usize),
+    Compliant(usize),
+    Gone,
+    Failed(String),
+}
+
+impl<I: KeyInventory> Scanner<I> {
+    pub fn new(inventory: Arc<I>, sink: Arc<dyn FindingSink>, settings: ScanSettings) -> Self {
+        Scanner { inventory, sink, settings }
+    }
+
+    /// Scans one account and publishes its findings and its summary.
+    pub async fn scan_account(&self, account_id: &str, exceptions: &Exceptions, progress: &dyn Progress) -> ScanSummary {
+        let started = OffsetDateTime::now_utc();
+        let clock = std::time::Instant::now();
+        let mut summary = ScanSummary {
+            account_id: account_id.to_string(),
+            users_checked: 0,
+            users_failing: 0,
+            keys_active: 0,
+            findings_published: 0,
+            started_at: rfc3339(started),
+            finished_at: String::new(),
+            duration_seconds: 0.0,
+            errors: 0,
+            error_samples: Vec::new(),
+        };
+        let users = match self.inventory.list_users(account_id).await {
+            Ok(users) => users,
+            Err(e) => {
+                note_error(&mut summary, format!("ListUsers: {e}"));
+                return self.finish(summary, clock).await;
+            }
+        };
+        progress.users_found(account_id, users.len());
+        let checks = stream::iter(users)
+            .map(|user| async move {
+                let checked = self.check_user(account_id, &user, exceptions, started).await;
+                progress.user_checked();
+                checked
+            })
+            .buffer_unordered(self.settings.users_in_flight.max(1));
+        let mut pending = Vec::new();
+        let mut checks = std::pin::pin!(checks);
+        while let Some(checked) = checks.next().await {
+            match checked {
+                Checked::Finding(f, active) => {
+                    summary.users_checked += 1;
+                    summary.keys_active += active;
+                    if f.status == Status::Failed {
+                        summary.users_failing += 1;
+                    }
+                    pending.push(*f);
+                    if pending.len() == PUBLISH_BATCH {
+                        self.publish(&mut summary, std::mem::take(&mut pending)).await;
+                    }
+                }
+                Checked::Compliant(active) => {
+                    summary.users_checked += 1;
+                    summary.keys_active += active;
+                }
+                Checked::Gone => {}
+                Checked::Failed(e) => note_error(&mut summary, e),
+            }
+        }
+        if !pending.is_empty() {
+            self.publish(&mut summary, pending).await;
+        }
+        self.finish(summary, clock).await
+    }
+
+    async fn check_user(&self, account_id: &str, user: &str, exceptions: &Exceptions, started: OffsetDateTime) -> Checked {
+        let listing = match self.inventory.list_keys(account_id, user, None).await {
+            Ok(listing) => listing,
+            // Deleted since ListUsers: nothing to say.
+            Err(InventoryError::NoSuchUser { .. }) => return Checked::Gone,
+            Err(e) => return Checked::Failed(format!("ListAccessKeys {}: {e}", truncate(user))),
+        };
+        let user_name = listing.user_name.as_deref().unwrap_or(user);
+        let active: Vec<&str> = listing.keys.iter().filter(|k| k.is_active()).map(|k| k.access_key_id.as_str()).collect();
+        let mut usage = HashMap::new();
+        if active.len() > 1 && self.settings.last_use {
+            for id in &active {
+                match self.inventory.last_used(account_id, id, Need::Optional).await {
+                    Ok(last) => {
+                        usage.insert(id.to_string(), last.map(|l| l.usage).unwrap_or_default());
+                    }
+                    Err(e) => warn!(account_id, access_key_id = %id, error = %e, "could not read the key's last use; finding without it"),
+                }
+            }
+        }
+        let now = OffsetDateTime::now_utc();
+        let built = finding::build_scan(account_id, user_name, &listing.keys, &usage, started, self.settings.include_passed, now);
+        match built {
+            Some(f) => {
+                let mut f = f.observed(listing.observed_at);
+                if f.status == Status::Failed {
+                    if let Some(e) = exceptions.matching(account_id, user_name, now) {
+                        f.suppress(e);
+                    }
+                }
+                Checked::Finding(Box::new(f), active.len())
+            }
+            None => Checked::Compliant(active.len()),
+        }
+    }
+
+    async fn publish(&self, summary: &mut ScanSummary, findings: Vec<Finding>) {
+        for (f, result) in findings.iter().zip(self.sink.publish(&findings).await) {
+            match result {
+                Ok(()) => {
+                    summary.findings_published += 1;
+                    telemetry::finding_accepted(f.status.as_str(), f.detection_latency_seconds);
+                }
+                Err(e) => note_error(summary, format!("publishing {}: {e}", f.finding_id)),
+            }
+        }
+    }
+
+    async fn finish(&self, mut summary: ScanSummary, clock: std::time::Instant) -> ScanSummary {
+        summary.finished_at = rfc3339(OffsetDateTime::now_utc());
+        summary.duration_seconds = clock.elapsed().as_secs_f64();
+        if let Err(e) = self.sink.publish_summary(&summary).await {
+            note_error(&mut summary, format!("publishing the summary: {e}"));
+        }
+        telemetry::scan_finished(summary.complete(), summary.duration_seconds, summary.users_checked, summary.users_failing);
+        summary
+    }
+}
+
+fn note_error(summary: &mut ScanSummary, error: String) {
+    summary.errors += 1;
+    if summary.error_samples.len() < ERROR_SAMPLES {
+        summary.error_samples.push(error.chars().take(300).collect());
+    }
+}
+
+/// The body of a scan request on the worker's queue: a JSON object with
+/// `"keywatch": "scan-request"` (no CloudTrail event has a `keywatch` key)
+/// and, optionally, one account. Without an account the worker fans the
+/// request out: one request per account keywatch may act in, onto the same
+/// queue, so that replicas share the work and each account is retried and
+/// dead-lettered on its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanRequest {
+    pub keywatch: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    #[serde(default)]
+    pub include_passed: bool,
+}
+
+/// The value of `keywatch` in a scan request.
+pub const SCAN_REQUEST: &str = "scan-request";
+
+impl ScanRequest {
+    /// A request for one account.
+    pub fn for_account(account_id: &str, include_passed: bool) -> Self {
+        ScanRequest { keywatch: SCAN_REQUEST.into(), account_id: Some(account_id.into()), include_passed }
+    }
+
+    /// The request a message body holds, if it is one. A body that claims to
+    /// be a request but names a malformed account is an error.
+    pub fn parse(body: &str) -> Option<Result<ScanRequest, String>> {
+        // Cheap test first: every CloudTrail envelope lacks the marker.
+        if !body.contains(SCAN_REQUEST) {
+            return None;
+        }
+        let request: ScanRequest = serde_json::from_str(body).ok()?;
+        if request.keywatch != SCAN_REQUEST {
+            return None;
+        }
+        match &request.account_id {
+            Some(a) if !is_account_id(a) => Some(Err(format!("scan request names a malformed account: {:?}", truncate(a)))),
+            _ => Some(Ok(request)),
+        }
+    }
+
+    pub fn to_body(&self) -> String {
+        serde_json::to_string(self).expect("a scan request always serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_requests_are_told_apart_from_cloudtrail_events() {
+        assert_eq!(
+            ScanRequest::parse(r#"{"keywatch":"scan-request"}"#),
+            Some(Ok(ScanRequest { keywatch: SCAN_REQUEST.into(), account_id: None, include_passed: false }))
+        );
+        let one = ScanRequest::for_account("111122223333", true);
+        assert_eq!(ScanRequest::parse(&one.to_body()), Some(Ok(one)));
+        assert!(matches!(ScanRequest::parse(r#"{"keywatch":"scan-request","account_id":"12"}"#), Some(Err(_))));
+        let event = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/create_access_key_admin.json")).unwrap();
+        assert_eq!(ScanRequest::parse(&event), None);
+        assert_eq!(ScanRequest::parse(r#"{"detail":{"note":"scan-request"}}"#), None, "the marker must be the keywatch field");
+    }
+}
