@@ -99,11 +99,17 @@ impl Exceptions {
     /// Loads and validates a file.
     pub fn load(path: &Path) -> Result<Exceptions, ExceptionsError> {
         let text = std::fs::read_to_string(path).map_err(|source| ExceptionsError::Read { path: path.to_path_buf(), source })?;
+        Exceptions::parse(path, &text)
+    }
+
+    /// Parses and validates `text`, read from `path` (whose extension picks
+    /// YAML or TOML; otherwise both are tried).
+    pub fn parse(path: &Path, text: &str) -> Result<Exceptions, ExceptionsError> {
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
         let entries = match ext.as_str() {
-            "toml" => from_toml(path, &text)?,
-            "yaml" | "yml" => from_yaml(path, &text)?,
-            _ => from_yaml(path, &text).or_else(|_| from_toml(path, &text))?,
+            "toml" => from_toml(path, text)?,
+            "yaml" | "yml" => from_yaml(path, text)?,
+            _ => from_yaml(path, text).or_else(|_| from_toml(path, text))?,
         };
         Ok(Exceptions { source: Some(path.to_path_buf()), entries })
     }

@@ -30,6 +30,9 @@ use crate::sink::{FindingSink, SinkError};
 use crate::source::{Delivery, MessageSource, SourceError};
 
 const KEY_EVENTS: [&str; 3] = ["CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey"];
+/// The most a compressed input may inflate to (CloudTrail's files are a
+/// few MB).
+const MAX_INFLATED: u64 = 1 << 30;
 /// Messages handed out per receive.
 const BATCH: usize = 10;
 
@@ -99,12 +102,27 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>, report: &mut ReadReport)
 /// Records read and the key events among them.
 fn read_file(path: &Path) -> Result<(usize, Vec<Replayed>), String> {
     let raw = std::fs::read(path).map_err(|e| e.to_string())?;
-    let text = if path.extension().is_some_and(|e| e == "gz") {
+    parse_bytes(&raw, path.extension().is_some_and(|e| e == "gz"))
+}
+
+/// Reads one input's bytes (gzip-compressed when `gzip`): the number of
+/// records and the key events among them, as messages. What a file holds is
+/// untrusted: any bytes give an answer or an error, never a panic.
+pub fn parse(raw: &[u8], gzip: bool) -> Result<(usize, Vec<Message>), String> {
+    parse_bytes(raw, gzip).map(|(n, found)| (n, found.into_iter().map(|e| Message::new(e.id, e.body)).collect()))
+}
+
+fn parse_bytes(raw: &[u8], gzip: bool) -> Result<(usize, Vec<Replayed>), String> {
+    let text = if gzip {
         let mut out = String::new();
-        flate2::read::MultiGzDecoder::new(&raw[..]).read_to_string(&mut out).map_err(|e| format!("not gzip-compressed text: {e}"))?;
+        // Bounded: a small file must not inflate without limit.
+        flate2::read::MultiGzDecoder::new(raw)
+            .take(MAX_INFLATED)
+            .read_to_string(&mut out)
+            .map_err(|e| format!("not gzip-compressed text: {e}"))?;
         out
     } else {
-        String::from_utf8(raw).map_err(|_| "not UTF-8 text".to_string())?
+        String::from_utf8(raw.to_vec()).map_err(|_| "not UTF-8 text".to_string())?
     };
     if let Ok(Value::Object(doc)) = serde_json::from_str::<Value>(&text) {
         if let Some(Value::Array(records)) = doc.get("Records") {
