@@ -1,7 +1,7 @@
 //! Test support, one module per concern: the emulator ([`emulator`]), the
 //! production wiring on it ([`pipeline`]), CloudTrail records
-//! ([`cloudtrail`]), the real `keywatch` binary ([`worker`]) and reading its
-//! metrics ([`metrics`]). Every process started here is killed on drop, by
+//! ([`cloudtrail`]), the real `keywatch` binary ([`worker`]), reading its
+//! metrics ([`metrics`]) and checking OCSF documents ([`ocsf`]). Every process started here is killed on drop, by
 //! pid.
 
 #![allow(dead_code, unused_imports)]
@@ -9,12 +9,14 @@
 mod cloudtrail;
 mod emulator;
 mod metrics;
+mod ocsf;
 mod pipeline;
 mod worker;
 
 pub use cloudtrail::*;
 pub use emulator::*;
 pub use metrics::*;
+pub use ocsf::*;
 pub use pipeline::*;
 pub use worker::*;
 
