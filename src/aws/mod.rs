@@ -2,8 +2,8 @@
 //!
 //! The adapters translate between the SDKs and the core's ports:
 //! [`sqs`] (the input queue, a message source), [`iam`] (the key
-//! inventory), [`eventbridge`] (a finding sink), [`sts`] (the worker's
-//! account and member-account credentials). [`Clients`] builds their SDK
+//! inventory), [`eventbridge`] and [`securityhub`] (finding sinks), [`sts`]
+//! (the worker's account and member-account credentials). [`Clients`] builds their SDK
 //! clients once, for the binary, the tests and the benchmarks alike.
 //!
 //! Every AWS call goes through [`call`], so `keywatch_aws_requests_total` and
@@ -14,6 +14,7 @@
 
 pub mod eventbridge;
 pub mod iam;
+pub mod securityhub;
 pub mod sqs;
 pub mod sts;
 
@@ -109,7 +110,8 @@ where
 /// config: SQS with attempt timeouts above the long-poll wait (a shorter one
 /// would cut every receive), IAM signed for its global region and without
 /// SDK retries (keywatch retries IAM itself, per account, counting each
-/// attempt), EventBridge with the SDK's standard retries. None of them
+/// attempt), EventBridge and Security Hub with the SDK's standard retries.
+/// None of them
 /// watches uploads for stalls: request bodies are small and in memory, the
 /// attempt timeouts bound a stalled call anyway, and the check wakes every
 /// call in flight ten times a second, a 20 s long poll included (most of an
@@ -119,6 +121,7 @@ pub struct Clients {
     pub sqs: aws_sdk_sqs::Client,
     pub iam: aws_sdk_iam::Client,
     pub eventbridge: aws_sdk_eventbridge::Client,
+    pub securityhub: aws_sdk_securityhub::Client,
     pub sts: aws_sdk_sts::Client,
 }
 
@@ -149,6 +152,12 @@ impl Clients {
             ),
             eventbridge: aws_sdk_eventbridge::Client::from_conf(
                 aws_sdk_eventbridge::config::Builder::from(sdk)
+                    .timeout_config(call_timeouts.clone())
+                    .stalled_stream_protection(stalls.clone())
+                    .build(),
+            ),
+            securityhub: aws_sdk_securityhub::Client::from_conf(
+                aws_sdk_securityhub::config::Builder::from(sdk)
                     .timeout_config(call_timeouts.clone())
                     .stalled_stream_protection(stalls.clone())
                     .build(),
