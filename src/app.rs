@@ -21,16 +21,18 @@ use tracing::{error, info, warn};
 use crate::admin;
 use crate::aws::eventbridge::EventBridgeSink;
 use crate::aws::iam::{IamInventory, MemberRole};
+use crate::aws::securityhub::SecurityHubSink;
 use crate::aws::sqs::{self, ReceiveSettings, SqsQueue, SqsSource};
 use crate::aws::{sts, AwsError, Clients};
-use crate::config::RunArgs;
+use crate::config::{RunArgs, SinkKind};
 use crate::decide::Rules;
 use crate::exceptions::{Exceptions, ExceptionsError};
+use crate::format::{asff, FindingFormat};
 use crate::health::Health;
 use crate::inventory::cached::{CacheSettings, CachingInventory};
 use crate::limit::{RateLimiter, RetryPolicy};
 use crate::processor::{Processor, ProcessorSettings};
-use crate::sink::{FindingSink, Sinks};
+use crate::sink::{FindingSink, Sinks, StdoutSink};
 use crate::source;
 
 /// The inventory the app runs with.
@@ -52,6 +54,12 @@ pub enum AppError {
     Rate(f64),
     #[error("KEYWATCH_MEMBER_ROLE needs the worker's own account id, but sts:GetCallerIdentity failed: {0}")]
     OwnAccount(AwsError),
+    #[error(
+        "the eventbridge sink needs a bus: set --findings-bus (KEYWATCH_FINDINGS_BUS), or choose other sinks with --sink (KEYWATCH_SINKS)"
+    )]
+    NoFindingsBus,
+    #[error("the securityhub sink (KEYWATCH_SINKS) imports into the worker's own account, but sts:GetCallerIdentity failed: {0}")]
+    SecurityHubAccount(AwsError),
     #[error("messages in flight did not finish within {0} s (KEYWATCH_DRAIN_TIMEOUT_SECS); they will be delivered again")]
     DrainTimeout(u64),
 }
@@ -115,9 +123,13 @@ impl App {
             }
             None => None,
         };
-        if sdk.region().is_none() {
-            return Err(AppError::NoRegion);
+        let sink_kinds = args.sinks();
+        if sink_kinds.contains(&SinkKind::EventBridge) && args.findings_bus.is_none() {
+            return Err(AppError::NoFindingsBus);
         }
+        let Some(region) = sdk.region().map(|r| r.to_string()) else {
+            return Err(AppError::NoRegion);
+        };
         if !(args.iam_rate_per_account >= 0.0 && args.iam_rate_per_account.is_finite()) {
             return Err(AppError::Rate(args.iam_rate_per_account));
         }
@@ -135,15 +147,51 @@ impl App {
         let limiter = Arc::new(RateLimiter::new(args.iam_rate_per_account));
         let retry = RetryPolicy { max_attempts: args.iam_max_attempts, ..RetryPolicy::default() };
         let mut iam = IamInventory::new(clients.iam.clone()).with_limits(limiter.clone(), retry);
+        // The worker's own account, asked once when something needs it.
+        let mut own_account: Option<String> = None;
         if let Some(name) = &args.member_role {
             let own_account_id = sts::own_account_id(&clients.sts).await.map_err(AppError::OwnAccount)?;
+            own_account = Some(own_account_id.clone());
             info!(member_role = %name, own_account_id = %own_account_id, "member accounts are read through their role");
             let role = MemberRole { name: name.clone(), external_id: args.member_role_external_id.clone(), own_account_id };
             iam = iam.with_member_role(clients.sts.clone(), role);
         }
         let inventory = CachingInventory::new(iam, limiter, &CacheSettings::from(args));
-        let sinks: Vec<Arc<dyn FindingSink>> =
-            vec![Arc::new(EventBridgeSink::new(clients.eventbridge.clone(), args.findings_bus.clone(), args.finding_source.clone()))];
+        let mut sinks: Vec<Arc<dyn FindingSink>> = Vec::new();
+        for kind in &sink_kinds {
+            let sink: Arc<dyn FindingSink> = match kind {
+                SinkKind::EventBridge => {
+                    let bus = args.findings_bus.clone().ok_or(AppError::NoFindingsBus)?;
+                    info!(bus = %bus, format = args.finding_format.as_str(), "findings go to EventBridge");
+                    Arc::new(
+                        EventBridgeSink::new(clients.eventbridge.clone(), bus, args.finding_source.clone())
+                            .with_format(args.finding_format),
+                    )
+                }
+                SinkKind::SecurityHub => {
+                    let account = match own_account.clone() {
+                        Some(a) => a,
+                        None => sts::own_account_id(&clients.sts).await.map_err(AppError::SecurityHubAccount)?,
+                    };
+                    own_account = Some(account.clone());
+                    let target = asff::Target::new(account, region.clone());
+                    info!(product_arn = %target.product_arn(), "findings go to Security Hub (ASFF)");
+                    Arc::new(SecurityHubSink::new(clients.securityhub.clone(), target))
+                }
+                SinkKind::Stdout => {
+                    info!(format = args.finding_format.as_str(), "findings go to standard output");
+                    Arc::new(StdoutSink::default().with_format(args.finding_format))
+                }
+            };
+            sinks.push(sink);
+        }
+        if args.finding_format != FindingFormat::Native && !sink_kinds.iter().any(|k| matches!(k, SinkKind::EventBridge | SinkKind::Stdout))
+        {
+            warn!(
+                format = args.finding_format.as_str(),
+                "KEYWATCH_FINDING_FORMAT applies to the eventbridge and stdout sinks; none is selected"
+            );
+        }
         let processor = Arc::new(Processor::new(inventory, Arc::new(Sinks(sinks)), ProcessorSettings::from(args)));
         if !exceptions.entries.is_empty() {
             info!(count = exceptions.entries.len(), "approved exceptions loaded");

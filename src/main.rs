@@ -14,7 +14,7 @@ use tracing_subscriber::EnvFilter;
 
 use keywatch::admin;
 use keywatch::app::App;
-use keywatch::config::{one_line_error, Cli, Command, HealthcheckArgs, LogFormat, RunArgs};
+use keywatch::config::{one_line_error, Cli, Command, HealthcheckArgs, LogFormat, RunArgs, SinkKind};
 use keywatch::telemetry;
 
 /// The AWS SDK's request path allocates and frees heavily on every call;
@@ -34,7 +34,10 @@ fn main() -> ExitCode {
             }
         },
     };
-    if let Err(e) = init_logging(cli.log_format, &cli.log_filter) {
+    // With the stdout sink, standard output carries findings only: logs go
+    // to standard error.
+    let logs_to_stderr = matches!(&cli.command, Command::Run(args) if args.sinks.contains(&SinkKind::Stdout));
+    if let Err(e) = init_logging(cli.log_format, &cli.log_filter, logs_to_stderr) {
         eprintln!("keywatch: invalid --log-filter (env KEYWATCH_LOG): {e}");
         return ExitCode::from(2);
     }
@@ -59,9 +62,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+fn init_logging(format: LogFormat, filter: &str, to_stderr: bool) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(filter)?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let writer = if to_stderr {
+        tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr)
+    } else {
+        tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stdout)
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(writer);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
         LogFormat::Text => builder.init(),
@@ -83,7 +91,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let app = App::build(&args, &sdk, Some(metrics)).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_to(shutdown.clone()));
-    info!(findings_bus = %args.findings_bus, metrics_addr = %args.metrics_addr, "settings");
+    let sinks: Vec<&str> = args.sinks().iter().map(|s| s.as_str()).collect();
+    info!(sinks = %sinks.join(","), findings_bus = ?args.findings_bus, metrics_addr = %args.metrics_addr, "settings");
     app.run(shutdown).await?;
     info!("keywatch stopped");
     Ok(())
