@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test keywatch has, after installing what they need:
-#   - the Python venv with the local AWS emulator (moto server),
+#   - the Python venv with the local AWS emulator (moto server) and the OCSF
+#     schemas with a JSON Schema validator (tests/ocsf_check.py, which the Rust
+#     tests run on every OCSF finding they produce),
 #   - the infrastructure linters (cfn-lint, checkov, hadolint,
 #     kubernetes-validate) in their own venv, and a deploy of the central stack
 #     to the emulator,

@@ -22,11 +22,13 @@ use crate::admin;
 use crate::aws::eventbridge::EventBridgeSink;
 use crate::aws::iam::{IamInventory, MemberRole};
 use crate::aws::organizations::OrganizationAccounts;
+use crate::aws::securityhub::SecurityHubSink;
 use crate::aws::sqs::{self, ReceiveSettings, SqsQueue, SqsSource};
 use crate::aws::{sts, AwsError, Clients};
-use crate::config::{CheckArgs, CommonArgs, ReplayArgs, RunArgs, ScanArgs};
+use crate::config::{CheckArgs, CommonArgs, ReplayArgs, RunArgs, ScanArgs, SinkKind};
 use crate::decide::Rules;
 use crate::exceptions::{Exceptions, ExceptionsError};
+use crate::format::{asff, FindingFormat};
 use crate::health::Health;
 use crate::inventory::cached::{CacheSettings, CachingInventory};
 use crate::limit::{RateLimiter, RetryPolicy};
@@ -56,7 +58,9 @@ pub enum AppError {
     Rate(f64),
     #[error("keywatch needs the worker's own account id, but sts:GetCallerIdentity failed (check the AWS credentials): {0}")]
     OwnAccount(AwsError),
-    #[error("KEYWATCH_FINDINGS_BUS (--findings-bus) is not set: the bus findings are published to (or --dry-run)")]
+    #[error(
+        "the eventbridge sink needs a bus: set --findings-bus (KEYWATCH_FINDINGS_BUS), or choose other sinks with --sink (KEYWATCH_SINKS), or --dry-run"
+    )]
     NoFindingsBus,
     #[error("KEYWATCH_MEMBER_ROLE (--member-role) needs KEYWATCH_ACCOUNTS (--accounts): the accounts the role may be assumed in (ids separated by commas, or organization)")]
     MemberRoleWithoutAccounts,
@@ -147,7 +151,7 @@ impl App {
             }
             None => None,
         };
-        let parts = Parts::build(&args.common, sdk, args.wait(), shutdown, |clients| async move {
+        let parts = Parts::build(&args.common, false, sdk, args.wait(), shutdown, |clients| async move {
             let queue = SqsQueue::new(clients.sqs.clone(), args.queue_url.clone());
             // Fail fast on a queue that does not exist or cannot be read; a
             // transient failure is left to the receive loop's retries.
@@ -223,13 +227,16 @@ struct Parts {
     iam: IamInventory,
     limiter: Arc<RateLimiter>,
     exceptions: Exceptions,
+    region: String,
 }
 
 impl Parts {
     /// Builds the parts; `first` checks what the command needs before the
-    /// accounts are looked up (the queue, for `run`).
+    /// accounts are looked up (the queue, for `run`). Settings are checked
+    /// before anything is asked of AWS.
     async fn build<T, F, Fut>(
         args: &CommonArgs,
+        dry_run: bool,
         sdk: &SdkConfig,
         wait: Duration,
         shutdown: &CancellationToken,
@@ -239,6 +246,9 @@ impl Parts {
         F: FnOnce(Clients) -> Fut,
         Fut: std::future::Future<Output = Result<T, AppError>>,
     {
+        if !dry_run && args.findings_bus.is_none() && args.sinks().contains(&SinkKind::EventBridge) {
+            return Err(AppError::NoFindingsBus);
+        }
         let exceptions = match &args.exceptions_file {
             Some(path) => Exceptions::load(path)?,
             None => Exceptions::default(),
@@ -246,9 +256,9 @@ impl Parts {
         if !exceptions.entries.is_empty() {
             info!(count = exceptions.entries.len(), "approved exceptions loaded");
         }
-        if sdk.region().is_none() {
+        let Some(region) = sdk.region().map(|r| r.to_string()) else {
             return Err(AppError::NoRegion);
-        }
+        };
         if !(args.iam_rate_per_account >= 0.0 && args.iam_rate_per_account.is_finite()) {
             return Err(AppError::Rate(args.iam_rate_per_account));
         }
@@ -267,18 +277,45 @@ impl Parts {
             };
             iam = iam.with_member_role(clients.sts.clone(), role);
         }
-        Ok((checked, Parts { clients, accounts, iam, limiter, exceptions }))
+        Ok((checked, Parts { clients, accounts, iam, limiter, exceptions, region }))
     }
 
     /// The sinks findings go to: JSON lines on standard output for a dry
-    /// run, else the findings bus (which must then be set).
+    /// run, else the selected sinks (`--sink`).
     fn sinks(&self, args: &CommonArgs, dry_run: bool) -> Result<Arc<dyn FindingSink>, AppError> {
-        let sinks: Vec<Arc<dyn FindingSink>> = if dry_run {
-            vec![Arc::new(StdoutSink::default())]
-        } else {
-            let bus = args.findings_bus.clone().ok_or(AppError::NoFindingsBus)?;
-            vec![Arc::new(EventBridgeSink::new(self.clients.eventbridge.clone(), bus, args.finding_source.clone()))]
-        };
+        if dry_run {
+            return Ok(Arc::new(StdoutSink::default().with_format(args.finding_format)));
+        }
+        let kinds = args.sinks();
+        let mut sinks: Vec<Arc<dyn FindingSink>> = Vec::new();
+        for kind in &kinds {
+            let sink: Arc<dyn FindingSink> = match kind {
+                SinkKind::EventBridge => {
+                    let bus = args.findings_bus.clone().ok_or(AppError::NoFindingsBus)?;
+                    info!(bus = %bus, format = args.finding_format.as_str(), "findings go to EventBridge");
+                    Arc::new(
+                        EventBridgeSink::new(self.clients.eventbridge.clone(), bus, args.finding_source.clone())
+                            .with_format(args.finding_format),
+                    )
+                }
+                SinkKind::SecurityHub => {
+                    let target = asff::Target::new(self.accounts.own().to_string(), self.region.clone());
+                    info!(product_arn = %target.product_arn(), "findings go to Security Hub (ASFF)");
+                    Arc::new(SecurityHubSink::new(self.clients.securityhub.clone(), target))
+                }
+                SinkKind::Stdout => {
+                    info!(format = args.finding_format.as_str(), "findings go to standard output");
+                    Arc::new(StdoutSink::default().with_format(args.finding_format))
+                }
+            };
+            sinks.push(sink);
+        }
+        if args.finding_format != FindingFormat::Native && !kinds.iter().any(|k| matches!(k, SinkKind::EventBridge | SinkKind::Stdout)) {
+            warn!(
+                format = args.finding_format.as_str(),
+                "KEYWATCH_FINDING_FORMAT applies to the eventbridge and stdout sinks; none is selected"
+            );
+        }
         Ok(Arc::new(Sinks(sinks)))
     }
 }
@@ -300,7 +337,7 @@ impl ScanReport {
 /// `keywatch scan`: every user of every account keywatch may act in,
 /// accounts side by side, under the per-account IAM limits.
 pub async fn scan(args: &ScanArgs, sdk: &SdkConfig, shutdown: &CancellationToken, progress: &dyn Progress) -> Result<ScanReport, AppError> {
-    let ((), parts) = Parts::build(&args.common, sdk, Duration::from_secs(20), shutdown, |_| async { Ok(()) }).await?;
+    let ((), parts) = Parts::build(&args.common, args.dry_run, sdk, Duration::from_secs(20), shutdown, |_| async { Ok(()) }).await?;
     let sink = parts.sinks(&args.common, args.dry_run)?;
     let settings =
         ScanSettings { include_passed: args.include_passed, last_use: !args.no_last_use, users_in_flight: args.users_in_flight as usize };
@@ -330,7 +367,7 @@ pub struct ReplayReport {
 /// `keywatch replay`: the key events of the inputs, in `eventTime` order,
 /// through the same processor as `run`.
 pub async fn replay(args: &ReplayArgs, sdk: &SdkConfig, shutdown: &CancellationToken) -> Result<ReplayReport, AppError> {
-    let ((), parts) = Parts::build(&args.common, sdk, Duration::from_secs(20), shutdown, |_| async { Ok(()) }).await?;
+    let ((), parts) = Parts::build(&args.common, args.dry_run, sdk, Duration::from_secs(20), shutdown, |_| async { Ok(()) }).await?;
     let sink = Arc::new(Counted::new(parts.sinks(&args.common, args.dry_run)?));
     let (messages, read) = replay::read(&args.paths);
     for (file, why) in &read.unreadable {

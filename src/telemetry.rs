@@ -11,7 +11,7 @@ use std::time::Duration;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-/// CloudTrail `eventTime` to the finding accepted by EventBridge (label `status`).
+/// CloudTrail `eventTime` to the finding accepted by every sink (label `status`).
 pub const DETECTION_LATENCY: &str = "keywatch_detection_latency_seconds";
 /// CloudTrail `eventTime` to the message received: the upstream delay.
 pub const DELIVERY_DELAY: &str = "keywatch_delivery_delay_seconds";
@@ -32,10 +32,10 @@ pub const COALESCED_CHECKS: &str = "keywatch_coalesced_checks_total";
 /// Last-use look-ups left out because the account's IAM budget was needed
 /// for listings.
 pub const ENRICHMENT_SKIPPED: &str = "keywatch_enrichment_skipped_total";
-/// Findings accepted by EventBridge, by status.
+/// Findings accepted by every sink, by status.
 pub const FINDINGS: &str = "keywatch_findings_total";
-/// Findings not accepted by EventBridge: entries it rejected, or every
-/// entry of a PutEvents call that failed whole.
+/// Findings not accepted by a sink: entries it rejected, or every entry of
+/// a PutEvents or BatchImportFindings call that failed whole.
 pub const EMIT_FAILED_ENTRIES: &str = "keywatch_emit_failed_entries_total";
 /// SQS messages by what became of them.
 pub const MESSAGES: &str = "keywatch_messages_total";
@@ -78,7 +78,7 @@ pub fn install_recorder() -> Result<PrometheusHandle, metrics_exporter_prometheu
 /// first scrape (at zero) so that dashboards and `rate()` work before the
 /// first event.
 pub fn describe() {
-    describe_histogram!(DETECTION_LATENCY, Unit::Seconds, "CloudTrail eventTime to the finding accepted by EventBridge.");
+    describe_histogram!(DETECTION_LATENCY, Unit::Seconds, "CloudTrail eventTime to the finding accepted by every sink.");
     describe_histogram!(
         DELIVERY_DELAY,
         Unit::Seconds,
@@ -91,8 +91,8 @@ pub fn describe() {
     describe_counter!(FAILED_CALLS, "CloudTrail records of access-key calls that failed (nothing changed), by event name and error code.");
     describe_counter!(COALESCED_CHECKS, "Re-checks that made no ListAccessKeys of their own, by how: in_flight (joined a listing of the same user in flight) or recent (reused a listing that started after the event).");
     describe_counter!(ENRICHMENT_SKIPPED, "Last-use look-ups (GetAccessKeyLastUsed) left out of a finding because the account's IAM rate budget was below half: listings, which detection needs, go first.");
-    describe_counter!(FINDINGS, "Findings accepted by EventBridge, by status.");
-    describe_counter!(EMIT_FAILED_ENTRIES, "Findings not accepted by EventBridge (a rejected entry, or every entry of a failed PutEvents call); their messages are left for redelivery.");
+    describe_counter!(FINDINGS, "Findings accepted by every sink, by status.");
+    describe_counter!(EMIT_FAILED_ENTRIES, "Findings not accepted by a sink (a rejected entry, or every entry of a failed PutEvents or BatchImportFindings call); their messages are left for redelivery.");
     describe_counter!(
         MESSAGES,
         "SQS messages by result: deleted, retried (left for redelivery) or invalid (left for the dead-letter queue)."
@@ -148,6 +148,7 @@ pub enum Service {
     EventBridge,
     Sts,
     Organizations,
+    SecurityHub,
 }
 
 impl Service {
@@ -158,6 +159,7 @@ impl Service {
             Service::EventBridge => "eventbridge",
             Service::Sts => "sts",
             Service::Organizations => "organizations",
+            Service::SecurityHub => "securityhub",
         }
     }
 }
@@ -248,7 +250,7 @@ pub fn message(result: MessageResult) {
     counter!(MESSAGES, "result" => result.as_str()).increment(1);
 }
 
-/// A finding accepted by EventBridge, with its end-to-end latency.
+/// A finding accepted by every sink, with its end-to-end latency.
 /// Error codes of failed key calls that get a label of their own; any other
 /// code is counted as `other`, so the label set stays bounded.
 const FAILED_CALL_CODES: &[&str] =

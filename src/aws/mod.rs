@@ -2,8 +2,8 @@
 //!
 //! The adapters translate between the SDKs and the core's ports:
 //! [`sqs`] (the input queue, a message source), [`iam`] (the key
-//! inventory), [`eventbridge`] (a finding sink), [`sts`] (the worker's
-//! account and member-account credentials). [`Clients`] builds their SDK
+//! inventory), [`eventbridge`] and [`securityhub`] (finding sinks), [`sts`]
+//! (the worker's account and member-account credentials). [`Clients`] builds their SDK
 //! clients once, for the binary, the tests and the benchmarks alike.
 //!
 //! Every AWS call goes through [`call`], so `keywatch_aws_requests_total` and
@@ -15,6 +15,7 @@
 pub mod eventbridge;
 pub mod iam;
 pub mod organizations;
+pub mod securityhub;
 pub mod sqs;
 pub mod sts;
 
@@ -146,7 +147,8 @@ pub fn call_timeouts() -> aws_config::timeout::TimeoutConfig {
 /// config: SQS with attempt timeouts above the long-poll wait (a shorter one
 /// would cut every receive), IAM signed for its global region and without
 /// SDK retries (keywatch retries IAM itself, per account, counting each
-/// attempt), EventBridge with the SDK's standard retries. None of them
+/// attempt), EventBridge and Security Hub with the SDK's standard retries.
+/// None of them
 /// watches uploads for stalls: request bodies are small and in memory, the
 /// attempt timeouts bound a stalled call anyway, and the check wakes every
 /// call in flight ten times a second, a 20 s long poll included (most of an
@@ -156,6 +158,7 @@ pub struct Clients {
     pub sqs: aws_sdk_sqs::Client,
     pub iam: aws_sdk_iam::Client,
     pub eventbridge: aws_sdk_eventbridge::Client,
+    pub securityhub: aws_sdk_securityhub::Client,
     pub sts: aws_sdk_sts::Client,
     pub organizations: aws_sdk_organizations::Client,
 }
@@ -186,6 +189,12 @@ impl Clients {
             ),
             eventbridge: aws_sdk_eventbridge::Client::from_conf(
                 aws_sdk_eventbridge::config::Builder::from(sdk)
+                    .timeout_config(call_timeouts.clone())
+                    .stalled_stream_protection(stalls.clone())
+                    .build(),
+            ),
+            securityhub: aws_sdk_securityhub::Client::from_conf(
+                aws_sdk_securityhub::config::Builder::from(sdk)
                     .timeout_config(call_timeouts.clone())
                     .stalled_stream_protection(stalls.clone())
                     .build(),
