@@ -4,11 +4,11 @@
 //! [`App::build`] turns the command line ([`RunArgs`]) and an AWS SDK
 //! config into the running parts: the SQS source, the IAM inventory behind
 //! its caching decorator and rate limiter, the sinks, the processor, the
-//! admin port. [`App::run`] drives them until the shutdown token is
-//! cancelled (or the queue is drained with `--once`), then lets messages in
-//! flight finish within the drain timeout.
+//! admin port, the approved exceptions from their source (file, SSM, S3).
+//! [`App::run`] drives them until the shutdown token is cancelled (or the
+//! queue is drained with `--once`), keeping the exceptions current, then
+//! lets messages in flight finish within the drain timeout.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,11 +21,14 @@ use tracing::{error, info, warn};
 use crate::admin;
 use crate::aws::eventbridge::EventBridgeSink;
 use crate::aws::iam::{IamInventory, MemberRole};
+use crate::aws::s3::S3Object;
 use crate::aws::sqs::{self, ReceiveSettings, SqsQueue, SqsSource};
+use crate::aws::ssm::SsmParameter;
 use crate::aws::{sts, AwsError, Clients};
 use crate::config::RunArgs;
 use crate::decide::Rules;
 use crate::exceptions::{Exceptions, ExceptionsError};
+use crate::exceptions_source::{self, ExceptionsSource, FileSource, Location, Watch};
 use crate::health::Health;
 use crate::inventory::cached::{CacheSettings, CachingInventory};
 use crate::limit::{RateLimiter, RetryPolicy};
@@ -94,7 +97,9 @@ pub struct App {
     admin: Option<(TcpListener, PrometheusHandle)>,
     receivers: usize,
     queue_metrics_interval: Option<Duration>,
-    exceptions_file: Option<PathBuf>,
+    /// The exceptions' source, kept current while the app runs.
+    exceptions: Option<Watch>,
+    exceptions_poll: Option<Duration>,
     drain_timeout_secs: u64,
 }
 
@@ -103,10 +108,6 @@ impl App {
     /// endpoint). With `metrics`, the admin port is bound now, so that a
     /// port in use stops start-up at once.
     pub async fn build(args: &RunArgs, sdk: &SdkConfig, metrics: Option<PrometheusHandle>) -> Result<App, AppError> {
-        let exceptions = match &args.exceptions_file {
-            Some(path) => Exceptions::load(path)?,
-            None => Exceptions::default(),
-        };
         let admin = match metrics {
             Some(handle) => {
                 let listener =
@@ -122,6 +123,15 @@ impl App {
             return Err(AppError::Rate(args.iam_rate_per_account));
         }
         let clients = Clients::new(sdk, args.wait(), &args.iam_region);
+
+        let (watch, exceptions) = match &args.exceptions {
+            Some(location) => {
+                let mut watch = Watch::new(source_for(location, &clients));
+                let exceptions = watch.load().await?;
+                (Some(watch), exceptions)
+            }
+            None => (None, Exceptions::default()),
+        };
 
         let queue = SqsQueue::new(clients.sqs.clone(), args.queue_url.clone());
         // Fail fast on a queue that does not exist or cannot be read; a
@@ -145,8 +155,8 @@ impl App {
         let sinks: Vec<Arc<dyn FindingSink>> =
             vec![Arc::new(EventBridgeSink::new(clients.eventbridge.clone(), args.findings_bus.clone(), args.finding_source.clone()))];
         let processor = Arc::new(Processor::new(inventory, Arc::new(Sinks(sinks)), ProcessorSettings::from(args)));
-        if !exceptions.entries.is_empty() {
-            info!(count = exceptions.entries.len(), "approved exceptions loaded");
+        if let Some(source) = &exceptions.source {
+            info!(count = exceptions.entries.len(), source = %source, "approved exceptions loaded");
         }
         processor.set_exceptions(exceptions);
 
@@ -157,7 +167,8 @@ impl App {
             admin,
             receivers: args.receivers as usize,
             queue_metrics_interval: args.queue_metrics_interval(),
-            exceptions_file: args.exceptions_file.clone(),
+            exceptions: watch,
+            exceptions_poll: args.exceptions_poll(),
             drain_timeout_secs: args.drain_timeout_secs,
         })
     }
@@ -180,8 +191,10 @@ impl App {
         if let Some(interval) = self.queue_metrics_interval {
             tokio::spawn(sqs::depth_loop(self.source.queue.clone(), interval, stop_helpers.clone()));
         }
-        if let Some(path) = self.exceptions_file.clone() {
-            tokio::spawn(reload_on_hangup(path, self.processor.clone(), stop_helpers.clone()));
+        if let Some(watch) = self.exceptions {
+            let processor = self.processor.clone();
+            let apply = move |e: Exceptions| processor.set_exceptions(e);
+            tokio::spawn(exceptions_source::keep_current(watch, self.exceptions_poll, true, apply, stop_helpers.clone()));
         }
         info!(queue_url = %self.source.queue.url(), version = env!("CARGO_PKG_VERSION"), "keywatch started");
         let mut worker = tokio::spawn(source::drive(self.source, self.processor, self.receivers, self.health, shutdown.clone()));
@@ -206,24 +219,11 @@ impl App {
     }
 }
 
-/// Reloads the exceptions file on SIGHUP; a broken file keeps the previous
-/// exceptions.
-async fn reload_on_hangup<I: crate::inventory::KeyInventory>(path: PathBuf, processor: Arc<Processor<I>>, stop: CancellationToken) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        warn!("cannot listen for SIGHUP; exceptions will not be reloaded");
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            got = hup.recv() => if got.is_none() { return },
-        }
-        match Exceptions::load(&path) {
-            Ok(e) => {
-                info!(count = e.entries.len(), path = %path.display(), "exceptions reloaded");
-                processor.set_exceptions(e);
-            }
-            Err(e) => error!(error = %e, "exceptions not reloaded; keeping the previous ones"),
-        }
+/// The adapter for where the exceptions are kept.
+fn source_for(location: &Location, clients: &Clients) -> Arc<dyn ExceptionsSource> {
+    match location {
+        Location::File(path) => Arc::new(FileSource::new(path.clone())),
+        Location::Ssm(name) => Arc::new(SsmParameter::new(clients.ssm.clone(), name.clone())),
+        Location::S3 { bucket, key } => Arc::new(S3Object::new(clients.s3.clone(), bucket.clone(), key.clone())),
     }
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::exceptions_source::Location;
+
 /// keywatch: near-real-time detection of IAM users with more than one active
 /// access key (CIS AWS Foundations 1.13).
 ///
@@ -145,12 +147,21 @@ pub struct RunArgs {
     #[arg(long, env = "KEYWATCH_QUEUE_METRICS_INTERVAL_SECS", value_name = "SECS", default_value_t = 30)]
     pub queue_metrics_interval_secs: u64,
 
-    /// Approved exceptions: a YAML or TOML file of entries with account,
-    /// user (glob), reason, owner and expiry date (see the README). A
-    /// matching unexpired exception marks a FAILED finding `suppressed`; it
-    /// is still published. Reloaded on SIGHUP.
-    #[arg(long = "exceptions", env = "KEYWATCH_EXCEPTIONS_FILE", value_name = "FILE")]
-    pub exceptions_file: Option<std::path::PathBuf>,
+    /// Approved exceptions: a file path, `ssm:<parameter name>` (SSM
+    /// Parameter Store) or `s3://<bucket>/<key>`, holding YAML or TOML
+    /// entries with account, user (glob, any case), reason, owner and expiry
+    /// date (see docs/configuration.md). A matching unexpired exception marks
+    /// a FAILED finding `suppressed`; it is still published. Reloaded when it
+    /// changes (see --exceptions-poll-secs) and on SIGHUP; a broken version
+    /// keeps the previous exceptions.
+    #[arg(long = "exceptions", env = "KEYWATCH_EXCEPTIONS_FILE", value_name = "FILE|ssm:NAME|s3://BUCKET/KEY", value_parser = Location::parse)]
+    pub exceptions: Option<Location>,
+
+    /// How often to look for a new version of the exceptions, in seconds (a
+    /// file's content, the SSM parameter's version, the S3 object's ETag); 0
+    /// looks only on SIGHUP.
+    #[arg(long, env = "KEYWATCH_EXCEPTIONS_POLL_SECS", value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=86400))]
+    pub exceptions_poll_secs: u64,
 
     /// Role name to assume in member accounts: IAM calls for an account
     /// other than the worker's own go to arn:aws:iam::<account>:role/<NAME>.
@@ -194,6 +205,9 @@ impl RunArgs {
     }
     pub fn queue_metrics_interval(&self) -> Option<Duration> {
         (self.queue_metrics_interval_secs > 0).then(|| Duration::from_secs(self.queue_metrics_interval_secs))
+    }
+    pub fn exceptions_poll(&self) -> Option<Duration> {
+        (self.exceptions_poll_secs > 0).then(|| Duration::from_secs(self.exceptions_poll_secs))
     }
 }
 

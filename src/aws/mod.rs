@@ -3,8 +3,9 @@
 //! The adapters translate between the SDKs and the core's ports:
 //! [`sqs`] (the input queue, a message source), [`iam`] (the key
 //! inventory), [`eventbridge`] (a finding sink), [`sts`] (the worker's
-//! account and member-account credentials). [`Clients`] builds their SDK
-//! clients once, for the binary, the tests and the benchmarks alike.
+//! account and member-account credentials), [`ssm`] and [`s3`] (sources of
+//! the approved exceptions). [`Clients`] builds their SDK clients once, for
+//! the binary, the tests and the benchmarks alike.
 //!
 //! Every AWS call goes through [`call`], so `keywatch_aws_requests_total` and
 //! `keywatch_aws_request_duration_seconds` see all of them with the same
@@ -14,7 +15,9 @@
 
 pub mod eventbridge;
 pub mod iam;
+pub mod s3;
 pub mod sqs;
+pub mod ssm;
 pub mod sts;
 
 use std::future::Future;
@@ -109,7 +112,8 @@ where
 /// config: SQS with attempt timeouts above the long-poll wait (a shorter one
 /// would cut every receive), IAM signed for its global region and without
 /// SDK retries (keywatch retries IAM itself, per account, counting each
-/// attempt), EventBridge with the SDK's standard retries. None of them
+/// attempt), EventBridge, STS, SSM and S3 with the SDK's standard retries.
+/// None of them
 /// watches uploads for stalls: request bodies are small and in memory, the
 /// attempt timeouts bound a stalled call anyway, and the check wakes every
 /// call in flight ten times a second, a 20 s long poll included (most of an
@@ -120,6 +124,8 @@ pub struct Clients {
     pub iam: aws_sdk_iam::Client,
     pub eventbridge: aws_sdk_eventbridge::Client,
     pub sts: aws_sdk_sts::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    pub s3: aws_sdk_s3::Client,
 }
 
 impl Clients {
@@ -154,7 +160,19 @@ impl Clients {
                     .build(),
             ),
             sts: aws_sdk_sts::Client::from_conf(
-                aws_sdk_sts::config::Builder::from(sdk).timeout_config(call_timeouts).stalled_stream_protection(stalls).build(),
+                aws_sdk_sts::config::Builder::from(sdk)
+                    .timeout_config(call_timeouts.clone())
+                    .stalled_stream_protection(stalls.clone())
+                    .build(),
+            ),
+            ssm: aws_sdk_ssm::Client::from_conf(
+                aws_sdk_ssm::config::Builder::from(sdk)
+                    .timeout_config(call_timeouts.clone())
+                    .stalled_stream_protection(stalls.clone())
+                    .build(),
+            ),
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(sdk).timeout_config(call_timeouts).stalled_stream_protection(stalls).build(),
             ),
         }
     }
