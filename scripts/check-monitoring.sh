@@ -173,19 +173,22 @@ OTHER = ["keywatch_aws_requests_total", "keywatch_events_total", "keywatch_findi
          "keywatch_emit_failed_entries_total", "keywatch_messages_total",
          "keywatch_coalesced_checks_total", "keywatch_enrichment_skipped_total",
          "keywatch_inflight_messages", "keywatch_queue_messages", "keywatch_build_info",
-         "keywatch_last_message_timestamp_seconds"]
+         "keywatch_last_message_timestamp_seconds", "keywatch_loaded_exceptions",
+         "keywatch_exceptions_reload_failures_total", "keywatch_suppressed_findings_total"]
 NAMES = set(OTHER) | set(HIST) | {h + s for h in HIST for s in ("_bucket", "_sum", "_count")}
 LABELS = {
     "status": {"FAILED", "PASSED"},
-    "service": {"sqs", "iam", "eventbridge", "sts"},
+    "service": {"sqs", "iam", "eventbridge", "sts", "ssm", "s3"},
     "operation": {"ReceiveMessage", "DeleteMessageBatch", "GetQueueAttributes", "ListAccessKeys",
-                  "GetAccessKeyLastUsed", "GetAccountSummary", "PutEvents", "AssumeRole"},
+                  "GetAccessKeyLastUsed", "GetAccountSummary", "PutEvents", "AssumeRole",
+                  "GetCallerIdentity", "GetParameter", "HeadObject", "GetObject"},
     "outcome": {"ok", "throttled", "error", "finding", "compliant", "ignored", "failed_call", "invalid"},
     "event_name": {"CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey", "other", "unknown"},
     "result": {"deleted", "retried", "invalid"},
     "queue": {"input", "dlq"},
     "state": {"visible", "in_flight"},
     "how": {"in_flight", "recent"},
+    "reason": {"unreadable", "invalid"},
 }
 errors = []
 
