@@ -229,6 +229,12 @@ async fn member_accounts_are_read_through_the_member_role() {
     p.put_cloudtrail(&create_key_event("evt-own", "admin", "kate", &own[1])).await;
     let d = one_finding(&p, &worker).await;
     assert_eq!(d["account_id"], ACCOUNT);
+    // STS is counted like every AWS call: the worker's own account once at
+    // start-up, the member role once (its credentials are cached).
+    let sts = |op: &str| worker.metric(&format!(r#"keywatch_aws_requests_total{{service="sts",operation="{op}",outcome="ok"}}"#));
+    assert_eq!(sts("GetCallerIdentity"), 1.0, "{}", worker.metrics());
+    assert_eq!(sts("AssumeRole"), 1.0, "{}", worker.metrics());
+    assert_eq!(worker.metric(r#"keywatch_aws_requests_total{service="sts",operation="AssumeRole",outcome="error"}"#), 0.0);
     drop(worker);
 
     // Without a member role the member's user is not found: acknowledged.
