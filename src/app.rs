@@ -4,11 +4,11 @@
 //! [`App::build`] turns the command line ([`RunArgs`]) and an AWS SDK
 //! config into the running parts: the SQS source, the IAM inventory behind
 //! its caching decorator and rate limiter, the sinks, the processor, the
-//! admin port. [`App::run`] drives them until the shutdown token is
-//! cancelled (or the queue is drained with `--once`), then lets messages in
-//! flight finish within the drain timeout.
+//! admin port, the approved exceptions from their source (file, SSM, S3).
+//! [`App::run`] drives them until the shutdown token is cancelled (or the
+//! queue is drained with `--once`), keeping the exceptions current, then
+//! lets messages in flight finish within the drain timeout.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,12 +22,15 @@ use crate::admin;
 use crate::aws::eventbridge::EventBridgeSink;
 use crate::aws::iam::{IamInventory, MemberRole};
 use crate::aws::organizations::OrganizationAccounts;
+use crate::aws::s3::S3Object;
 use crate::aws::securityhub::SecurityHubSink;
 use crate::aws::sqs::{self, ReceiveSettings, SqsQueue, SqsSource};
+use crate::aws::ssm::SsmParameter;
 use crate::aws::{sts, AwsError, Clients};
 use crate::config::{CheckArgs, CommonArgs, ReplayArgs, RunArgs, ScanArgs, SinkKind};
 use crate::decide::Rules;
 use crate::exceptions::{Exceptions, ExceptionsError};
+use crate::exceptions_source::{self, ExceptionsSource, FileSource, Location, Watch};
 use crate::format::{asff, FindingFormat};
 use crate::health::Health;
 use crate::inventory::cached::{CacheSettings, CachingInventory};
@@ -124,7 +127,9 @@ pub struct App {
     stop_helpers: CancellationToken,
     receivers: usize,
     queue_metrics_interval: Option<Duration>,
-    exceptions_file: Option<PathBuf>,
+    /// The exceptions' source, kept current while the app runs.
+    exceptions: Option<Watch>,
+    exceptions_poll: Option<Duration>,
     drain_timeout_secs: u64,
 }
 
@@ -172,6 +177,7 @@ impl App {
             Processor::new(inventory, sink, parts.accounts, ProcessorSettings::from(&args.check)).with_scans(Arc::new(queue.clone()));
         processor.set_exceptions(parts.exceptions);
         let processor = Arc::new(processor);
+        let exceptions_poll = args.common.exceptions_poll();
 
         Ok(App {
             source: Arc::new(SqsSource { queue, settings: ReceiveSettings::from(args) }),
@@ -181,7 +187,8 @@ impl App {
             stop_helpers,
             receivers: args.receivers as usize,
             queue_metrics_interval: args.queue_metrics_interval(),
-            exceptions_file: args.common.exceptions_file.clone(),
+            exceptions: parts.watch,
+            exceptions_poll,
             drain_timeout_secs: args.drain_timeout_secs,
         })
     }
@@ -203,8 +210,10 @@ impl App {
         if let Some(interval) = self.queue_metrics_interval {
             tokio::spawn(sqs::depth_loop(self.source.queue.clone(), interval, stop_helpers.clone()));
         }
-        if let Some(path) = self.exceptions_file.clone() {
-            tokio::spawn(reload_on_hangup(path, self.processor.clone(), stop_helpers.clone()));
+        if let Some(watch) = self.exceptions {
+            let processor = self.processor.clone();
+            let apply = move |e: Exceptions| processor.set_exceptions(e);
+            tokio::spawn(exceptions_source::keep_current(watch, self.exceptions_poll, true, apply, stop_helpers.clone()));
         }
         info!(queue_url = %self.source.queue.url(), version = env!("CARGO_PKG_VERSION"), "keywatch started");
         let drain = Duration::from_secs(self.drain_timeout_secs);
@@ -226,7 +235,10 @@ struct Parts {
     accounts: Arc<Accounts>,
     iam: IamInventory,
     limiter: Arc<RateLimiter>,
+    /// The approved exceptions as loaded at start-up, and their source to
+    /// keep them current (`run`).
     exceptions: Exceptions,
+    watch: Option<Watch>,
     region: String,
 }
 
@@ -249,13 +261,6 @@ impl Parts {
         if !dry_run && args.findings_bus.is_none() && args.sinks().contains(&SinkKind::EventBridge) {
             return Err(AppError::NoFindingsBus);
         }
-        let exceptions = match &args.exceptions_file {
-            Some(path) => Exceptions::load(path)?,
-            None => Exceptions::default(),
-        };
-        if !exceptions.entries.is_empty() {
-            info!(count = exceptions.entries.len(), "approved exceptions loaded");
-        }
         let Some(region) = sdk.region().map(|r| r.to_string()) else {
             return Err(AppError::NoRegion);
         };
@@ -263,6 +268,17 @@ impl Parts {
             return Err(AppError::Rate(args.iam_rate_per_account));
         }
         let clients = Clients::new(sdk, wait, &args.iam_region);
+        let (watch, exceptions) = match &args.exceptions {
+            Some(location) => {
+                let mut watch = Watch::new(source_for(location, &clients));
+                let exceptions = watch.load().await?;
+                (Some(watch), exceptions)
+            }
+            None => (None, Exceptions::default()),
+        };
+        if let Some(source) = &exceptions.source {
+            info!(count = exceptions.entries.len(), source = %source, "approved exceptions loaded");
+        }
         let checked = first(clients.clone()).await?;
         let accounts = Arc::new(accounts(args, &clients, shutdown).await?);
         let limiter = Arc::new(RateLimiter::new(args.iam_rate_per_account));
@@ -277,7 +293,7 @@ impl Parts {
             };
             iam = iam.with_member_role(clients.sts.clone(), role);
         }
-        Ok((checked, Parts { clients, accounts, iam, limiter, exceptions, region }))
+        Ok((checked, Parts { clients, accounts, iam, limiter, exceptions, watch, region }))
     }
 
     /// The sinks findings go to: JSON lines on standard output for a dry
@@ -428,24 +444,11 @@ where
     }
 }
 
-/// Reloads the exceptions file on SIGHUP; a broken file keeps the previous
-/// exceptions.
-async fn reload_on_hangup<I: crate::inventory::KeyInventory>(path: PathBuf, processor: Arc<Processor<I>>, stop: CancellationToken) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        warn!("cannot listen for SIGHUP; exceptions will not be reloaded");
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            got = hup.recv() => if got.is_none() { return },
-        }
-        match Exceptions::load(&path) {
-            Ok(e) => {
-                info!(count = e.entries.len(), path = %path.display(), "exceptions reloaded");
-                processor.set_exceptions(e);
-            }
-            Err(e) => error!(error = %e, "exceptions not reloaded; keeping the previous ones"),
-        }
+/// The adapter for where the exceptions are kept.
+fn source_for(location: &Location, clients: &Clients) -> Arc<dyn ExceptionsSource> {
+    match location {
+        Location::File(path) => Arc::new(FileSource::new(path.clone())),
+        Location::Ssm(name) => Arc::new(SsmParameter::new(clients.ssm.clone(), name.clone())),
+        Location::S3 { bucket, key } => Arc::new(S3Object::new(clients.s3.clone(), bucket.clone(), key.clone())),
     }
 }

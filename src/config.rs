@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::exceptions_source::Location;
 pub use crate::format::FindingFormat;
 
 /// keywatch: near-real-time detection of IAM users with more than one active
@@ -185,12 +186,21 @@ pub struct CommonArgs {
     #[arg(long, env = "KEYWATCH_IAM_MAX_ATTEMPTS", value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub iam_max_attempts: u32,
 
-    /// Approved exceptions: a YAML or TOML file of entries with account,
-    /// user (glob), reason, owner and expiry date (see the README). A
-    /// matching unexpired exception marks a FAILED finding `suppressed`; it
-    /// is still published. Reloaded on SIGHUP.
-    #[arg(long = "exceptions", env = "KEYWATCH_EXCEPTIONS_FILE", value_name = "FILE")]
-    pub exceptions_file: Option<std::path::PathBuf>,
+    /// Approved exceptions: a file path, `ssm:<parameter name>` (SSM
+    /// Parameter Store) or `s3://<bucket>/<key>`, holding YAML or TOML
+    /// entries with account, user (glob, any case), reason, owner and expiry
+    /// date (see docs/configuration.md). A matching unexpired exception marks
+    /// a FAILED finding `suppressed`; it is still published. Reloaded when it
+    /// changes (see --exceptions-poll-secs) and on SIGHUP; a broken version
+    /// keeps the previous exceptions.
+    #[arg(long = "exceptions", env = "KEYWATCH_EXCEPTIONS_FILE", value_name = "FILE|ssm:NAME|s3://BUCKET/KEY", value_parser = Location::parse)]
+    pub exceptions: Option<Location>,
+
+    /// How often to look for a new version of the exceptions, in seconds (a
+    /// file's content, the SSM parameter's version, the S3 object's ETag); 0
+    /// looks only on SIGHUP.
+    #[arg(long, env = "KEYWATCH_EXCEPTIONS_POLL_SECS", value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=86400))]
+    pub exceptions_poll_secs: u64,
 
     /// Accounts keywatch may act in besides its own: account ids separated by
     /// commas, or `organization` (the organisation's ACTIVE accounts, from
@@ -218,6 +228,9 @@ pub struct CommonArgs {
 }
 
 impl CommonArgs {
+    pub fn exceptions_poll(&self) -> Option<Duration> {
+        (self.exceptions_poll_secs > 0).then(|| Duration::from_secs(self.exceptions_poll_secs))
+    }
     /// The selected sinks, each once, in the order first named.
     pub fn sinks(&self) -> Vec<SinkKind> {
         let mut out = Vec::new();

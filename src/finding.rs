@@ -1,8 +1,8 @@
 //! Finding: a verdict → the document keywatch publishes.
 //!
 //! The finding's `detail` is a public interface: SIEM pipelines and alert
-//! rules parse it, so fields are added, never renamed (see the README's
-//! "Finding schema"). `finding_id` is stable for (control, account, user) so
+//! rules parse it, so fields are added, never renamed (see
+//! docs/findings.md). `finding_id` is stable for (control, account, user) so
 //! that consumers update one alert instead of piling up new ones; the same id
 //! carries the `FAILED` and the later `PASSED`.
 

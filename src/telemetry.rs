@@ -53,6 +53,13 @@ pub const SCAN_USERS: &str = "keywatch_scan_users_checked_total";
 pub const SCAN_FAILING: &str = "keywatch_scan_failing_users_total";
 /// Unix time of the last account scan that finished without errors.
 pub const SCAN_LAST_SUCCESS: &str = "keywatch_scan_last_success_timestamp_seconds";
+/// Approved exceptions in the set in force (expired entries included).
+pub const LOADED_EXCEPTIONS: &str = "keywatch_loaded_exceptions";
+/// Looks at the exceptions source that kept the previous set (label
+/// `reason`: `unreadable` or `invalid`).
+pub const EXCEPTIONS_RELOAD_FAILURES: &str = "keywatch_exceptions_reload_failures_total";
+/// Findings published marked `suppressed` by an approved exception.
+pub const SUPPRESSED_FINDINGS: &str = "keywatch_suppressed_findings_total";
 /// Always 1; the label carries the running version.
 pub const BUILD_INFO: &str = "keywatch_build_info";
 
@@ -108,6 +115,12 @@ pub fn describe() {
     describe_counter!(SCAN_USERS, "IAM users checked by scans.");
     describe_counter!(SCAN_FAILING, "IAM users scans found with more than one active access key.");
     describe_gauge!(SCAN_LAST_SUCCESS, Unit::Seconds, "Unix time of the last account scan that finished without errors.");
+    describe_gauge!(LOADED_EXCEPTIONS, "Approved exceptions in the set in force (expired entries included); 0 when none are configured.");
+    describe_counter!(EXCEPTIONS_RELOAD_FAILURES, "Reloads of the exceptions that kept the previous set, by reason: unreadable (the file, parameter or object could not be read) or invalid (a new version that is not a valid exceptions list; counted once per version).");
+    describe_counter!(
+        SUPPRESSED_FINDINGS,
+        "FAILED findings published marked suppressed because an approved, unexpired exception covers the user."
+    );
     describe_gauge!(BUILD_INFO, "Always 1; label version is the running keywatch version.");
 
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
@@ -119,6 +132,11 @@ pub fn describe() {
         counter!(FINDINGS, "status" => status).absolute(0);
     }
     counter!(EMIT_FAILED_ENTRIES).absolute(0);
+    gauge!(LOADED_EXCEPTIONS).set(0.0);
+    for reason in [ReloadFailure::Unreadable, ReloadFailure::Invalid] {
+        counter!(EXCEPTIONS_RELOAD_FAILURES, "reason" => reason.as_str()).absolute(0);
+    }
+    counter!(SUPPRESSED_FINDINGS).absolute(0);
     counter!(ENRICHMENT_SKIPPED).absolute(0);
     // The first scan after a start must show in increase() too.
     counter!(SCAN_USERS).absolute(0);
@@ -149,6 +167,8 @@ pub enum Service {
     Sts,
     Organizations,
     SecurityHub,
+    Ssm,
+    S3,
 }
 
 impl Service {
@@ -160,6 +180,8 @@ impl Service {
             Service::Sts => "sts",
             Service::Organizations => "organizations",
             Service::SecurityHub => "securityhub",
+            Service::Ssm => "ssm",
+            Service::S3 => "s3",
         }
     }
 }
@@ -337,4 +359,36 @@ pub fn inflight_sub(n: usize) {
 pub fn queue_depth(queue: &'static str, visible: u64, in_flight: u64) {
     gauge!(QUEUE_MESSAGES, "queue" => queue, "state" => "visible").set(visible as f64);
     gauge!(QUEUE_MESSAGES, "queue" => queue, "state" => "in_flight").set(in_flight as f64);
+}
+
+/// Why a reload of the exceptions kept the previous set (label `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadFailure {
+    /// The file, parameter or object could not be read.
+    Unreadable,
+    /// A new version is not a valid exceptions list.
+    Invalid,
+}
+
+impl ReloadFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadFailure::Unreadable => "unreadable",
+            ReloadFailure::Invalid => "invalid",
+        }
+    }
+}
+
+/// A set of `n` exceptions is in force.
+pub fn exceptions_loaded(n: usize) {
+    gauge!(LOADED_EXCEPTIONS).set(n as f64);
+}
+
+pub fn exceptions_reload_failed(reason: ReloadFailure) {
+    counter!(EXCEPTIONS_RELOAD_FAILURES, "reason" => reason.as_str()).increment(1);
+}
+
+/// A FAILED finding was published marked suppressed.
+pub fn suppressed_finding() {
+    counter!(SUPPRESSED_FINDINGS).increment(1);
 }
