@@ -23,7 +23,7 @@ use crate::finding::{Finding, Status, ROOT_USER};
 /// The document the EventBridge and stdout sinks publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum FindingFormat {
-    /// keywatch's own finding (see the README's "The finding").
+    /// keywatch's own finding (see docs/findings.md).
     #[default]
     Native,
     /// An OCSF 1.6.0 Compliance Finding (class_uid 2003).
