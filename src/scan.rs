@@ -173,7 +173,7 @@ impl<I: KeyInventory> Scanner<I> {
     }
 
     async fn check_user(&self, account_id: &str, user: &User, exceptions: &Exceptions, started: OffsetDateTime) -> Checked {
-        let listing = match self.inventory.list_keys(account_id, &user.name, None).await {
+        let listing = match self.inventory.list_user_keys(account_id, user).await {
             Ok(listing) => listing,
             // Deleted since ListUsers: nothing to say.
             Err(InventoryError::NoSuchUser { .. }) => return Checked::Gone,

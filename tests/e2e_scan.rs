@@ -125,6 +125,11 @@ async fn a_scheduled_scan_request_is_fanned_out_per_account_and_scanned_by_the_w
     assert!(worker.wait_metric("keywatch_scan_users_checked_total", truth.len() as f64, T).await, "{}", worker.metrics());
     assert!(worker.metric("keywatch_scan_last_success_timestamp_seconds") > 0.0);
     assert_eq!(worker.metric(r#"keywatch_aws_requests_total{service="sqs",operation="SendMessageBatch",outcome="ok"}"#), 1.0);
+    // One listing a user; ListUsers already spelled the names of the users
+    // without keys, so none is asked for.
+    let iam = |op: &str| worker.metric(&format!(r#"keywatch_aws_requests_total{{service="iam",operation="{op}",outcome="ok"}}"#));
+    assert_eq!(iam("ListAccessKeys"), truth.len() as f64, "{}", worker.metrics());
+    assert_eq!(iam("GetUser"), 0.0, "{}", worker.metrics());
 }
 
 /// A CloudTrail record as CloudTrail writes it to S3.

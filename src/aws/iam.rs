@@ -171,8 +171,11 @@ fn known(s: &str) -> Option<String> {
     (!s.is_empty() && s != "N/A").then(|| s.to_string())
 }
 
-impl KeyInventory for IamInventory {
-    async fn list_keys(&self, account_id: &str, user_name: &str, _newer_than: Option<OffsetDateTime>) -> Result<Listing, InventoryError> {
+impl IamInventory {
+    /// `ListAccessKeys`, every page. IAM's spelling of the name comes with
+    /// the keys; for a user without keys it is `known`, or asked for
+    /// (`GetUser`).
+    async fn list(&self, account_id: &str, user_name: &str, known: Option<&str>) -> Result<Listing, InventoryError> {
         let client = self.client_for(account_id);
         let observed_at = OffsetDateTime::now_utc();
         let mut keys = Vec::new();
@@ -206,11 +209,24 @@ impl KeyInventory for IamInventory {
                 _ => break,
             }
         }
-        if keys.is_empty() {
+        if canonical.is_none() {
+            canonical = known.map(str::to_string);
+        }
+        if keys.is_empty() && canonical.is_none() {
             // No key to read IAM's spelling from: ask for the user.
             canonical = self.canonical_name(&client, account_id, user_name).await?;
         }
         Ok(Listing { user_name: canonical, keys, observed_at })
+    }
+}
+
+impl KeyInventory for IamInventory {
+    async fn list_keys(&self, account_id: &str, user_name: &str, _newer_than: Option<OffsetDateTime>) -> Result<Listing, InventoryError> {
+        self.list(account_id, user_name, None).await
+    }
+
+    async fn list_user_keys(&self, account_id: &str, user: &User) -> Result<Listing, InventoryError> {
+        self.list(account_id, &user.name, Some(&user.name)).await
     }
 
     async fn last_used(&self, account_id: &str, access_key_id: &str, _need: Need) -> Result<Option<KeyLastUsed>, InventoryError> {

@@ -101,6 +101,18 @@ impl<I: KeyInventory> KeyInventory for CachingInventory<I> {
         listing
     }
 
+    async fn list_user_keys(&self, account_id: &str, user: &User) -> Result<Listing, InventoryError> {
+        // A scan lists each user once: nothing in flight to share, but the
+        // listing is kept for the events that follow it.
+        let key = (account_id.to_string(), user.name.clone());
+        let listing = self.inner.list_user_keys(account_id, user).await;
+        match &listing {
+            Ok(l) => self.recent.insert_unless(key, l.clone(), |kept| kept.observed_at > l.observed_at),
+            Err(_) => self.recent.remove(&key),
+        }
+        listing
+    }
+
     async fn last_used(&self, account_id: &str, access_key_id: &str, need: Need) -> Result<Option<KeyLastUsed>, InventoryError> {
         let key = (account_id.to_string(), access_key_id.to_string());
         if let Some(cached) = self.last_used.get(&key) {

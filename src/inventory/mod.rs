@@ -62,6 +62,14 @@ pub trait KeyInventory: Send + Sync + 'static {
         newer_than: Option<OffsetDateTime>,
     ) -> impl Future<Output = Result<Listing, InventoryError>> + Send;
 
+    /// The keys of a user `ListUsers` named, so `user.name` is IAM's own
+    /// spelling already: like [`KeyInventory::list_keys`] with no
+    /// `newer_than`, but a user without keys costs no extra call to learn
+    /// it. A scan lists every user this way.
+    fn list_user_keys(&self, account_id: &str, user: &User) -> impl Future<Output = Result<Listing, InventoryError>> + Send {
+        self.list_keys(account_id, &user.name, None)
+    }
+
     /// Owner and last use of `access_key_id`; `None` when IAM no longer
     /// knows the key (deleted).
     fn last_used(
