@@ -16,15 +16,21 @@ The local deploy sets DeployWorker=false and CreateAlarms=false, which leave
 out the resource types the emulator's CloudFormation lacks (ECS service
 autoscaling, CloudWatch alarms); see infra/README.md. The queues, the
 rule-target dead-letter queue and the rules' DeadLetterConfig/RetryPolicy are
-deployed. MemberRoleExternalId, required by the template, gets a fresh random
-value unless --parameter sets one.
+deployed. ScanSchedule is empty (no scan schedule rule) unless --parameter sets
+one: moto never fires a schedule, but it treats a rule without an event pattern
+as matching every event on its bus and delivers the raw event, so a schedule
+rule would put a copy of every default-bus event on the input queue. --verify
+checks the schedule rule on a second stack of its own.
+MemberRoleExternalId gets a fresh random value unless --parameter sets one.
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import itertools
 import json
+import re
 import sys
 import time
 import uuid
@@ -43,7 +49,8 @@ MEMBER_TEMPLATE = HERE / "member.yaml"
 
 # Parameters a local deploy needs; anything else keeps the template default.
 # (MemberRoleExternalId has no default: main() generates one per deploy.)
-LOCAL_PARAMETERS = {"DeployWorker": "false", "CreateAlarms": "false"}
+# ScanSchedule: see the module docstring (moto would forward every default-bus event).
+LOCAL_PARAMETERS = {"DeployWorker": "false", "CreateAlarms": "false", "ScanSchedule": ""}
 # --verify also creates the organization bus so its rule is exercised too.
 VERIFY_ORGANIZATION_ID = "o-localverify01"
 
@@ -63,16 +70,24 @@ WORKER_ACTIONS = {
     "sqs:DeleteMessage",
     "sqs:ChangeMessageVisibility",
     "sqs:GetQueueAttributes",
+    "sqs:SendMessage",  # scan fan-out onto its own queue (SendMessageBatch)
     "kms:Decrypt",
+    "kms:GenerateDataKey",  # writing to the SSE-KMS input queue
     "events:PutEvents",
     "iam:ListAccessKeys",
     "iam:GetAccessKeyLastUsed",
     "iam:GetAccountSummary",
+    "iam:GetUser",
+    "iam:ListUsers",  # scans
     "sts:AssumeRole",
     "securityhub:BatchImportFindings",
 }
 # Allowed only with MemberAccounts=organization, explicitly denied otherwise.
 ORGANIZATION_ACTION = "organizations:ListAccounts"
+
+# The scan schedule rule's constant target input, as the worker parses it.
+SCAN_REQUEST = {"keywatch": "scan-request"}
+DEFAULT_SCAN_SCHEDULE = "rate(1 day)"
 
 CLOUDTRAIL_DETAIL_TYPE = "AWS API Call via CloudTrail"
 FINDING_DETAIL_TYPE = "IAM Access Key Finding"
@@ -129,7 +144,7 @@ def clients(endpoint_url: str, region: str) -> dict[str, Any]:
     cfg = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30)
     return {
         name: session.client(name, endpoint_url=endpoint_url, config=cfg)
-        for name in ("cloudformation", "sqs", "events", "iam")
+        for name in ("cloudformation", "sqs", "events", "iam", "kms")
     }
 
 
@@ -201,6 +216,115 @@ def deploy(cfn: Any, args: argparse.Namespace, parameters: dict[str, str]) -> di
         )
     stack = cfn.describe_stacks(StackName=args.stack_name)["Stacks"][0]
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+# ------------------------------------------------------- template policies
+
+# moto stores no SQS queue policy (it skips AWS::SQS::QueuePolicy), so --verify
+# reads the queue policies from the template, with the intrinsic functions the
+# template uses resolved for given parameters, and checks that the same resolver
+# reproduces the KMS key policy moto did store.
+_NO_VALUE = object()
+
+
+def load_template(path: Path) -> dict[str, Any]:
+    """The template, short-form tags (!Sub, !If, ...) turned into their long form."""
+    import yaml  # PyYAML comes with moto[server] (scripts/requirements.txt)
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def tag(loader: Any, suffix: str, node: Any) -> dict[str, Any]:
+        name = suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}"
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = loader.construct_scalar(node)
+            if suffix == "GetAtt":
+                value = value.split(".", 1)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        return {name: value}
+
+    Loader.add_multi_constructor("!", tag)
+    return yaml.load(path.read_text(), Loader=Loader)
+
+
+class Resolver:
+    """Resolves Ref, Fn::If/Not/And/Or/Equals, Fn::Join/Split/Sub and Fn::GetAtt
+    in a template fragment, as CloudFormation would for `parameters` (template
+    defaults for the rest); `getatt(logical_id, attribute)` answers for resources,
+    with attribute "Ref" for a Ref."""
+
+    def __init__(self, template: dict[str, Any], parameters: dict[str, str], pseudo: dict[str, str],
+                 getatt: Callable[[str, str], str]) -> None:
+        self.template, self.pseudo, self.getatt = template, pseudo, getatt
+        self.params: dict[str, Any] = {}
+        for name, spec in (template.get("Parameters") or {}).items():
+            raw = str(parameters.get(name, spec.get("Default", "")))
+            self.params[name] = raw.split(",") if spec.get("Type") == "CommaDelimitedList" else raw
+        self.conditions: dict[str, bool] = {}
+
+    def condition(self, name: str) -> bool:
+        if name not in self.conditions:
+            self.conditions[name] = bool(self.value(self.template["Conditions"][name]))
+        return self.conditions[name]
+
+    def sub(self, text: str) -> str:
+        def one(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name in self.pseudo:
+                return self.pseudo[name]
+            if "." in name:
+                return self.getatt(*name.split(".", 1))
+            return str(self.params[name])
+
+        return re.sub(r"\$\{([^}!]+)\}", one, text)
+
+    def value(self, node: Any) -> Any:
+        if isinstance(node, list):
+            return [v for v in (self.value(n) for n in node) if v is not _NO_VALUE]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            ((key, arg),) = node.items()
+            if key == "Ref":
+                if arg == "AWS::NoValue":
+                    return _NO_VALUE
+                if arg in self.pseudo:
+                    return self.pseudo[arg]
+                return self.params[arg] if arg in self.params else self.getatt(arg, "Ref")
+            if key == "Condition" and isinstance(arg, str):
+                return self.condition(arg)
+            if key == "Fn::If":
+                return self.value(arg[1] if self.condition(arg[0]) else arg[2])
+            if key == "Fn::Not":
+                return not self.value(arg[0])
+            if key == "Fn::And":
+                return all(self.value(a) for a in arg)
+            if key == "Fn::Or":
+                return any(self.value(a) for a in arg)
+            if key == "Fn::Equals":
+                return self.value(arg[0]) == self.value(arg[1])
+            if key == "Fn::Join":
+                return arg[0].join(str(v) for v in self.value(arg[1]))
+            if key == "Fn::Split":
+                return self.value(arg[1]).split(arg[0])
+            if key == "Fn::Sub":
+                return self.sub(arg if isinstance(arg, str) else arg[0])
+            if key == "Fn::GetAtt":
+                return self.getatt(arg[0], arg[1])
+            if key.startswith("Fn::"):
+                raise ValueError(f"{key} is not supported by this resolver")
+        out = {}
+        for key, sub_node in node.items():
+            v = self.value(sub_node)
+            if v is not _NO_VALUE:
+                out[key] = v
+        return out
+
+    def properties(self, logical_id: str) -> dict[str, Any]:
+        return self.value(self.template["Resources"][logical_id]["Properties"])
 
 
 # ---------------------------------------------------------------- verification
@@ -289,7 +413,7 @@ def verify(
     parameters: dict[str, str],
     verify_queue_url: str,
 ) -> Checks:
-    sqs, events, iam, cfn = c["sqs"], c["events"], c["iam"], c["cloudformation"]
+    sqs, events, iam, cfn, kms = c["sqs"], c["events"], c["iam"], c["cloudformation"], c["kms"]
     checks = Checks()
     stack_name, timeout = args.stack_name, args.delivery_timeout_secs
     queue_url = outputs.get("QueueUrl", "")
@@ -328,6 +452,8 @@ def verify(
             if r.get("ResourceType") == "AWS::Events::Rule"
         ]
         want_rules = {"DefaultBusRule", "FindingsExampleRule"} | ({"OrganizationBusRule"} if with_org else set())
+        if scan_schedule:
+            want_rules.add("ScanScheduleRule")
         assert set(rule_ids) == want_rules, f"stack rules {sorted(rule_ids)} != {sorted(want_rules)}"
         buses = ["default", outputs["FindingsBusName"]]
         if with_org:
@@ -414,6 +540,169 @@ def verify(
         assert not stray, "a finding leaked onto the input queue"
         return "finding reached the example rule's target, not the input queue"
 
+    scan_schedule = parameters.get("ScanSchedule", DEFAULT_SCAN_SCHEDULE)
+
+    def scan_rule_name(stack: str) -> str:
+        return f"{stack}-scan-schedule"
+
+    def scan_rule_arn(stack: str) -> str:
+        # Spelled out as the template does: the policies name it with or without the rule.
+        return f"arn:aws:events:{args.region}:{account}:rule/{scan_rule_name(stack)}"
+
+    def check_scan_rule(stack: str, outs: dict[str, str], schedule: str) -> str:
+        name = scan_rule_name(stack)
+        rule = events.describe_rule(Name=name, EventBusName="default")
+        assert rule["Arn"] == scan_rule_arn(stack), f"rule ARN {rule['Arn']} is not the one the policies name, {scan_rule_arn(stack)}"
+        assert rule.get("State") == "ENABLED", f"rule {name} is {rule.get('State')}"
+        assert rule.get("ScheduleExpression") == schedule, f"ScheduleExpression {rule.get('ScheduleExpression')!r} != {schedule!r}"
+        assert not rule.get("EventPattern"), f"rule {name} has an event pattern: {rule.get('EventPattern')}"
+        targets = events.list_targets_by_rule(Rule=name, EventBusName="default")["Targets"]
+        assert len(targets) == 1, f"rule {name} has {len(targets)} targets, expected 1"
+        t = targets[0]
+        assert t["Arn"] == outs["QueueArn"], f"target {t['Arn']} is not the input queue {outs['QueueArn']}"
+        assert json.loads(t.get("Input") or "null") == SCAN_REQUEST, f"target Input {t.get('Input')!r} is not {json.dumps(SCAN_REQUEST)}"
+        assert not t.get("InputPath") and not t.get("InputTransformer"), f"target transforms its input: {t}"
+        assert (t.get("DeadLetterConfig") or {}).get("Arn") == outs["RuleTargetDeadLetterQueueArn"], (
+            f"target DeadLetterConfig {t.get('DeadLetterConfig')} is not the rule-target DLQ"
+        )
+        retry = t.get("RetryPolicy") or {}
+        assert int(retry.get("MaximumRetryAttempts", 0)) > 0 and int(retry.get("MaximumEventAgeInSeconds", 0)) > 0, f"no RetryPolicy ({retry})"
+        return f"{name}: {schedule} -> input queue, Input {t['Input']}, rule-target DLQ, retry policy"
+
+    def no_scan_rule_without_schedule() -> str:
+        name = scan_rule_name(stack_name)
+        try:
+            rule = events.describe_rule(Name=name, EventBusName="default")
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return f"ScanSchedule empty: no rule {name}"
+            raise
+        raise AssertionError(f"ScanSchedule is empty, yet rule {name} exists: {rule}")
+
+    def scan_schedule_rule_on_its_own_stack() -> str:
+        # A second stack with the default schedule, so that moto's forwarding of every
+        # default-bus event through a pattern-less rule reaches only that stack's queue,
+        # never the main one. Its own findings bus name; no organization. Left in place:
+        # the emulator cannot delete a role with an attached policy.
+        scan_stack = f"{stack_name}-scan"
+        scan_args = argparse.Namespace(**{**vars(args), "stack_name": scan_stack})
+        scan_parameters = dict(
+            LOCAL_PARAMETERS, ScanSchedule=DEFAULT_SCAN_SCHEDULE, FindingsBusName=f"{scan_stack}-findings"
+        )
+        try:
+            outs = deploy(cfn, scan_args, scan_parameters)
+        except DeployError as e:
+            raise AssertionError(f"stack {scan_stack}: {e}") from e
+        resources = cfn.describe_stack_resources(StackName=scan_stack)["StackResources"]
+        rules = sorted(r["LogicalResourceId"] for r in resources if r.get("ResourceType") == "AWS::Events::Rule")
+        assert "ScanScheduleRule" in rules, f"stack {scan_stack} rules {rules} lack ScanScheduleRule"
+        return f"stack {scan_stack}: {check_scan_rule(scan_stack, outs, DEFAULT_SCAN_SCHEDULE)}"
+
+    def policy_statement(doc: Any, sid: str) -> dict[str, Any]:
+        if isinstance(doc, str):
+            doc = json.loads(doc)
+        found = [st for st in doc["Statement"] if st.get("Sid") == sid]
+        assert len(found) == 1, f"expected one statement {sid}, found {len(found)}"
+        return found[0]
+
+    def as_list(v: Any) -> list[Any]:
+        return v if isinstance(v, list) else [v]
+
+    loaded: dict[str, Any] = {}
+
+    def template() -> dict[str, Any]:
+        if "template" not in loaded:
+            loaded["template"] = load_template(args.template)
+        return loaded["template"]
+
+    # Fn::GetAtt ...Arn of the resources the policies name, as deployed.
+    rule_names = {
+        "DefaultBusRule": (f"{stack_name}-iam-access-key-events", "default"),
+        "OrganizationBusRule": (f"{stack_name}-org-iam-access-key-events", parameters.get("OrganizationBusName", "keywatch-org-events")),
+        "FindingsExampleRule": (f"{stack_name}-findings-example", outputs.get("FindingsBusName", "")),
+    }
+    known_arns = {
+        "Queue": outputs.get("QueueArn"),
+        "DeadLetterQueue": outputs.get("DeadLetterQueueArn"),
+        "RuleTargetDeadLetterQueue": outputs.get("RuleTargetDeadLetterQueueArn"),
+        "QueueKey": outputs.get("QueueKeyArn"),
+        "WorkerRole": outputs.get("WorkerRoleArn"),
+        "FindingsBus": outputs.get("FindingsBusArn"),
+        "OrganizationBus": outputs.get("OrganizationBusArn"),
+    }
+
+    known_refs = {
+        "Queue": outputs.get("QueueUrl"),
+        "DeadLetterQueue": outputs.get("DeadLetterQueueUrl"),
+        "RuleTargetDeadLetterQueue": outputs.get("RuleTargetDeadLetterQueueUrl"),
+    }
+
+    def getatt(logical_id: str, attribute: str) -> str:
+        if attribute == "Ref" and known_refs.get(logical_id):
+            return known_refs[logical_id]
+        assert attribute == "Arn", f"{logical_id}.{attribute} is not resolved here"
+        if known_arns.get(logical_id) is None and logical_id in rule_names:
+            name, bus = rule_names[logical_id]
+            known_arns[logical_id] = events.describe_rule(Name=name, EventBusName=bus)["Arn"]
+        assert known_arns.get(logical_id), f"no ARN known for {logical_id}"
+        return known_arns[logical_id]
+
+    def resolver(overrides: dict[str, str]) -> Resolver:
+        pseudo = {"AWS::Partition": "aws", "AWS::Region": args.region, "AWS::AccountId": account, "AWS::StackName": stack_name}
+        return Resolver(template(), {**parameters, **overrides}, pseudo, getatt)
+
+    def rule_arns(with_organization: bool) -> set[str]:
+        arns = {getatt("DefaultBusRule", "Arn"), scan_rule_arn(stack_name)}
+        return arns | ({getatt("OrganizationBusRule", "Arn")} if with_organization else set())
+
+    def resolver_reproduces_the_key_policy() -> str:
+        deployed = kms.get_key_policy(KeyId=outputs["QueueKeyArn"], PolicyName="default")["Policy"]
+        deployed = json.loads(deployed) if isinstance(deployed, str) else deployed  # moto answers an object
+        resolved = resolver({}).properties("QueueKey")["KeyPolicy"]
+        assert deployed == resolved, f"key policy as deployed {deployed} != as resolved from the template {resolved}"
+        grant = policy_statement(deployed, "EventBridgeSendsToQueues")
+        sources = as_list(grant["Condition"]["ArnEquals"]["aws:SourceArn"])
+        assert scan_rule_arn(stack_name) in sources, f"the queue key's EventBridge grant omits {scan_rule_arn(stack_name)}"
+        return f"deployed key policy = template resolved for this stack; its EventBridge grant names {len(sources)} rules incl. the scan schedule"
+
+    def queue_policies_admit_the_rules_and_the_workers() -> str:
+        # The deployed parameters, then each combination of no / some additional worker
+        # and redrive roles, with and without the organization (when it was deployed:
+        # its rule's ARN is needed).
+        extra_worker = f"arn:aws:iam::{account}:role/keywatch-irsa"
+        redrive = f"arn:aws:iam::{account}:role/ops-redrive,arn:aws:iam::{account}:role/ops-replay"
+        organizations = ["", parameters["OrganizationId"]] if with_org else [""]
+        cases = [{}] + [
+            {"AdditionalWorkerRoleArns": w, "RedriveRoleArns": r, "OrganizationId": o}
+            for w, r, o in itertools.product(["", extra_worker], ["", redrive], organizations)
+        ]
+        for overrides in cases:
+            res = resolver(overrides)
+            where = f"parameters {overrides or 'as deployed'}"
+            org = bool(res.params["OrganizationId"])
+            want_rules = rule_arns(org)
+            doc = res.properties("QueuePolicy")["PolicyDocument"]
+            allow = policy_statement(doc, "EventBridgeRulesSend")
+            got = set(as_list(allow["Condition"]["ArnEquals"]["aws:SourceArn"]))
+            assert got == want_rules, f"{where}: EventBridgeRulesSend admits {sorted(got)}, expected {sorted(want_rules)}"
+            deny = policy_statement(doc, "DenySendExceptRules")
+            got = set(as_list(deny["Condition"]["ArnNotEquals"]["aws:SourceArn"]))
+            assert got == want_rules, f"{where}: DenySendExceptRules spares rules {sorted(got)}, expected {sorted(want_rules)}"
+            exempt = as_list(deny["Condition"]["ArnNotEquals"].get("aws:PrincipalArn", []))
+            want = [outputs["WorkerRoleArn"]] + [a for a in res.params["AdditionalWorkerRoleArns"] + res.params["RedriveRoleArns"] if a]
+            assert sorted(exempt) == sorted(want), f"{where}: DenySendExceptRules spares principals {exempt}, expected {want}"
+            consume = policy_statement(doc, "DenyConsumeExceptWorker")
+            consumers = as_list(consume["Condition"]["ArnNotEquals"]["aws:PrincipalArn"])
+            assert outputs["WorkerRoleArn"] in consumers, f"{where}: DenyConsumeExceptWorker does not spare the worker role"
+            rt = res.properties("RuleTargetDeadLetterQueuePolicy")["PolicyDocument"]
+            got = set(as_list(policy_statement(rt, "EventBridgeRulesSendUndeliverable")["Condition"]["ArnEquals"]["aws:SourceArn"]))
+            want_rt = want_rules | {getatt("FindingsExampleRule", "Arn")}
+            assert got == want_rt, f"{where}: the rule-target DLQ admits {sorted(got)}, expected {sorted(want_rt)}"
+        return (
+            f"{len(cases)} parameter sets: the rules (scan schedule included) may send, and the send deny spares "
+            "the worker role, AdditionalWorkerRoleArns and RedriveRoleArns, no one else"
+        )
+
     def worker_statements() -> list[dict[str, Any]]:
         role_name = outputs["WorkerRoleArn"].rsplit("/", 1)[-1]
         statements: list[dict[str, Any]] = []
@@ -462,6 +751,20 @@ def verify(
         got = {k: norm(v) for k, v in cond.items()}
         assert got == {k: norm(v) for k, v in want.items()}, f"sts:AssumeRole condition {cond} != {want}"
         return ", ".join(f"{k}={v}" for k, v in want.items())
+
+    def worker_may_send_scan_requests() -> str:
+        # The worker fans a scan request out onto its own queue: its policy allows
+        # sqs:SendMessage there and kms:GenerateDataKey on the queue key, and the queue
+        # policy's send deny exempts the worker role (and AdditionalWorkerRoleArns).
+        allows = [st for st in worker_statements() if st["Effect"] == "Allow"]
+        send = [st for st in allows if "sqs:SendMessage" in as_list(st["Action"])]
+        assert [as_list(st["Resource"]) for st in send] == [[outputs["QueueArn"]]], f"sqs:SendMessage statements {send}"
+        gen = [st for st in allows if "kms:GenerateDataKey" in as_list(st["Action"])]
+        assert [as_list(st["Resource"]) for st in gen] == [[outputs["QueueKeyArn"]]], f"kms:GenerateDataKey statements {gen}"
+        deny = policy_statement(resolver({}).properties("QueuePolicy")["PolicyDocument"], "DenySendExceptRules")
+        exempt = as_list(deny["Condition"]["ArnNotEquals"].get("aws:PrincipalArn", []))
+        assert outputs["WorkerRoleArn"] in exempt, f"the queue policy's send deny does not spare the worker role: {exempt}"
+        return "sqs:SendMessage on the input queue, kms:GenerateDataKey on its key, spared by the queue policy's send deny"
 
     def member_stack_forwards_to_the_organization_bus() -> str:
         # infra/member.yaml in the same (emulated) account: its rule on the default bus
@@ -516,11 +819,22 @@ def verify(
     if with_org:
         checks.run("organization bus rule delivers forwarded events", organization_bus_delivers)
     checks.run("findings bus accepts a finding and the example rule routes it", findings_bus_accepts_and_routes)
+    if scan_schedule:
+        # Set with --parameter: moto also forwards every default-bus event through it
+        # (see the module docstring), which the delivery checks above then report.
+        checks.run("scan schedule rule puts a scan request on the input queue", lambda: check_scan_rule(stack_name, outputs, scan_schedule))
+    else:
+        checks.run("no scan schedule rule when ScanSchedule is empty", no_scan_rule_without_schedule)
+    checks.run("queue key policy as deployed = template; it admits the scan schedule rule", resolver_reproduces_the_key_policy)
+    checks.run("queue policies admit the stack's rules and spare exactly the worker and redrive roles", queue_policies_admit_the_rules_and_the_workers)
     checks.run("worker role grants exactly the worker's actions", worker_role_is_least_privilege)
+    checks.run("worker may send scan requests to its input queue", worker_may_send_scan_requests)
     checks.run("worker may assume the member role only in the organization or listed accounts", member_role_assumption_is_scoped)
     if with_org:
         # Last: the member stack's rule adds a second delivery of default-bus events.
         checks.run("member stack deploys and forwards through the organization bus", member_stack_forwards_to_the_organization_bus)
+    if not scan_schedule:
+        checks.run("with ScanSchedule, a rule puts a scan request on the input queue", scan_schedule_rule_on_its_own_stack)
     return checks
 
 

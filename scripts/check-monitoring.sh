@@ -8,7 +8,9 @@
 #   scripts/check-monitoring.sh          offline checks (promtool + Python stdlib)
 #   scripts/check-monitoring.sh --live   also starts a throwaway Prometheus on 127.0.0.1
 #                                        that scrapes dashboards/testdata/keywatch-sample.prom
-#                                        and evaluates every query with tests/promql_check.py
+#                                        (and, as job keywatch-noscan, a copy without the scan
+#                                        metrics: a worker that never scanned) and evaluates
+#                                        every query with tests/promql_check.py
 #   scripts/check-monitoring.sh --write-prometheusrule
 #                                        rewrites the groups of infra/k8s/prometheusrule.yaml
 #                                        from dashboards/alerts.yaml and exits
@@ -30,7 +32,7 @@ for arg in "$@"; do
   case "$arg" in
     --live) live=1 ;;
     --write-prometheusrule) write_rule=1 ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "check-monitoring: unknown argument: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -168,21 +170,26 @@ sys.path.insert(0, f"{root}/tests")
 import promql_check  # noqa: E402
 
 HIST = ["keywatch_detection_latency_seconds", "keywatch_delivery_delay_seconds",
-        "keywatch_processing_seconds", "keywatch_aws_request_duration_seconds"]
+        "keywatch_processing_seconds", "keywatch_aws_request_duration_seconds",
+        "keywatch_scan_duration_seconds"]
 OTHER = ["keywatch_aws_requests_total", "keywatch_events_total", "keywatch_findings_total",
          "keywatch_emit_failed_entries_total", "keywatch_messages_total",
          "keywatch_coalesced_checks_total", "keywatch_enrichment_skipped_total",
          "keywatch_inflight_messages", "keywatch_queue_messages", "keywatch_build_info",
-         "keywatch_last_message_timestamp_seconds"]
+         "keywatch_last_message_timestamp_seconds", "keywatch_scan_users_checked_total",
+         "keywatch_scan_failing_users_total", "keywatch_scan_last_success_timestamp_seconds"]
 NAMES = set(OTHER) | set(HIST) | {h + s for h in HIST for s in ("_bucket", "_sum", "_count")}
 LABELS = {
     "status": {"FAILED", "PASSED"},
-    "service": {"sqs", "iam", "eventbridge", "sts"},
+    "service": {"sqs", "iam", "eventbridge", "sts", "organizations"},
     "operation": {"ReceiveMessage", "DeleteMessageBatch", "GetQueueAttributes", "ListAccessKeys",
-                  "GetAccessKeyLastUsed", "GetAccountSummary", "PutEvents", "AssumeRole"},
-    "outcome": {"ok", "throttled", "error", "finding", "compliant", "ignored", "failed_call", "invalid"},
+                  "GetAccessKeyLastUsed", "GetAccountSummary", "GetUser", "PutEvents", "AssumeRole",
+                  "GetCallerIdentity", "ChangeMessageVisibilityBatch", "ListAccounts", "GetQueueUrl",
+                  "SendMessageBatch", "ListUsers"},
+    "outcome": {"ok", "throttled", "error", "finding", "compliant", "ignored", "failed_call", "invalid",
+                "foreign_account", "superseded"},
     "event_name": {"CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey", "other", "unknown"},
-    "result": {"deleted", "retried", "invalid"},
+    "result": {"deleted", "retried", "invalid", "complete", "errors"},
     "queue": {"input", "dlq"},
     "state": {"visible", "in_flight"},
     "how": {"in_flight", "recent"},
@@ -406,15 +413,25 @@ sys.exit(1)
 PY
 }
 
+# without_scans SRC DST: SRC without the keywatch_scan_* metrics (and their HELP/TYPE lines),
+# what a worker that has never scanned exposes; replaced in one rename.
+without_scans() {
+  grep -v '^\(# [A-Z]* \)\{0,1\}keywatch_scan_' "$1" >"$2.new" && mv "$2.new" "$2"
+}
+
 live_check() {
   command -v prometheus >/dev/null || { echo "prometheus binary not found"; return 1; }
-  local http_port prom_port base
-  http_port=$(free_port) && prom_port=$(free_port) || return 1
+  local http_port noscan_port prom_port base
+  http_port=$(free_port) && noscan_port=$(free_port) && prom_port=$(free_port) || return 1
   base="http://127.0.0.1:$prom_port"
-  mkdir -p "$work/www" "$work/tsdb"
+  mkdir -p "$work/www" "$work/www-noscan" "$work/tsdb"
   cp dashboards/testdata/keywatch-sample.prom "$work/www/metrics"
+  without_scans "$work/www/metrics" "$work/www-noscan/metrics" || return 1
   python3 -m http.server "$http_port" --bind 127.0.0.1 --directory "$work/www" \
     >"$work/http.log" 2>&1 &
+  pids+=($!)
+  python3 -m http.server "$noscan_port" --bind 127.0.0.1 --directory "$work/www-noscan" \
+    >"$work/http-noscan.log" 2>&1 &
   pids+=($!)
   cat >"$work/prometheus.yml" <<EOF
 global:
@@ -426,6 +443,11 @@ scrape_configs:
   - job_name: keywatch
     static_configs:
       - targets: ["127.0.0.1:$http_port"]
+  # A worker that has never scanned: no keywatch_scan_* series at all. Every panel must still
+  # show data for it (tests/monitoring.rs requires that of a real worker without scans).
+  - job_name: keywatch-noscan
+    static_configs:
+      - targets: ["127.0.0.1:$noscan_port"]
   # A second job without keywatch metrics: the dashboard's \$job must leave its target out.
   - job_name: prometheus
     static_configs:
@@ -435,14 +457,14 @@ EOF
   prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
     --web.listen-address="127.0.0.1:$prom_port" >"$work/prometheus.log" 2>&1 &
   pids+=($!)
-  echo "prometheus pid ${pids[-1]} on 127.0.0.1:$prom_port, metrics served on 127.0.0.1:$http_port"
-  if ! wait_for "$base/api/v1/query?query=up%7Bjob%3D%22keywatch%22%7D%3D%3D1" 30; then
+  echo "prometheus pid ${pids[-1]} on 127.0.0.1:$prom_port, metrics served on 127.0.0.1:$http_port (without scans: $noscan_port)"
+  if ! wait_for "$base/api/v1/query?query=count(up%7Bjob%3D~%22keywatch%7Ckeywatch-noscan%22%7D%3D%3D1)%3D%3D2" 30; then
     tail -n 20 "$work/prometheus.log"
     return 1
   fi
   # Let a few scrapes land, then double every counter and histogram sample so that rates are
-  # non-zero and quantiles are numbers rather than NaN, and set the last-message time to now;
-  # then let a few more scrapes land.
+  # non-zero and quantiles are numbers rather than NaN, set the last-message time to now and
+  # the last successful scan to three hours ago; then let a few more scrapes land.
   sleep 3
   python3 - "$work/www/metrics" <<'PY'
 import os, re, sys, time
@@ -451,6 +473,8 @@ out = []
 for line in open(path, encoding="utf-8"):
     if line.startswith("keywatch_last_message_timestamp_seconds "):
         line = f"keywatch_last_message_timestamp_seconds {int(time.time())}\n"
+    if line.startswith("keywatch_scan_last_success_timestamp_seconds "):
+        line = f"keywatch_scan_last_success_timestamp_seconds {int(time.time()) - 3 * 3600}\n"
     m = re.match(r"^(keywatch_\w+(?:_total|_bucket|_sum|_count))(\{[^}]*\})? (\S+)$", line.rstrip("\n"))
     if m:
         line = f"{m.group(1)}{m.group(2) or ''} {float(m.group(3)) * 2:g}\n"
@@ -459,14 +483,21 @@ with open(path + ".new", "w", encoding="utf-8") as f:
     f.writelines(out)
 os.replace(path + ".new", path)
 PY
+  without_scans "$work/www/metrics" "$work/www-noscan/metrics" || return 1
   sleep 4
   python3 tests/promql_check.py --prometheus "$base" \
     --dashboard dashboards/keywatch.json --rules dashboards/alerts.yaml \
     --require-data-all-panels-except --nan-is-empty | tee "$work/promql.out" || return 1
-  if ! grep -Eq '^OK +panel "Worker up" \[A\] +results=1 ' "$work/promql.out"; then
-    echo 'panel "Worker up" does not show exactly the one keywatch target (job prometheus is scraped too)'
+  if ! grep -Eq '^OK +panel "Worker up" \[A\] +results=2 ' "$work/promql.out"; then
+    echo 'panel "Worker up" does not show exactly the two keywatch targets (job prometheus is scraped too)'
     return 1
   fi
+  # Every panel again for the worker that never scanned alone: the scan panels must fall back
+  # to a value ("none in 7 d", "no scan", 0) rather than show nothing.
+  echo "live: job keywatch-noscan alone (no keywatch_scan_* series)"
+  python3 tests/promql_check.py --prometheus "$base" --dashboard dashboards/keywatch.json \
+    --var job=keywatch-noscan --require-data-all-panels-except --nan-is-empty \
+    | tee "$work/promql-noscan.out" || return 1
   # The rules file must also load in a real Prometheus, with every rule healthy.
   python3 - "$base" <<'PY'
 import json, sys, urllib.request
@@ -482,7 +513,7 @@ PY
 if [ "$live" = 1 ]; then
   check "live: every query on a real Prometheus scraping sample metrics (tests/promql_check.py)" live_check
   # Show the per-expression lines even on success: they are the point of the live run.
-  sed -n '/^\(OK\|ERROR\|NODATA\|NOTE\|summary\|rules loaded\|promql_check: \$\)/s/^/        /p' "$work/out" | head -n 70
+  sed -n '/^\(OK\|ERROR\|NODATA\|NOTE\|summary\|rules loaded\|live: \|promql_check: \$\)/s/^/        /p' "$work/out" | head -n 120
 fi
 
 # ------------------------------------------------------------------------------ summary

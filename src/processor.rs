@@ -21,7 +21,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::accounts::Accounts;
 use crate::cache::BoundedCache;
@@ -34,7 +34,7 @@ use crate::inventory::{InventoryError, KeyInventory, Need};
 use crate::keys::{KeyUsage, Listing};
 use crate::message::{Disposition, Message, Requeue};
 use crate::record;
-use crate::scan::{Quiet, ScanRequest, ScanSettings, Scanner};
+use crate::scan::{self, ScanRequest, ScanSettings, Scanner};
 use crate::sink::FindingSink;
 use crate::telemetry;
 
@@ -237,50 +237,9 @@ impl<I: KeyInventory> Processor<I> {
 
     /// Carries out a scan request (see [`ScanRequest`]).
     async fn scan_request(&self, m: &Message, request: Result<ScanRequest, String>, requeue: &dyn Requeue) -> Disposition {
-        let request = match request {
-            Ok(request) => request,
-            Err(e) => {
-                warn!(message_id = %m.message_id, error = %e, "invalid scan request; left for the dead-letter queue");
-                return Disposition::Invalid;
-            }
-        };
-        let Some(account_id) = request.account_id.as_deref() else {
-            let bodies: Vec<String> =
-                self.accounts.all().iter().map(|a| ScanRequest::for_account(a, request.include_passed).to_body()).collect();
-            return match requeue.send(&bodies).await {
-                Ok(()) => {
-                    info!(message_id = %m.message_id, accounts = bodies.len(), "scan request fanned out, one per account");
-                    Disposition::Ack
-                }
-                Err(e) => {
-                    warn!(message_id = %m.message_id, error = %e, "could not fan the scan request out; left for redelivery");
-                    Disposition::Retry
-                }
-            };
-        };
-        if !self.accounts.knows(account_id).await {
-            warn!(message_id = %m.message_id, account_id, "scan request for an account outside KEYWATCH_ACCOUNTS; acknowledged");
-            return Disposition::Ack;
-        }
-        let settings =
-            ScanSettings { include_passed: request.include_passed, last_use: true, users_in_flight: self.settings.max_concurrent_checks };
+        let settings = ScanSettings { include_passed: false, last_use: true, users_in_flight: self.settings.max_concurrent_checks };
         let scanner = Scanner::new(self.inventory.clone(), self.sink.clone(), settings);
-        let summary = scanner.scan_account(account_id, &self.exceptions(), &Quiet).await;
-        info!(
-            message_id = %m.message_id,
-            account_id,
-            users_checked = summary.users_checked,
-            users_failing = summary.users_failing,
-            errors = summary.errors,
-            duration_seconds = summary.duration_seconds,
-            "account scanned"
-        );
-        if summary.complete() {
-            Disposition::Ack
-        } else {
-            warn!(message_id = %m.message_id, account_id, errors = ?summary.error_samples, "scan incomplete; left for redelivery");
-            Disposition::Retry
-        }
+        scan::carry_out(&scanner, &self.accounts, &self.exceptions(), requeue, &m.message_id, request).await
     }
 
     /// Gathers what IAM says of the event's user and decides.

@@ -19,7 +19,10 @@ use std::sync::Arc;
 use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tracing::warn;
+use tracing::{info, warn};
+
+use crate::accounts::Accounts;
+use crate::message::{Disposition, Requeue};
 
 use crate::event::{is_account_id, truncate};
 use crate::exceptions::Exceptions;
@@ -101,6 +104,11 @@ enum Checked {
 impl<I: KeyInventory> Scanner<I> {
     pub fn new(inventory: Arc<I>, sink: Arc<dyn FindingSink>, settings: ScanSettings) -> Self {
         Scanner { inventory, sink, settings }
+    }
+
+    /// The same scanner with other settings.
+    pub fn with_settings(&self, settings: ScanSettings) -> Self {
+        Scanner { inventory: self.inventory.clone(), sink: self.sink.clone(), settings }
     }
 
     /// Scans one account and publishes its findings and its summary.
@@ -226,6 +234,59 @@ fn note_error(summary: &mut ScanSummary, error: String) {
     summary.errors += 1;
     if summary.error_samples.len() < ERROR_SAMPLES {
         summary.error_samples.push(error.chars().take(300).collect());
+    }
+}
+
+/// Carries out a scan request taken off the worker's queue (see
+/// [`ScanRequest`]): what to do with its message.
+pub async fn carry_out<I: KeyInventory>(
+    scanner: &Scanner<I>,
+    accounts: &Accounts,
+    exceptions: &Exceptions,
+    requeue: &dyn Requeue,
+    message_id: &str,
+    request: Result<ScanRequest, String>,
+) -> Disposition {
+    let request = match request {
+        Ok(request) => request,
+        Err(e) => {
+            warn!(message_id, error = %e, "invalid scan request; left for the dead-letter queue");
+            return Disposition::Invalid;
+        }
+    };
+    let Some(account_id) = request.account_id.as_deref() else {
+        let bodies: Vec<String> = accounts.all().iter().map(|a| ScanRequest::for_account(a, request.include_passed).to_body()).collect();
+        return match requeue.send(&bodies).await {
+            Ok(()) => {
+                info!(message_id, accounts = bodies.len(), "scan request fanned out, one per account");
+                Disposition::Ack
+            }
+            Err(e) => {
+                warn!(message_id, error = %e, "could not fan the scan request out; left for redelivery");
+                Disposition::Retry
+            }
+        };
+    };
+    if !accounts.knows(account_id).await {
+        warn!(message_id, account_id, "scan request for an account outside KEYWATCH_ACCOUNTS; acknowledged");
+        return Disposition::Ack;
+    }
+    let settings = ScanSettings { include_passed: request.include_passed, ..scanner.settings.clone() };
+    let summary = scanner.with_settings(settings).scan_account(account_id, exceptions, &Quiet).await;
+    info!(
+        message_id,
+        account_id,
+        users_checked = summary.users_checked,
+        users_failing = summary.users_failing,
+        errors = summary.errors,
+        duration_seconds = summary.duration_seconds,
+        "account scanned"
+    );
+    if summary.complete() {
+        Disposition::Ack
+    } else {
+        warn!(message_id, account_id, errors = ?summary.error_samples, "scan incomplete; left for redelivery");
+        Disposition::Retry
     }
 }
 

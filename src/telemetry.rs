@@ -120,6 +120,12 @@ pub fn describe() {
     }
     counter!(EMIT_FAILED_ENTRIES).absolute(0);
     counter!(ENRICHMENT_SKIPPED).absolute(0);
+    // The first scan after a start must show in increase() too.
+    counter!(SCAN_USERS).absolute(0);
+    counter!(SCAN_FAILING).absolute(0);
+    for result in ["complete", "errors"] {
+        let _ = histogram!(SCAN_DURATION, "result" => result);
+    }
     for how in [Coalesced::InFlight, Coalesced::Recent] {
         counter!(COALESCED_CHECKS, "how" => how.as_str()).absolute(0);
     }

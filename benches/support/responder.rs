@@ -68,6 +68,9 @@ pub struct Backlog {
     pub duplicate_deletes: u64,
     /// Every event's `eventTime` (backlog mode); `None`: the receive time.
     pub event_time: Option<String>,
+    /// Messages handed out at most this many per second since the given
+    /// start (a steady load); `None`: as fast as asked.
+    pub pace: Option<(Instant, f64)>,
 }
 
 /// Where the events' `eventTime` comes from (`KW_BENCH_EVENT_TIME`).
@@ -101,6 +104,7 @@ impl Shared {
                 failed_findings: 0,
                 duplicate_deletes: 0,
                 event_time: (event_time == EventTime::Backlog).then(|| OffsetDateTime::now_utc().format(&Rfc3339).unwrap()),
+                pace: None,
             }),
             done: Notify::new(),
             wait,
@@ -307,15 +311,19 @@ pub async fn handle(shared: &Shared, req: Request<'_>) -> Response {
             let (range, users, event_time) = {
                 let mut st = shared.state.lock().unwrap();
                 let start = st.next;
-                let end = (start + max).min(st.total);
+                let due = st.pace.map_or(st.total, |(t0, rate)| ((t0.elapsed().as_secs_f64() * rate) as usize).min(st.total));
+                let end = (start + max).min(due).max(start);
                 st.next = end;
                 *st.calls.entry(if end > start { Op::Receive } else { Op::ReceiveEmpty }).or_default() += 1;
                 (start..end, st.users, st.event_time.clone())
             };
             if range.is_empty() {
-                // Drained: hold the long poll, then answer empty.
+                // Drained, or the next message is not due yet: hold the
+                // long poll (briefly when paced), then answer empty.
+                let paced = shared.state.lock().unwrap().pace.is_some();
+                let hold = if paced { Duration::from_millis(50) } else { Duration::from_secs(2) };
                 if !wait.is_zero() {
-                    tokio::time::sleep(wait.min(Duration::from_secs(2))).await;
+                    tokio::time::sleep(wait.min(hold)).await;
                 }
                 return json_ok("{}".to_string(), SQS);
             }

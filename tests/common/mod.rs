@@ -8,12 +8,14 @@
 
 mod cloudtrail;
 mod emulator;
+mod faults;
 mod metrics;
 mod pipeline;
 mod worker;
 
 pub use cloudtrail::*;
 pub use emulator::*;
+pub use faults::*;
 pub use metrics::*;
 pub use pipeline::*;
 pub use worker::*;

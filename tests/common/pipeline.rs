@@ -26,13 +26,18 @@ impl Pipeline {
     /// Input queue (visibility `visibility_secs`, DLQ after 2 receives)
     /// fed by a default-bus rule; findings bus with a rule into a queue.
     pub async fn create(config: &SdkConfig, visibility_secs: u32) -> Pipeline {
+        Pipeline::create_with_redrive(config, visibility_secs, 2).await
+    }
+
+    /// The same, with the DLQ taking a message on receive `max_receives`+1.
+    pub async fn create_with_redrive(config: &SdkConfig, visibility_secs: u32, max_receives: u32) -> Pipeline {
         let sqs = aws_sdk_sqs::Client::new(config);
         let iam = aws_sdk_iam::Client::new(config);
         let events = aws_sdk_eventbridge::Client::new(config);
 
         let dlq_url = sqs.create_queue().queue_name("keywatch-dlq").send().await.unwrap().queue_url.unwrap();
         let dlq_arn = queue_arn(&sqs, &dlq_url).await;
-        let redrive = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"}).to_string();
+        let redrive = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives.to_string()}).to_string();
         let queue_url = sqs
             .create_queue()
             .queue_name("keywatch-input")

@@ -17,6 +17,12 @@ pub struct Worker {
 
 impl Worker {
     pub fn start(moto: &Moto, pipeline: &Pipeline, extra_env: &[(&str, &str)]) -> Worker {
+        Worker::start_without(moto, pipeline, extra_env, &[])
+    }
+
+    /// As [`Worker::start`], with the variables in `unset` left out of the
+    /// environment (e.g. the static test credentials).
+    pub fn start_without(moto: &Moto, pipeline: &Pipeline, extra_env: &[(&str, &str)], unset: &[&str]) -> Worker {
         let admin_port = free_port();
         let log = tempfile::Builder::new().prefix("keywatch-worker-").suffix(".log").tempfile().unwrap().into_temp_path().keep().unwrap();
         let out = std::fs::File::create(&log).unwrap();
@@ -36,6 +42,9 @@ impl Worker {
         ]);
         for (k, v) in extra_env {
             env.insert(k, v.to_string());
+        }
+        for k in unset {
+            env.remove(k);
         }
         let child = Command::new(env!("CARGO_BIN_EXE_keywatch"))
             .arg("run")
