@@ -21,6 +21,7 @@ with() { printf "\\$(printf '%03o' "$1")"; cat; }
 lines=$(mktemp)
 trap 'rm -f "$lines"' EXIT
 for f in "$fixtures"/*; do
+  [ -f "$f" ] || continue
   name=$(basename "$f")
   cp "$f" "$corpus/event_parse/$name"
   with 0 <"$f" >"$corpus/replay_parse/plain-$name"
@@ -39,8 +40,15 @@ gzip -9nc "$lines" | with 1 >"$corpus/replay_parse/gzip-envelopes.jsonl"
 if command -v python3 >/dev/null 2>&1; then
   python3 - "$lines" <<'PY' | with 0 >"$corpus/replay_parse/plain-cloudtrail.json"
 import json, sys
-envelopes = [json.loads(line) for line in open(sys.argv[1])]
-print(json.dumps({"Records": [e["detail"] for e in envelopes if e.get("detail")]}))
+def envelopes():
+    for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue  # a fixture that is not JSON (an invalid_* one)
+        if isinstance(e, dict) and isinstance(e.get("detail"), dict):
+            yield e
+print(json.dumps({"Records": [e["detail"] for e in envelopes()]}))
 PY
 fi
 echo "fuzz/seed.sh: $(find "$corpus" -type f | wc -l) seeds in $corpus" >&2
