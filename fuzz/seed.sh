@@ -6,8 +6,8 @@
 #   replay_parse      every fixture, plain (first byte 0) and gzip-compressed
 #                     (first byte 1); the envelopes as JSON lines; their
 #                     CloudTrail records as a CloudTrail log file (python3)
-#   exceptions_parse  the exceptions fixtures named .yaml (first byte 0),
-#                     .toml (1) and without an extension (2)
+#   exceptions_parse  the exceptions fixtures read as YAML (first byte 0),
+#                     TOML (1) and either (2)
 # Usage: fuzz/seed.sh [dir]   (default: fuzz/corpus)
 set -euo pipefail
 fuzz=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -84,6 +84,10 @@ WORKER_ACTIONS = {
 }
 # Allowed only with MemberAccounts=organization, explicitly denied otherwise.
 ORGANIZATION_ACTION = "organizations:ListAccounts"
+# Allowed (on that parameter alone) only with ExceptionsParameterName, explicitly denied otherwise.
+EXCEPTIONS_ACTION = "ssm:GetParameter"
+# --verify sets ExceptionsParameterName so that its statement is checked too.
+VERIFY_EXCEPTIONS_PARAMETER = "/keywatch-local/exceptions"
 
 # The scan schedule rule's constant target input, as the worker parses it.
 SCAN_REQUEST = {"keywatch": "scan-request"}
@@ -420,6 +424,7 @@ def verify(
     account = outputs.get("QueueArn", "arn:aws:sqs:us-east-1:123456789012:x").split(":")[4]
     with_org = bool(parameters.get("OrganizationId"))
     org_accounts = parameters.get("MemberAccounts") == "organization"
+    exceptions_parameter = parameters.get("ExceptionsParameterName", "")
 
     def outputs_present() -> str:
         want = REQUIRED_OUTPUTS + (["OrganizationBusArn"] if with_org else [])
@@ -726,11 +731,23 @@ def verify(
             (allowed if st["Effect"] == "Allow" else denied).update(acts)
         want_allowed = WORKER_ACTIONS | ({ORGANIZATION_ACTION} if org_accounts else set())
         want_denied = set() if org_accounts else {ORGANIZATION_ACTION}
+        (want_allowed if exceptions_parameter else want_denied).add(EXCEPTIONS_ACTION)
         assert allowed == want_allowed, (
             f"worker actions differ: extra {sorted(allowed - want_allowed)}, missing {sorted(want_allowed - allowed)}"
         )
         assert denied == want_denied, f"denied actions {sorted(denied)} != {sorted(want_denied)}"
-        return f"{len(allowed)} actions allowed, {ORGANIZATION_ACTION} {'allowed' if org_accounts else 'denied'}, no wildcards"
+        return (
+            f"{len(allowed)} actions allowed, {ORGANIZATION_ACTION} {'allowed' if org_accounts else 'denied'}, "
+            f"{EXCEPTIONS_ACTION} {'allowed' if exceptions_parameter else 'denied'}, no wildcards"
+        )
+
+    def exceptions_parameter_is_scoped() -> str:
+        reads = [st for st in worker_statements() if EXCEPTIONS_ACTION in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])]
+        assert len(reads) == 1, f"expected one {EXCEPTIONS_ACTION} statement, got {reads}"
+        resource = reads[0]["Resource"]
+        want = f"arn:aws:ssm:{args.region}:{account}:parameter{exceptions_parameter}"
+        assert resource == want, f"{EXCEPTIONS_ACTION} on {resource}, expected {want}"
+        return f"{reads[0]['Effect']} {EXCEPTIONS_ACTION} on {resource} only"
 
     def member_role_assumption_is_scoped() -> str:
         assume = [st for st in worker_statements() if "sts:AssumeRole" in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])]
@@ -830,6 +847,7 @@ def verify(
     checks.run("worker role grants exactly the worker's actions", worker_role_is_least_privilege)
     checks.run("worker may send scan requests to its input queue", worker_may_send_scan_requests)
     checks.run("worker may assume the member role only in the organization or listed accounts", member_role_assumption_is_scoped)
+    checks.run("worker reads the exceptions parameter and no other", exceptions_parameter_is_scoped)
     if with_org:
         # Last: the member stack's rule adds a second delivery of default-bus events.
         checks.run("member stack deploys and forwards through the organization bus", member_stack_forwards_to_the_organization_bus)
@@ -848,6 +866,7 @@ def main(argv: list[str]) -> int:
     try:
         if args.verify:
             parameters["OrganizationId"] = VERIFY_ORGANIZATION_ID
+            parameters["ExceptionsParameterName"] = VERIFY_EXCEPTIONS_PARAMETER
             # A fresh stand-in consumer for the example findings rule (unique name:
             # SQS allows one purge a minute, and re-runs share the server).
             verify_queue_name = f"{args.stack_name}-verify-findings-{uuid.uuid4().hex[:8]}"

@@ -177,15 +177,18 @@ OTHER = ["keywatch_aws_requests_total", "keywatch_events_total", "keywatch_findi
          "keywatch_coalesced_checks_total", "keywatch_enrichment_skipped_total",
          "keywatch_inflight_messages", "keywatch_queue_messages", "keywatch_build_info",
          "keywatch_last_message_timestamp_seconds", "keywatch_scan_users_checked_total",
-         "keywatch_scan_failing_users_total", "keywatch_scan_last_success_timestamp_seconds"]
+         "keywatch_scan_failing_users_total", "keywatch_scan_last_success_timestamp_seconds",
+         "keywatch_loaded_exceptions", "keywatch_exceptions_reload_failures_total",
+         "keywatch_suppressed_findings_total"]
 NAMES = set(OTHER) | set(HIST) | {h + s for h in HIST for s in ("_bucket", "_sum", "_count")}
 LABELS = {
     "status": {"FAILED", "PASSED"},
-    "service": {"sqs", "iam", "eventbridge", "sts", "organizations"},
+    "service": {"sqs", "iam", "eventbridge", "sts", "organizations", "securityhub", "ssm", "s3"},
     "operation": {"ReceiveMessage", "DeleteMessageBatch", "GetQueueAttributes", "ListAccessKeys",
                   "GetAccessKeyLastUsed", "GetAccountSummary", "GetUser", "PutEvents", "AssumeRole",
                   "GetCallerIdentity", "ChangeMessageVisibilityBatch", "ListAccounts", "GetQueueUrl",
-                  "SendMessageBatch", "ListUsers"},
+                  "SendMessageBatch", "ListUsers", "BatchImportFindings", "GetParameter", "HeadObject",
+                  "GetObject"},
     "outcome": {"ok", "throttled", "error", "finding", "compliant", "ignored", "failed_call", "invalid",
                 "foreign_account", "superseded"},
     "event_name": {"CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey", "other", "unknown"},
@@ -193,6 +196,7 @@ LABELS = {
     "queue": {"input", "dlq"},
     "state": {"visible", "in_flight"},
     "how": {"in_flight", "recent"},
+    "reason": {"unreadable", "invalid"},
 }
 errors = []
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates (or refreshes) the project's Python venv at .venv with the local AWS
-# emulator (moto server) and boto3. Idempotent: re-running is cheap when the
+# emulator (moto server), boto3, and the OCSF schemas with a JSON Schema
+# validator (tests/ocsf_check.py). Idempotent: re-running is cheap when the
 # requirements have not changed. Prints nothing on success but the venv path.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

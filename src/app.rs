@@ -4,11 +4,11 @@
 //! [`App::build`] turns the command line ([`RunArgs`]) and an AWS SDK
 //! config into the running parts: the SQS source, the IAM inventory behind
 //! its caching decorator and rate limiter, the sinks, the processor, the
-//! admin port. [`App::run`] drives them until the shutdown token is
-//! cancelled (or the queue is drained with `--once`), then lets messages in
-//! flight finish within the drain timeout.
+//! admin port, the approved exceptions from their source (file, SSM, S3).
+//! [`App::run`] drives them until the shutdown token is cancelled (or the
+//! queue is drained with `--once`), keeping the exceptions current, then
+//! lets messages in flight finish within the drain timeout.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,11 +22,16 @@ use crate::admin;
 use crate::aws::eventbridge::EventBridgeSink;
 use crate::aws::iam::{IamInventory, MemberRole};
 use crate::aws::organizations::OrganizationAccounts;
+use crate::aws::s3::S3Object;
+use crate::aws::securityhub::SecurityHubSink;
 use crate::aws::sqs::{self, ReceiveSettings, SqsQueue, SqsSource};
+use crate::aws::ssm::SsmParameter;
 use crate::aws::{sts, AwsError, Clients};
-use crate::config::{CheckArgs, CommonArgs, ReplayArgs, RunArgs, ScanArgs};
+use crate::config::{CheckArgs, CommonArgs, ReplayArgs, RunArgs, ScanArgs, SinkKind};
 use crate::decide::Rules;
 use crate::exceptions::{Exceptions, ExceptionsError};
+use crate::exceptions_source::{self, ExceptionsSource, FileSource, Location, Watch};
+use crate::format::{asff, FindingFormat};
 use crate::health::Health;
 use crate::inventory::cached::{CacheSettings, CachingInventory};
 use crate::limit::{RateLimiter, RetryPolicy};
@@ -56,7 +61,9 @@ pub enum AppError {
     Rate(f64),
     #[error("keywatch needs the worker's own account id, but sts:GetCallerIdentity failed (check the AWS credentials): {0}")]
     OwnAccount(AwsError),
-    #[error("KEYWATCH_FINDINGS_BUS (--findings-bus) is not set: the bus findings are published to (or --dry-run)")]
+    #[error(
+        "the eventbridge sink needs a bus: set --findings-bus (KEYWATCH_FINDINGS_BUS), or choose other sinks with --sink (KEYWATCH_SINKS), or --dry-run"
+    )]
     NoFindingsBus,
     #[error("KEYWATCH_MEMBER_ROLE (--member-role) needs KEYWATCH_ACCOUNTS (--accounts): the accounts the role may be assumed in (ids separated by commas, or organization)")]
     MemberRoleWithoutAccounts,
@@ -120,7 +127,9 @@ pub struct App {
     stop_helpers: CancellationToken,
     receivers: usize,
     queue_metrics_interval: Option<Duration>,
-    exceptions_file: Option<PathBuf>,
+    /// The exceptions' source, kept current while the app runs.
+    exceptions: Option<Watch>,
+    exceptions_poll: Option<Duration>,
     drain_timeout_secs: u64,
 }
 
@@ -147,7 +156,7 @@ impl App {
             }
             None => None,
         };
-        let parts = Parts::build(&args.common, sdk, args.wait(), shutdown, |clients| async move {
+        let parts = Parts::build(&args.common, false, sdk, args.wait(), shutdown, |clients| async move {
             let queue = SqsQueue::new(clients.sqs.clone(), args.queue_url.clone());
             // Fail fast on a queue that does not exist or cannot be read; a
             // transient failure is left to the receive loop's retries.
@@ -168,6 +177,7 @@ impl App {
             Processor::new(inventory, sink, parts.accounts, ProcessorSettings::from(&args.check)).with_scans(Arc::new(queue.clone()));
         processor.set_exceptions(parts.exceptions);
         let processor = Arc::new(processor);
+        let exceptions_poll = args.common.exceptions_poll();
 
         Ok(App {
             source: Arc::new(SqsSource { queue, settings: ReceiveSettings::from(args) }),
@@ -177,7 +187,8 @@ impl App {
             stop_helpers,
             receivers: args.receivers as usize,
             queue_metrics_interval: args.queue_metrics_interval(),
-            exceptions_file: args.common.exceptions_file.clone(),
+            exceptions: parts.watch,
+            exceptions_poll,
             drain_timeout_secs: args.drain_timeout_secs,
         })
     }
@@ -199,8 +210,10 @@ impl App {
         if let Some(interval) = self.queue_metrics_interval {
             tokio::spawn(sqs::depth_loop(self.source.queue.clone(), interval, stop_helpers.clone()));
         }
-        if let Some(path) = self.exceptions_file.clone() {
-            tokio::spawn(reload_on_hangup(path, self.processor.clone(), stop_helpers.clone()));
+        if let Some(watch) = self.exceptions {
+            let processor = self.processor.clone();
+            let apply = move |e: Exceptions| processor.set_exceptions(e);
+            tokio::spawn(exceptions_source::keep_current(watch, self.exceptions_poll, true, apply, stop_helpers.clone()));
         }
         info!(queue_url = %self.source.queue.url(), version = env!("CARGO_PKG_VERSION"), "keywatch started");
         let drain = Duration::from_secs(self.drain_timeout_secs);
@@ -222,14 +235,20 @@ struct Parts {
     accounts: Arc<Accounts>,
     iam: IamInventory,
     limiter: Arc<RateLimiter>,
+    /// The approved exceptions as loaded at start-up, and their source to
+    /// keep them current (`run`).
     exceptions: Exceptions,
+    watch: Option<Watch>,
+    region: String,
 }
 
 impl Parts {
     /// Builds the parts; `first` checks what the command needs before the
-    /// accounts are looked up (the queue, for `run`).
+    /// accounts are looked up (the queue, for `run`). Settings are checked
+    /// before anything is asked of AWS.
     async fn build<T, F, Fut>(
         args: &CommonArgs,
+        dry_run: bool,
         sdk: &SdkConfig,
         wait: Duration,
         shutdown: &CancellationToken,
@@ -239,20 +258,27 @@ impl Parts {
         F: FnOnce(Clients) -> Fut,
         Fut: std::future::Future<Output = Result<T, AppError>>,
     {
-        let exceptions = match &args.exceptions_file {
-            Some(path) => Exceptions::load(path)?,
-            None => Exceptions::default(),
-        };
-        if !exceptions.entries.is_empty() {
-            info!(count = exceptions.entries.len(), "approved exceptions loaded");
+        if !dry_run && args.findings_bus.is_none() && args.sinks().contains(&SinkKind::EventBridge) {
+            return Err(AppError::NoFindingsBus);
         }
-        if sdk.region().is_none() {
+        let Some(region) = sdk.region().map(|r| r.to_string()) else {
             return Err(AppError::NoRegion);
-        }
+        };
         if !(args.iam_rate_per_account >= 0.0 && args.iam_rate_per_account.is_finite()) {
             return Err(AppError::Rate(args.iam_rate_per_account));
         }
         let clients = Clients::new(sdk, wait, &args.iam_region);
+        let (watch, exceptions) = match &args.exceptions {
+            Some(location) => {
+                let mut watch = Watch::new(source_for(location, &clients));
+                let exceptions = watch.load().await?;
+                (Some(watch), exceptions)
+            }
+            None => (None, Exceptions::default()),
+        };
+        if let Some(source) = &exceptions.source {
+            info!(count = exceptions.entries.len(), source = %source, "approved exceptions loaded");
+        }
         let checked = first(clients.clone()).await?;
         let accounts = Arc::new(accounts(args, &clients, shutdown).await?);
         let limiter = Arc::new(RateLimiter::new(args.iam_rate_per_account));
@@ -267,18 +293,45 @@ impl Parts {
             };
             iam = iam.with_member_role(clients.sts.clone(), role);
         }
-        Ok((checked, Parts { clients, accounts, iam, limiter, exceptions }))
+        Ok((checked, Parts { clients, accounts, iam, limiter, exceptions, watch, region }))
     }
 
     /// The sinks findings go to: JSON lines on standard output for a dry
-    /// run, else the findings bus (which must then be set).
+    /// run, else the selected sinks (`--sink`).
     fn sinks(&self, args: &CommonArgs, dry_run: bool) -> Result<Arc<dyn FindingSink>, AppError> {
-        let sinks: Vec<Arc<dyn FindingSink>> = if dry_run {
-            vec![Arc::new(StdoutSink::default())]
-        } else {
-            let bus = args.findings_bus.clone().ok_or(AppError::NoFindingsBus)?;
-            vec![Arc::new(EventBridgeSink::new(self.clients.eventbridge.clone(), bus, args.finding_source.clone()))]
-        };
+        if dry_run {
+            return Ok(Arc::new(StdoutSink::default().with_format(args.finding_format)));
+        }
+        let kinds = args.sinks();
+        let mut sinks: Vec<Arc<dyn FindingSink>> = Vec::new();
+        for kind in &kinds {
+            let sink: Arc<dyn FindingSink> = match kind {
+                SinkKind::EventBridge => {
+                    let bus = args.findings_bus.clone().ok_or(AppError::NoFindingsBus)?;
+                    info!(bus = %bus, format = args.finding_format.as_str(), "findings go to EventBridge");
+                    Arc::new(
+                        EventBridgeSink::new(self.clients.eventbridge.clone(), bus, args.finding_source.clone())
+                            .with_format(args.finding_format),
+                    )
+                }
+                SinkKind::SecurityHub => {
+                    let target = asff::Target::new(self.accounts.own().to_string(), self.region.clone());
+                    info!(product_arn = %target.product_arn(), "findings go to Security Hub (ASFF)");
+                    Arc::new(SecurityHubSink::new(self.clients.securityhub.clone(), target))
+                }
+                SinkKind::Stdout => {
+                    info!(format = args.finding_format.as_str(), "findings go to standard output");
+                    Arc::new(StdoutSink::default().with_format(args.finding_format))
+                }
+            };
+            sinks.push(sink);
+        }
+        if args.finding_format != FindingFormat::Native && !kinds.iter().any(|k| matches!(k, SinkKind::EventBridge | SinkKind::Stdout)) {
+            warn!(
+                format = args.finding_format.as_str(),
+                "KEYWATCH_FINDING_FORMAT applies to the eventbridge and stdout sinks; none is selected"
+            );
+        }
         Ok(Arc::new(Sinks(sinks)))
     }
 }
@@ -300,7 +353,7 @@ impl ScanReport {
 /// `keywatch scan`: every user of every account keywatch may act in,
 /// accounts side by side, under the per-account IAM limits.
 pub async fn scan(args: &ScanArgs, sdk: &SdkConfig, shutdown: &CancellationToken, progress: &dyn Progress) -> Result<ScanReport, AppError> {
-    let ((), parts) = Parts::build(&args.common, sdk, Duration::from_secs(20), shutdown, |_| async { Ok(()) }).await?;
+    let ((), parts) = Parts::build(&args.common, args.dry_run, sdk, Duration::from_secs(20), shutdown, |_| async { Ok(()) }).await?;
     let sink = parts.sinks(&args.common, args.dry_run)?;
     let settings =
         ScanSettings { include_passed: args.include_passed, last_use: !args.no_last_use, users_in_flight: args.users_in_flight as usize };
@@ -330,7 +383,7 @@ pub struct ReplayReport {
 /// `keywatch replay`: the key events of the inputs, in `eventTime` order,
 /// through the same processor as `run`.
 pub async fn replay(args: &ReplayArgs, sdk: &SdkConfig, shutdown: &CancellationToken) -> Result<ReplayReport, AppError> {
-    let ((), parts) = Parts::build(&args.common, sdk, Duration::from_secs(20), shutdown, |_| async { Ok(()) }).await?;
+    let ((), parts) = Parts::build(&args.common, args.dry_run, sdk, Duration::from_secs(20), shutdown, |_| async { Ok(()) }).await?;
     let sink = Arc::new(Counted::new(parts.sinks(&args.common, args.dry_run)?));
     let (messages, read) = replay::read(&args.paths);
     for (file, why) in &read.unreadable {
@@ -391,24 +444,11 @@ where
     }
 }
 
-/// Reloads the exceptions file on SIGHUP; a broken file keeps the previous
-/// exceptions.
-async fn reload_on_hangup<I: crate::inventory::KeyInventory>(path: PathBuf, processor: Arc<Processor<I>>, stop: CancellationToken) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        warn!("cannot listen for SIGHUP; exceptions will not be reloaded");
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            got = hup.recv() => if got.is_none() { return },
-        }
-        match Exceptions::load(&path) {
-            Ok(e) => {
-                info!(count = e.entries.len(), path = %path.display(), "exceptions reloaded");
-                processor.set_exceptions(e);
-            }
-            Err(e) => error!(error = %e, "exceptions not reloaded; keeping the previous ones"),
-        }
+/// The adapter for where the exceptions are kept.
+fn source_for(location: &Location, clients: &Clients) -> Arc<dyn ExceptionsSource> {
+    match location {
+        Location::File(path) => Arc::new(FileSource::new(path.clone())),
+        Location::Ssm(name) => Arc::new(SsmParameter::new(clients.ssm.clone(), name.clone())),
+        Location::S3 { bucket, key } => Arc::new(S3Object::new(clients.s3.clone(), bucket.clone(), key.clone())),
     }
 }

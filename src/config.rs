@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::exceptions_source::Location;
+pub use crate::format::FindingFormat;
+
 /// keywatch: near-real-time detection of IAM users with more than one active
 /// access key (CIS AWS Foundations 1.13).
 ///
@@ -18,7 +21,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// DeleteAccessKey) that an EventBridge rule delivers to an SQS queue,
 /// re-checks the affected user's keys with IAM ListAccessKeys at once, and
 /// publishes a finding (FAILED, or PASSED when resolved) to an EventBridge
-/// bus. AWS region, credentials and endpoint come from the standard AWS
+/// bus, Security Hub or standard output. AWS region, credentials and endpoint come from the standard AWS
 /// environment variables and profiles (AWS_REGION, AWS_PROFILE,
 /// AWS_ENDPOINT_URL, ...).
 #[derive(Debug, Parser)]
@@ -41,6 +44,29 @@ pub struct Cli {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// A finding sink (`--sink`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
+pub enum SinkKind {
+    /// PutEvents to the findings bus.
+    #[value(name = "eventbridge")]
+    EventBridge,
+    /// BatchImportFindings (ASFF) into the worker's own account.
+    #[value(name = "securityhub")]
+    SecurityHub,
+    /// JSON lines on standard output.
+    Stdout,
+}
+
+impl SinkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkKind::EventBridge => "eventbridge",
+            SinkKind::SecurityHub => "securityhub",
+            SinkKind::Stdout => "stdout",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,10 +150,26 @@ pub struct RunArgs {
 /// accounts keywatch may act in and how, IAM's limits, the exceptions.
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
-    /// EventBridge bus (name or ARN) that findings are published to
-    /// (required unless --dry-run).
+    /// EventBridge bus (name or ARN) that findings are published to.
+    /// Required when the `eventbridge` sink is selected (the default),
+    /// unless --dry-run.
     #[arg(long, env = "KEYWATCH_FINDINGS_BUS", value_name = "BUS", value_parser = parse_non_empty)]
     pub findings_bus: Option<String>,
+
+    /// Where findings go; repeat the flag, or separate with commas in the
+    /// variable (`eventbridge,securityhub`). `eventbridge`: PutEvents to
+    /// --findings-bus. `securityhub`: BatchImportFindings in ASFF, into the
+    /// worker's own account and region (Security Hub enabled there).
+    /// `stdout`: one JSON line per finding. A message is acknowledged only
+    /// when every sink accepted its finding.
+    #[arg(long = "sink", env = "KEYWATCH_SINKS", value_name = "SINK", value_enum, value_delimiter = ',', default_value = "eventbridge")]
+    pub sinks: Vec<SinkKind>,
+
+    /// Document the `eventbridge` and `stdout` sinks publish: `native`
+    /// (keywatch's finding) or `ocsf` (an OCSF 1.6.0 Compliance Finding).
+    /// Security Hub always gets ASFF.
+    #[arg(long, env = "KEYWATCH_FINDING_FORMAT", value_name = "FORMAT", value_enum, default_value_t = FindingFormat::Native)]
+    pub finding_format: FindingFormat,
 
     /// `Source` of the published finding events. Rules on the findings bus
     /// match on it.
@@ -144,12 +186,21 @@ pub struct CommonArgs {
     #[arg(long, env = "KEYWATCH_IAM_MAX_ATTEMPTS", value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub iam_max_attempts: u32,
 
-    /// Approved exceptions: a YAML or TOML file of entries with account,
-    /// user (glob), reason, owner and expiry date (see the README). A
-    /// matching unexpired exception marks a FAILED finding `suppressed`; it
-    /// is still published. Reloaded on SIGHUP.
-    #[arg(long = "exceptions", env = "KEYWATCH_EXCEPTIONS_FILE", value_name = "FILE")]
-    pub exceptions_file: Option<std::path::PathBuf>,
+    /// Approved exceptions: a file path, `ssm:<parameter name>` (SSM
+    /// Parameter Store) or `s3://<bucket>/<key>`, holding YAML or TOML
+    /// entries with account, user (glob, any case), reason, owner and expiry
+    /// date (see docs/configuration.md). A matching unexpired exception marks
+    /// a FAILED finding `suppressed`; it is still published. Reloaded when it
+    /// changes (see --exceptions-poll-secs) and on SIGHUP; a broken version
+    /// keeps the previous exceptions.
+    #[arg(long = "exceptions", env = "KEYWATCH_EXCEPTIONS_FILE", value_name = "FILE|ssm:NAME|s3://BUCKET/KEY", value_parser = Location::parse)]
+    pub exceptions: Option<Location>,
+
+    /// How often to look for a new version of the exceptions, in seconds (a
+    /// file's content, the SSM parameter's version, the S3 object's ETag); 0
+    /// looks only on SIGHUP.
+    #[arg(long, env = "KEYWATCH_EXCEPTIONS_POLL_SECS", value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=86400))]
+    pub exceptions_poll_secs: u64,
 
     /// Accounts keywatch may act in besides its own: account ids separated by
     /// commas, or `organization` (the organisation's ACTIVE accounts, from
@@ -174,6 +225,22 @@ pub struct CommonArgs {
     /// aws partition).
     #[arg(long, env = "KEYWATCH_IAM_REGION", value_name = "REGION", default_value = "us-east-1")]
     pub iam_region: String,
+}
+
+impl CommonArgs {
+    pub fn exceptions_poll(&self) -> Option<Duration> {
+        (self.exceptions_poll_secs > 0).then(|| Duration::from_secs(self.exceptions_poll_secs))
+    }
+    /// The selected sinks, each once, in the order first named.
+    pub fn sinks(&self) -> Vec<SinkKind> {
+        let mut out = Vec::new();
+        for s in &self.sinks {
+            if !out.contains(s) {
+                out.push(*s);
+            }
+        }
+        out
+    }
 }
 
 /// How an event is checked against IAM (`run` and `replay`).

@@ -7,7 +7,9 @@
 //! `suppressed` and carrying the exception, so alerting can skip it. An
 //! expired exception no longer applies.
 //!
-//! The file is YAML or TOML (by extension; otherwise both are tried):
+//! The document is YAML or TOML (by the file's or key's extension;
+//! otherwise both are tried); it comes from a file, an SSM parameter or an
+//! S3 object ([`crate::exceptions_source`]):
 //!
 //! ```yaml
 //! exceptions:
@@ -17,8 +19,11 @@
 //!     owner: "platform-team@example.com"
 //!     expires: 2027-01-31          # last day it applies (UTC, inclusive)
 //! ```
+//!
+//! User names match without regard to case, as IAM compares them (IAM does
+//! not allow `Alice` and `alice` side by side).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use time::macros::format_description;
@@ -45,30 +50,64 @@ impl Exception {
         now.date() > self.expires
     }
 
+    /// Whether the entry names this account and user; the user's name is
+    /// compared without regard to case, glob included.
     pub fn matches(&self, account_id: &str, user_name: &str) -> bool {
-        (self.account == "*" || self.account == account_id) && glob_match(&self.user, user_name)
+        (self.account == "*" || self.account == account_id) && glob_match(&self.user.to_lowercase(), &user_name.to_lowercase())
     }
 }
 
-/// The loaded exceptions file (empty when none is configured).
+/// The loaded exceptions (empty when none are configured).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Exceptions {
-    pub source: Option<PathBuf>,
+    /// Where they were read from (`file /etc/keywatch/exceptions.yaml`,
+    /// `ssm:/keywatch/exceptions`, `s3://bucket/key`).
+    pub source: Option<String>,
     pub entries: Vec<Exception>,
 }
 
-/// Why the file cannot be used. Start-up stops with it; a reload keeps the
-/// previous exceptions.
-#[derive(Debug, thiserror::Error)]
+/// The syntax of an exceptions document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Toml,
+    /// Unknown: YAML is tried, then TOML.
+    Either,
+}
+
+impl Format {
+    /// The format a file or object name says by its extension.
+    pub fn of_name(name: &str) -> Format {
+        let ext = Path::new(name).extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        match ext.as_str() {
+            "toml" => Format::Toml,
+            "yaml" | "yml" => Format::Yaml,
+            _ => Format::Either,
+        }
+    }
+}
+
+/// Why the exceptions cannot be used. Start-up stops with it; a reload
+/// keeps the previous exceptions. `origin` says where they come from, as in
+/// [`Exceptions::source`].
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ExceptionsError {
-    #[error("cannot read exceptions file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("exceptions file {path} is not valid {format}: {message}")]
-    Syntax { path: PathBuf, format: &'static str, message: String },
-    #[error("exceptions file {path}: expected a top-level `exceptions` list")]
-    Shape { path: PathBuf },
-    #[error("exceptions file {path}: entry {index} ({label}): {message}")]
-    Entry { path: PathBuf, index: usize, label: String, message: String },
+    #[error("cannot read exceptions {origin}: {message}")]
+    Read { origin: String, message: String },
+    #[error("exceptions {origin} is not valid {format}: {message}")]
+    Syntax { origin: String, format: &'static str, message: String },
+    #[error("exceptions {origin}: expected a top-level `exceptions` list")]
+    Shape { origin: String },
+    #[error("exceptions {origin}: entry {index} ({label}): {message}")]
+    Entry { origin: String, index: usize, label: String, message: String },
+}
+
+impl ExceptionsError {
+    /// The document was read but is not a valid exceptions list (rather
+    /// than: it could not be read).
+    pub fn is_invalid(&self) -> bool {
+        !matches!(self, ExceptionsError::Read { .. })
+    }
 }
 
 /// An entry as written, before validation.
@@ -90,6 +129,11 @@ enum RawDate {
     Toml(toml::value::Datetime),
 }
 
+/// How a file is named in errors and logs.
+pub fn file_origin(path: &Path) -> String {
+    format!("file {}", path.display())
+}
+
 impl Exceptions {
     /// The exception that covers (account, user) at `now`, if any.
     pub fn matching(&self, account_id: &str, user_name: &str, now: OffsetDateTime) -> Option<&Exception> {
@@ -98,26 +142,37 @@ impl Exceptions {
 
     /// Loads and validates a file.
     pub fn load(path: &Path) -> Result<Exceptions, ExceptionsError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ExceptionsError::Read { path: path.to_path_buf(), source })?;
-        Exceptions::parse(path, &text)
+        let origin = file_origin(path);
+        let text = std::fs::read_to_string(path).map_err(|e| ExceptionsError::Read { origin: origin.clone(), message: e.to_string() })?;
+        Exceptions::parse(&origin, &text, Format::of_name(&path.to_string_lossy()))
     }
 
-    /// Parses and validates `text`, read from `path` (whose extension picks
-    /// YAML or TOML; otherwise both are tried).
-    pub fn parse(path: &Path, text: &str) -> Result<Exceptions, ExceptionsError> {
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-        let entries = match ext.as_str() {
-            "toml" => from_toml(path, text)?,
-            "yaml" | "yml" => from_yaml(path, text)?,
-            _ => from_yaml(path, text).or_else(|_| from_toml(path, text))?,
+    /// Parses and validates a document read from `origin`.
+    pub fn parse(origin: &str, text: &str, format: Format) -> Result<Exceptions, ExceptionsError> {
+        let entries = match format {
+            Format::Toml => from_toml(origin, text)?,
+            Format::Yaml => from_yaml(origin, text)?,
+            // Both failing, the error of the syntax the text looks like.
+            Format::Either => match from_yaml(origin, text) {
+                Ok(entries) => entries,
+                Err(yaml) => match from_toml(origin, text) {
+                    Ok(entries) => entries,
+                    Err(toml) if looks_like_toml(text) => return Err(toml),
+                    Err(_) => return Err(yaml),
+                },
+            },
         };
-        Ok(Exceptions { source: Some(path.to_path_buf()), entries })
+        Ok(Exceptions { source: Some(origin.to_string()), entries })
     }
 }
 
-fn from_yaml(path: &Path, text: &str) -> Result<Vec<Exception>, ExceptionsError> {
+fn looks_like_toml(text: &str) -> bool {
+    text.lines().map(str::trim).any(|l| l.starts_with("[[exceptions]]") || l.starts_with("exceptions ="))
+}
+
+fn from_yaml(origin: &str, text: &str) -> Result<Vec<Exception>, ExceptionsError> {
     let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| ExceptionsError::Syntax {
-        path: path.to_path_buf(),
+        origin: origin.to_string(),
         format: "YAML",
         message: e.to_string(),
     })?;
@@ -125,32 +180,32 @@ fn from_yaml(path: &Path, text: &str) -> Result<Vec<Exception>, ExceptionsError>
         Some(serde_yaml::Value::Sequence(list)) => list.clone(),
         Some(serde_yaml::Value::Null) => Vec::new(),
         _ if doc.is_null() => Vec::new(),
-        _ => return Err(ExceptionsError::Shape { path: path.to_path_buf() }),
+        _ => return Err(ExceptionsError::Shape { origin: origin.to_string() }),
     };
     list.into_iter()
         .enumerate()
         .map(|(i, v)| {
             let label = label_of(v.get("user").and_then(|u| u.as_str()), v.get("account").and_then(|a| a.as_str()));
-            let raw = serde_yaml::from_value::<RawEntry>(v).map_err(|e| entry_error(path, i, &label, e.to_string()))?;
-            validate(path, i, raw)
+            let raw = serde_yaml::from_value::<RawEntry>(v).map_err(|e| entry_error(origin, i, &label, e.to_string()))?;
+            validate(origin, i, raw)
         })
         .collect()
 }
 
-fn from_toml(path: &Path, text: &str) -> Result<Vec<Exception>, ExceptionsError> {
+fn from_toml(origin: &str, text: &str) -> Result<Vec<Exception>, ExceptionsError> {
     let doc: toml::Table =
-        toml::from_str(text).map_err(|e| ExceptionsError::Syntax { path: path.to_path_buf(), format: "TOML", message: e.to_string() })?;
+        toml::from_str(text).map_err(|e| ExceptionsError::Syntax { origin: origin.to_string(), format: "TOML", message: e.to_string() })?;
     let list = match doc.get("exceptions") {
         Some(toml::Value::Array(list)) => list.clone(),
         None => Vec::new(),
-        Some(_) => return Err(ExceptionsError::Shape { path: path.to_path_buf() }),
+        Some(_) => return Err(ExceptionsError::Shape { origin: origin.to_string() }),
     };
     list.into_iter()
         .enumerate()
         .map(|(i, v)| {
             let label = label_of(v.get("user").and_then(|u| u.as_str()), v.get("account").and_then(|a| a.as_str()));
-            let raw = v.try_into::<RawEntry>().map_err(|e| entry_error(path, i, &label, e.to_string()))?;
-            validate(path, i, raw)
+            let raw = v.try_into::<RawEntry>().map_err(|e| entry_error(origin, i, &label, e.to_string()))?;
+            validate(origin, i, raw)
         })
         .collect()
 }
@@ -160,13 +215,13 @@ fn label_of(user: Option<&str>, account: Option<&str>) -> String {
 }
 
 /// Entries are numbered from 1, as a person counts them in the file.
-fn entry_error(path: &Path, index: usize, label: &str, message: String) -> ExceptionsError {
-    ExceptionsError::Entry { path: path.to_path_buf(), index: index + 1, label: label.to_string(), message: message.replace('\n', " ") }
+fn entry_error(origin: &str, index: usize, label: &str, message: String) -> ExceptionsError {
+    ExceptionsError::Entry { origin: origin.to_string(), index: index + 1, label: label.to_string(), message: message.replace('\n', " ") }
 }
 
-fn validate(path: &Path, index: usize, raw: RawEntry) -> Result<Exception, ExceptionsError> {
+fn validate(origin: &str, index: usize, raw: RawEntry) -> Result<Exception, ExceptionsError> {
     let label = label_of(Some(&raw.user), Some(&raw.account));
-    let fail = |m: String| entry_error(path, index, &label, m);
+    let fail = |m: String| entry_error(origin, index, &label, m);
     if raw.account != "*" && !(raw.account.len() == 12 && raw.account.bytes().all(|b| b.is_ascii_digit())) {
         return Err(fail(format!("account {:?} is neither a 12-digit account id nor \"*\"", raw.account)));
     }

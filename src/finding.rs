@@ -1,8 +1,8 @@
 //! Finding: a verdict → the document keywatch publishes.
 //!
 //! The finding's `detail` is a public interface: SIEM pipelines and alert
-//! rules parse it, so fields are added, never renamed (see the README's
-//! "Finding schema"). `finding_id` is stable for (control, account, user) so
+//! rules parse it, so fields are added, never renamed (see
+//! docs/findings.md). `finding_id` is stable for (control, account, user) so
 //! that consumers update one alert instead of piling up new ones; the same id
 //! carries the `FAILED` and the later `PASSED`.
 
@@ -16,21 +16,140 @@ use std::collections::HashMap;
 use crate::evaluate::{Assessment, Verdict};
 use crate::event::KeyEvent;
 use crate::exceptions::Exception;
-use crate::keys::{AccessKey, KeyUsage};
+use crate::keys::{AccessKey, KeyUsage, User};
 
 /// CIS AWS Foundations "Ensure there is only one active access key available
-/// for any single IAM user" (1.13 in v1.4–v4.0).
+/// for any single IAM user" (1.13 in v1.4.0–v4.0.1, 1.12 in v5.0.0, 2.12 in
+/// v6.0.0: see [`CIS_ONE_ACTIVE_KEY`]).
 pub const CONTROL_ID: &str = "CIS-AWS-1.13";
 pub const CONTROL_TITLE: &str = "Ensure there is only one active access key available for any single IAM user";
 /// CIS AWS Foundations "Ensure no 'root' user account access key exists"
-/// (1.4 in v1.4–v4.0): a root key event is judged against this, never
+/// (1.4 in v1.4.0–v4.0.1, 1.3 in v5.0.0, 2.3 in v6.0.0: see
+/// [`CIS_NO_ROOT_KEY`]): a root key event is judged against this, never
 /// against 1.13.
 pub const ROOT_CONTROL_ID: &str = "CIS-AWS-1.4";
 pub const ROOT_CONTROL_TITLE: &str = "Ensure no 'root' user account access key exists";
 /// `user_name` of root findings.
 pub const ROOT_USER: &str = "<root>";
-/// Version of the `detail` document; bumped only on incompatible change.
+/// Version of the `detail` document; bumped only on incompatible change
+/// (an added field is not one).
 pub const SCHEMA_VERSION: &str = "1.0";
+/// The benchmark's name in `compliance[].standard`.
+pub const CIS_STANDARD: &str = "CIS AWS Foundations Benchmark";
+
+/// Where a control sits in one version of a standard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ControlRef {
+    /// The standard's name, e.g. `CIS AWS Foundations Benchmark`.
+    pub standard: &'static str,
+    /// The standard's version, e.g. `1.4.0`.
+    pub version: &'static str,
+    /// The control's number in that version, e.g. `1.13`.
+    pub control: &'static str,
+}
+
+impl ControlRef {
+    /// `CIS AWS Foundations Benchmark v1.4.0/1.13`: the form Security Hub
+    /// uses in `Compliance.RelatedRequirements`.
+    pub fn requirement(&self) -> String {
+        format!("{} v{}/{}", self.standard, self.version, self.control)
+    }
+    /// `CIS AWS Foundations Benchmark v1.4.0`.
+    pub fn standard_version(&self) -> String {
+        format!("{} v{}", self.standard, self.version)
+    }
+}
+
+const fn cis(version: &'static str, control: &'static str) -> ControlRef {
+    ControlRef { standard: CIS_STANDARD, version, control }
+}
+
+/// "Ensure there is only one active access key (available) for any single
+/// IAM user" in each CIS AWS Foundations version that has it (numbering as
+/// in the benchmark versions' requirement lists).
+pub const CIS_ONE_ACTIVE_KEY: &[ControlRef] = &[
+    cis("1.4.0", "1.13"),
+    cis("1.5.0", "1.13"),
+    cis("2.0.0", "1.13"),
+    cis("3.0.0", "1.13"),
+    cis("4.0.1", "1.13"),
+    cis("5.0.0", "1.12"),
+    cis("6.0.0", "2.12"),
+];
+
+/// "Ensure no 'root' user account access key exists" in each version.
+pub const CIS_NO_ROOT_KEY: &[ControlRef] = &[
+    cis("1.4.0", "1.4"),
+    cis("1.5.0", "1.4"),
+    cis("2.0.0", "1.4"),
+    cis("3.0.0", "1.4"),
+    cis("4.0.1", "1.4"),
+    cis("5.0.0", "1.3"),
+    cis("6.0.0", "2.3"),
+];
+
+/// The control's place in every CIS version, by keywatch's `control_id`.
+pub fn compliance_of(control_id: &str) -> &'static [ControlRef] {
+    match control_id {
+        ROOT_CONTROL_ID => CIS_NO_ROOT_KEY,
+        _ => CIS_ONE_ACTIVE_KEY,
+    }
+}
+
+/// keywatch's own version, in every finding.
+pub const KEYWATCH_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The AWS partition of a region: `aws-cn` for `cn-*`, `aws-us-gov` for
+/// `us-gov-*`, the ISO partitions for theirs, `aws` otherwise.
+pub fn partition_of_region(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else if region.starts_with("us-isob-") {
+        "aws-iso-b"
+    } else if region.starts_with("us-iso-") {
+        "aws-iso"
+    } else if region.starts_with("eu-isoe-") {
+        "aws-iso-e"
+    } else if region.starts_with("us-isof-") {
+        "aws-iso-f"
+    } else {
+        "aws"
+    }
+}
+
+/// The partition the event happened in: the caller's ARN says it
+/// (`arn:aws-cn:…`); else the event's region; else `aws`.
+pub fn partition_of(event: &KeyEvent) -> String {
+    let from_arn = event.actor.arn.as_deref().and_then(|arn| {
+        let mut parts = arn.split(':');
+        (parts.next() == Some("arn")).then(|| parts.next()).flatten().filter(|p| !p.is_empty())
+    });
+    match (from_arn, event.region.as_deref()) {
+        (Some(p), _) => p.to_string(),
+        (None, Some(region)) => partition_of_region(region).to_string(),
+        (None, None) => "aws".to_string(),
+    }
+}
+
+/// The IAM user's ARN. When the caller is that user, its own ARN from the
+/// event (which carries the user's IAM path); otherwise
+/// `arn:<partition>:iam::<account>:user/<name>`, which assumes the default
+/// path `/` (neither CloudTrail's record of the call nor ListAccessKeys
+/// says the path). The root user's is `arn:<partition>:iam::<account>:root`.
+pub fn user_arn(event: &KeyEvent, user_name: &str) -> String {
+    let partition = partition_of(event);
+    if user_name == ROOT_USER {
+        return format!("arn:{partition}:iam::{}:root", event.account_id);
+    }
+    if actor_is_target(event, user_name) {
+        if let Some(arn) = event.actor.arn.as_deref().filter(|a| a.contains(":user/") && a.ends_with(&format!("/{user_name}"))) {
+            return arn.to_string();
+        }
+    }
+    format!("arn:{partition}:iam::{}:user/{user_name}", event.account_id)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Status {
@@ -69,6 +188,9 @@ pub struct Finding {
     pub severity: Severity,
     pub account_id: String,
     pub user_name: String,
+    /// The user's ARN (`arn:<partition>:iam::<account>:user/<name>`; the
+    /// root user's `arn:<partition>:iam::<account>:root`).
+    pub user_arn: String,
     pub active_key_count: usize,
     pub active_keys: Vec<KeyView>,
     /// True when IAM's listing did not show the event's change yet and the
@@ -95,6 +217,10 @@ pub struct Finding {
     pub suppressed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exception: Option<Exception>,
+    /// The control's number in each CIS AWS Foundations version.
+    pub compliance: &'static [ControlRef],
+    /// The keywatch version that made the finding.
+    pub keywatch_version: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -214,6 +340,7 @@ pub fn build(
             CONTROL_ID,
             CONTROL_TITLE,
             user_name,
+            user_arn(event, user_name),
             status,
             severity,
             active_keys,
@@ -239,6 +366,7 @@ pub fn build_root(event: &KeyEvent, verdict: Verdict, present: u32, assumed: boo
         ROOT_CONTROL_ID,
         ROOT_CONTROL_TITLE,
         ROOT_USER,
+        user_arn(event, ROOT_USER),
         status,
         severity,
         Vec::new(),
@@ -264,6 +392,7 @@ fn base(
     control_id: &'static str,
     control_title: &'static str,
     user_name: &str,
+    user_arn: String,
     status: Status,
     severity: Severity,
     active_keys: Vec<KeyView>,
@@ -280,6 +409,7 @@ fn base(
         severity,
         account_id: account_id.to_string(),
         user_name: user_name.to_string(),
+        user_arn,
         active_key_count: active_keys.len(),
         active_keys,
         event_state_assumed: assumed,
@@ -291,6 +421,8 @@ fn base(
         remediation: None,
         suppressed: false,
         exception: None,
+        compliance: compliance_of(control_id),
+        keywatch_version: KEYWATCH_VERSION,
     }
 }
 
@@ -334,10 +466,12 @@ fn remediation(account_id: &str, user_name: &str, key: Option<&str>) -> String {
 /// The CIS-1.13 finding for a user a scan listed: `FAILED` with more than
 /// one active key; with `include_passed`, `PASSED` for the others (a
 /// baseline that closes stale alerts); `None` otherwise. Who made the keys
-/// is unknown to a scan: a violation is `MEDIUM`.
+/// is unknown to a scan: a violation is `MEDIUM`. The user's name and ARN
+/// are as `ListUsers` gave them (IAM's own spelling, the path and
+/// partition in the ARN).
 pub fn build_scan(
     account_id: &str,
-    user_name: &str,
+    user: &User,
     keys: &[AccessKey],
     usage: &HashMap<String, KeyUsage>,
     started: OffsetDateTime,
@@ -357,7 +491,8 @@ pub fn build_scan(
         started,
         CONTROL_ID,
         CONTROL_TITLE,
-        user_name,
+        &user.name,
+        user.arn.clone(),
         status,
         severity,
         active_keys,
@@ -366,7 +501,7 @@ pub fn build_scan(
     );
     if status == Status::Failed {
         f.recommended_key_to_deactivate = recommend_key(&active, usage);
-        f.remediation = Some(remediation(account_id, user_name, f.recommended_key_to_deactivate.as_deref()));
+        f.remediation = Some(remediation(account_id, &user.name, f.recommended_key_to_deactivate.as_deref()));
     }
     Some(f)
 }

@@ -34,6 +34,14 @@ impl KeyStatus {
     }
 }
 
+/// An IAM user as `ListUsers` lists it: its name and its ARN (which has
+/// the user's path and the partition in it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub arn: String,
+}
+
 /// One access key of a user, as IAM lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessKey {

@@ -9,14 +9,18 @@
 //!   [`evaluate`] (keys + event → verdict), [`decide`]
 //!   (event + IAM's answer + last use + exceptions + now → [`decide::Outcome`]),
 //!   [`finding`] (the published document), [`exceptions`].
+//! - **Formats**: [`format`] turns a finding into OCSF and into ASFF (pure
+//!   mappings, no I/O; ASFF is built from the Security Hub SDK's types).
 //! - **Ports**: [`error`] (a failed AWS call as the core sees it), [`source`] (where messages come from, and the loop that
 //!   drives any source), [`sink`] (where findings go), [`inventory`] (what
-//!   IAM says, with [`inventory::cached`] as a caching decorator).
+//!   IAM says, with [`inventory::cached`] as a caching decorator),
+//!   [`exceptions_source`] (where the approved exceptions come from, and the
+//!   loop that keeps them current).
 //! - **Processor**: [`processor`] gathers the facts for each message through
 //!   the ports, lets `decide` decide, publishes, and says per message what
 //!   to do with it ([`message::Disposition`]); [`record`] logs and counts
 //!   each outcome.
-//! - **Adapters**: [`aws`] (SQS, IAM, EventBridge, STS; every call through
+//! - **Adapters**: [`aws`] (SQS, IAM, EventBridge, Security Hub, STS, Organizations, SSM, S3; every call through
 //!   one timed, counted path), [`limit`] (IAM rate limiting and retries),
 //!   [`admin`] (the HTTP port), [`telemetry`] (every metric).
 //! - **Wiring**: [`app`] builds and runs it all from [`config`]; the binary,
@@ -33,7 +37,9 @@ pub mod error;
 pub mod evaluate;
 pub mod event;
 pub mod exceptions;
+pub mod exceptions_source;
 pub mod finding;
+pub mod format;
 pub mod health;
 pub mod inventory;
 pub mod keys;

@@ -45,6 +45,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let log_format = cli.log_format;
     let result = match cli.command {
         Command::Run(args) => runtime.block_on(run(*args)).map(|()| ExitCode::SUCCESS),
         Command::Scan(args) => runtime.block_on(scan(*args)),
@@ -53,9 +54,13 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // One line on standard error: a log line for log pipelines (json),
+        // else plain words for the person at the terminal.
         Err(e) => {
-            error!("{e:#}");
-            eprintln!("keywatch: {e:#}");
+            match log_format {
+                LogFormat::Json => error!("{e:#}"),
+                LogFormat::Text => eprintln!("keywatch: {e:#}"),
+            }
             ExitCode::from(2)
         }
     }
@@ -63,8 +68,8 @@ fn main() -> ExitCode {
 
 fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(filter)?;
-    // Logs go to standard error: standard output carries findings (`scan`
-    // and `replay` with --dry-run).
+    // Logs go to standard error: standard output carries findings (the
+    // stdout sink, and `scan` and `replay` with --dry-run).
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
@@ -87,7 +92,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_to(shutdown.clone()));
     let app = App::build(&args, &sdk, Some(metrics), &shutdown).await?;
-    info!(findings_bus = ?args.common.findings_bus, metrics_addr = %args.metrics_addr, "settings");
+    let sinks: Vec<&str> = args.common.sinks().iter().map(|s| s.as_str()).collect();
+    info!(sinks = %sinks.join(","), findings_bus = ?args.common.findings_bus, metrics_addr = %args.metrics_addr, "settings");
     app.run(shutdown).await?;
     info!("keywatch stopped");
     Ok(())

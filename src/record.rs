@@ -110,6 +110,7 @@ pub fn published(m: &Message, ev: &KeyEvent, f: &Finding, latency: f64) {
     telemetry::finding_accepted(f.status.as_str(), latency);
     telemetry::event(ev.event_name.as_str(), EventOutcome::Finding);
     if f.suppressed {
+        telemetry::suppressed_finding();
         if let Some(e) = &f.exception {
             info!(
                 message_id = %m.message_id,

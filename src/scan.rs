@@ -28,6 +28,7 @@ use crate::event::{is_account_id, truncate};
 use crate::exceptions::Exceptions;
 use crate::finding::{self, rfc3339, Finding, Status};
 use crate::inventory::{InventoryError, KeyInventory, Need};
+use crate::keys::User;
 use crate::sink::FindingSink;
 use crate::telemetry;
 
@@ -171,14 +172,14 @@ impl<I: KeyInventory> Scanner<I> {
         self.finish(summary, clock).await
     }
 
-    async fn check_user(&self, account_id: &str, user: &str, exceptions: &Exceptions, started: OffsetDateTime) -> Checked {
-        let listing = match self.inventory.list_keys(account_id, user, None).await {
+    async fn check_user(&self, account_id: &str, user: &User, exceptions: &Exceptions, started: OffsetDateTime) -> Checked {
+        let listing = match self.inventory.list_keys(account_id, &user.name, None).await {
             Ok(listing) => listing,
             // Deleted since ListUsers: nothing to say.
             Err(InventoryError::NoSuchUser { .. }) => return Checked::Gone,
-            Err(e) => return Checked::Failed(format!("ListAccessKeys {}: {e}", truncate(user))),
+            Err(e) => return Checked::Failed(format!("ListAccessKeys {}: {e}", truncate(&user.name))),
         };
-        let user_name = listing.user_name.as_deref().unwrap_or(user);
+        let user_name = user.name.as_str();
         let active: Vec<&str> = listing.keys.iter().filter(|k| k.is_active()).map(|k| k.access_key_id.as_str()).collect();
         let mut usage = HashMap::new();
         if active.len() > 1 && self.settings.last_use {
@@ -192,7 +193,7 @@ impl<I: KeyInventory> Scanner<I> {
             }
         }
         let now = OffsetDateTime::now_utc();
-        let built = finding::build_scan(account_id, user_name, &listing.keys, &usage, started, self.settings.include_passed, now);
+        let built = finding::build_scan(account_id, user, &listing.keys, &usage, started, self.settings.include_passed, now);
         match built {
             Some(f) => {
                 let mut f = f.observed(listing.observed_at);

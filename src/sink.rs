@@ -4,8 +4,9 @@
 //! whether it was accepted, in order: a message is acknowledged only when
 //! its finding was accepted, so partial success must be visible per entry.
 //! [`Sinks`] publishes to several at once and accepts a finding only when
-//! every one of them did. Adapters: EventBridge ([`crate::aws::eventbridge`])
-//! and JSON lines on standard output ([`StdoutSink`]).
+//! every one of them did. Adapters: EventBridge ([`crate::aws::eventbridge`]),
+//! Security Hub ([`crate::aws::securityhub`]) and JSON lines on standard
+//! output ([`StdoutSink`]).
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -15,6 +16,7 @@ use futures_util::FutureExt;
 
 use crate::error::AwsError;
 use crate::finding::Finding;
+use crate::format::FindingFormat;
 use crate::scan::ScanSummary;
 
 /// Why a finding was not accepted. Either way its message stays in the
@@ -81,9 +83,11 @@ impl FindingSink for Sinks {
 }
 
 /// Findings as JSON lines on a writer (standard output by default): for
-/// dry runs, pipes and log shippers.
+/// dry runs, pipes and log shippers. One finding per line, in the
+/// configured format (native unless told).
 pub struct StdoutSink {
     out: Mutex<Box<dyn Write + Send>>,
+    format: FindingFormat,
 }
 
 impl Default for StdoutSink {
@@ -94,7 +98,13 @@ impl Default for StdoutSink {
 
 impl StdoutSink {
     pub fn to(out: Box<dyn Write + Send>) -> Self {
-        StdoutSink { out: Mutex::new(out) }
+        StdoutSink { out: Mutex::new(out), format: FindingFormat::Native }
+    }
+
+    /// The same, writing each finding in `format`.
+    pub fn with_format(mut self, format: FindingFormat) -> Self {
+        self.format = format;
+        self
     }
 }
 
@@ -108,7 +118,7 @@ impl FindingSink for StdoutSink {
         let results = findings
             .iter()
             .map(|f| {
-                let line = serde_json::to_string(f).map_err(|e| SinkError::Write(e.to_string()))?;
+                let line = self.format.render(f).map_err(|e| SinkError::Write(e.to_string()))?;
                 writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|e| SinkError::Write(e.to_string()))
             })
             .collect();

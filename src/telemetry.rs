@@ -11,7 +11,7 @@ use std::time::Duration;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-/// CloudTrail `eventTime` to the finding accepted by EventBridge (label `status`).
+/// CloudTrail `eventTime` to the finding accepted by every sink (label `status`).
 pub const DETECTION_LATENCY: &str = "keywatch_detection_latency_seconds";
 /// CloudTrail `eventTime` to the message received: the upstream delay.
 pub const DELIVERY_DELAY: &str = "keywatch_delivery_delay_seconds";
@@ -32,10 +32,10 @@ pub const COALESCED_CHECKS: &str = "keywatch_coalesced_checks_total";
 /// Last-use look-ups left out because the account's IAM budget was needed
 /// for listings.
 pub const ENRICHMENT_SKIPPED: &str = "keywatch_enrichment_skipped_total";
-/// Findings accepted by EventBridge, by status.
+/// Findings accepted by every sink, by status.
 pub const FINDINGS: &str = "keywatch_findings_total";
-/// Findings not accepted by EventBridge: entries it rejected, or every
-/// entry of a PutEvents call that failed whole.
+/// Findings not accepted by a sink: entries it rejected, or every entry of
+/// a PutEvents or BatchImportFindings call that failed whole.
 pub const EMIT_FAILED_ENTRIES: &str = "keywatch_emit_failed_entries_total";
 /// SQS messages by what became of them.
 pub const MESSAGES: &str = "keywatch_messages_total";
@@ -53,6 +53,13 @@ pub const SCAN_USERS: &str = "keywatch_scan_users_checked_total";
 pub const SCAN_FAILING: &str = "keywatch_scan_failing_users_total";
 /// Unix time of the last account scan that finished without errors.
 pub const SCAN_LAST_SUCCESS: &str = "keywatch_scan_last_success_timestamp_seconds";
+/// Approved exceptions in the set in force (expired entries included).
+pub const LOADED_EXCEPTIONS: &str = "keywatch_loaded_exceptions";
+/// Looks at the exceptions source that kept the previous set (label
+/// `reason`: `unreadable` or `invalid`).
+pub const EXCEPTIONS_RELOAD_FAILURES: &str = "keywatch_exceptions_reload_failures_total";
+/// Findings published marked `suppressed` by an approved exception.
+pub const SUPPRESSED_FINDINGS: &str = "keywatch_suppressed_findings_total";
 /// Always 1; the label carries the running version.
 pub const BUILD_INFO: &str = "keywatch_build_info";
 
@@ -78,7 +85,7 @@ pub fn install_recorder() -> Result<PrometheusHandle, metrics_exporter_prometheu
 /// first scrape (at zero) so that dashboards and `rate()` work before the
 /// first event.
 pub fn describe() {
-    describe_histogram!(DETECTION_LATENCY, Unit::Seconds, "CloudTrail eventTime to the finding accepted by EventBridge.");
+    describe_histogram!(DETECTION_LATENCY, Unit::Seconds, "CloudTrail eventTime to the finding accepted by every sink.");
     describe_histogram!(
         DELIVERY_DELAY,
         Unit::Seconds,
@@ -91,8 +98,8 @@ pub fn describe() {
     describe_counter!(FAILED_CALLS, "CloudTrail records of access-key calls that failed (nothing changed), by event name and error code.");
     describe_counter!(COALESCED_CHECKS, "Re-checks that made no ListAccessKeys of their own, by how: in_flight (joined a listing of the same user in flight) or recent (reused a listing that started after the event).");
     describe_counter!(ENRICHMENT_SKIPPED, "Last-use look-ups (GetAccessKeyLastUsed) left out of a finding because the account's IAM rate budget was below half: listings, which detection needs, go first.");
-    describe_counter!(FINDINGS, "Findings accepted by EventBridge, by status.");
-    describe_counter!(EMIT_FAILED_ENTRIES, "Findings not accepted by EventBridge (a rejected entry, or every entry of a failed PutEvents call); their messages are left for redelivery.");
+    describe_counter!(FINDINGS, "Findings accepted by every sink, by status.");
+    describe_counter!(EMIT_FAILED_ENTRIES, "Findings not accepted by a sink (a rejected entry, or every entry of a failed PutEvents or BatchImportFindings call); their messages are left for redelivery.");
     describe_counter!(
         MESSAGES,
         "SQS messages by result: deleted, retried (left for redelivery) or invalid (left for the dead-letter queue)."
@@ -108,6 +115,12 @@ pub fn describe() {
     describe_counter!(SCAN_USERS, "IAM users checked by scans.");
     describe_counter!(SCAN_FAILING, "IAM users scans found with more than one active access key.");
     describe_gauge!(SCAN_LAST_SUCCESS, Unit::Seconds, "Unix time of the last account scan that finished without errors.");
+    describe_gauge!(LOADED_EXCEPTIONS, "Approved exceptions in the set in force (expired entries included); 0 when none are configured.");
+    describe_counter!(EXCEPTIONS_RELOAD_FAILURES, "Reloads of the exceptions that kept the previous set, by reason: unreadable (the file, parameter or object could not be read) or invalid (a new version that is not a valid exceptions list; counted once per version).");
+    describe_counter!(
+        SUPPRESSED_FINDINGS,
+        "FAILED findings published marked suppressed because an approved, unexpired exception covers the user."
+    );
     describe_gauge!(BUILD_INFO, "Always 1; label version is the running keywatch version.");
 
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
@@ -119,6 +132,11 @@ pub fn describe() {
         counter!(FINDINGS, "status" => status).absolute(0);
     }
     counter!(EMIT_FAILED_ENTRIES).absolute(0);
+    gauge!(LOADED_EXCEPTIONS).set(0.0);
+    for reason in [ReloadFailure::Unreadable, ReloadFailure::Invalid] {
+        counter!(EXCEPTIONS_RELOAD_FAILURES, "reason" => reason.as_str()).absolute(0);
+    }
+    counter!(SUPPRESSED_FINDINGS).absolute(0);
     counter!(ENRICHMENT_SKIPPED).absolute(0);
     // The first scan after a start must show in increase() too.
     counter!(SCAN_USERS).absolute(0);
@@ -148,6 +166,9 @@ pub enum Service {
     EventBridge,
     Sts,
     Organizations,
+    SecurityHub,
+    Ssm,
+    S3,
 }
 
 impl Service {
@@ -158,6 +179,9 @@ impl Service {
             Service::EventBridge => "eventbridge",
             Service::Sts => "sts",
             Service::Organizations => "organizations",
+            Service::SecurityHub => "securityhub",
+            Service::Ssm => "ssm",
+            Service::S3 => "s3",
         }
     }
 }
@@ -248,7 +272,7 @@ pub fn message(result: MessageResult) {
     counter!(MESSAGES, "result" => result.as_str()).increment(1);
 }
 
-/// A finding accepted by EventBridge, with its end-to-end latency.
+/// A finding accepted by every sink, with its end-to-end latency.
 /// Error codes of failed key calls that get a label of their own; any other
 /// code is counted as `other`, so the label set stays bounded.
 const FAILED_CALL_CODES: &[&str] =
@@ -335,4 +359,36 @@ pub fn inflight_sub(n: usize) {
 pub fn queue_depth(queue: &'static str, visible: u64, in_flight: u64) {
     gauge!(QUEUE_MESSAGES, "queue" => queue, "state" => "visible").set(visible as f64);
     gauge!(QUEUE_MESSAGES, "queue" => queue, "state" => "in_flight").set(in_flight as f64);
+}
+
+/// Why a reload of the exceptions kept the previous set (label `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadFailure {
+    /// The file, parameter or object could not be read.
+    Unreadable,
+    /// A new version is not a valid exceptions list.
+    Invalid,
+}
+
+impl ReloadFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadFailure::Unreadable => "unreadable",
+            ReloadFailure::Invalid => "invalid",
+        }
+    }
+}
+
+/// A set of `n` exceptions is in force.
+pub fn exceptions_loaded(n: usize) {
+    gauge!(LOADED_EXCEPTIONS).set(n as f64);
+}
+
+pub fn exceptions_reload_failed(reason: ReloadFailure) {
+    counter!(EXCEPTIONS_RELOAD_FAILURES, "reason" => reason.as_str()).increment(1);
+}
+
+/// A FAILED finding was published marked suppressed.
+pub fn suppressed_finding() {
+    counter!(SUPPRESSED_FINDINGS).increment(1);
 }

@@ -66,3 +66,62 @@ fn a_missing_region_stops_start_up_with_what_to_do() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("AWS_REGION"), "{err}");
 }
+
+#[test]
+fn the_findings_bus_is_required_only_with_the_eventbridge_sink() {
+    // The default sink is eventbridge: no bus, one line naming both settings.
+    let (code, _, err) =
+        keywatch(&["run", "--metrics-addr", "127.0.0.1:0"], &[("KEYWATCH_QUEUE_URL", "http://127.0.0.1:1/q"), ("AWS_REGION", "us-east-1")]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("KEYWATCH_FINDINGS_BUS") && err.contains("KEYWATCH_SINKS"), "{err}");
+
+    let (code, _, err) = keywatch(
+        &["run", "--metrics-addr", "127.0.0.1:0", "--sink", "securityhub", "--sink", "eventbridge"],
+        &[("KEYWATCH_QUEUE_URL", "http://127.0.0.1:1/q"), ("AWS_REGION", "us-east-1")],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("KEYWATCH_FINDINGS_BUS"), "{err}");
+
+    // Without eventbridge, no bus is needed: start-up goes on (and stops
+    // later, at the missing region).
+    let (code, _, err) = keywatch(
+        &["run", "--metrics-addr", "127.0.0.1:0"],
+        &[
+            ("KEYWATCH_QUEUE_URL", "http://127.0.0.1:1/q"),
+            ("KEYWATCH_SINKS", "stdout,securityhub"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("HOME", "/nonexistent"),
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(!err.contains("KEYWATCH_FINDINGS_BUS") && err.contains("AWS_REGION"), "{err}");
+}
+
+#[test]
+fn an_unknown_sink_or_format_is_one_line_naming_it() {
+    let (code, _, err) = keywatch(
+        &["run"],
+        &[("KEYWATCH_QUEUE_URL", "http://127.0.0.1:1/q"), ("KEYWATCH_FINDINGS_BUS", "f"), ("KEYWATCH_SINKS", "eventbridge,kafka")],
+    );
+    assert_eq!(code, 2);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("kafka") && err.contains("KEYWATCH_SINKS"), "{err}");
+
+    let (code, _, err) = keywatch(
+        &["run"],
+        &[("KEYWATCH_QUEUE_URL", "http://127.0.0.1:1/q"), ("KEYWATCH_FINDINGS_BUS", "f"), ("KEYWATCH_FINDING_FORMAT", "cef")],
+    );
+    assert_eq!(code, 2);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("cef") && err.contains("KEYWATCH_FINDING_FORMAT"), "{err}");
+}
+
+#[test]
+fn run_help_explains_the_sinks_and_formats() {
+    let (code, out, _) = keywatch(&["run", "--help"], &[]);
+    assert_eq!(code, 0);
+    for text in ["KEYWATCH_SINKS", "KEYWATCH_FINDING_FORMAT", "eventbridge", "securityhub", "stdout", "ocsf", "native"] {
+        assert!(out.contains(text), "--help lacks {text}:\n{out}");
+    }
+}

@@ -3,7 +3,7 @@
 //! outage, PutEvents failing in part, a network blackout, failed batch
 //! deletes, SIGTERM mid-burst and a restart, a poison flood. For each:
 //! findings lost (must be 0), crashes (0), legitimate messages in the DLQ
-//! (0), duplicates (counted). The table it prints is the README's
+//! (0), duplicates (counted). The table it prints is docs/reliability.md's
 //! reliability table.
 
 mod common;

@@ -202,6 +202,12 @@ async fn member_accounts_are_read_through_the_member_role() {
     p.put_cloudtrail(&create_key_event("evt-own", "admin", "kate", &own[1])).await;
     let d = one_finding(&p, &worker).await;
     assert_eq!(d["account_id"], ACCOUNT);
+    // STS is counted like every AWS call: the worker's own account once at
+    // start-up, the member role once (its credentials are cached).
+    let sts = |op: &str| worker.metric(&format!(r#"keywatch_aws_requests_total{{service="sts",operation="{op}",outcome="ok"}}"#));
+    assert_eq!(sts("GetCallerIdentity"), 1.0, "{}", worker.metrics());
+    assert_eq!(sts("AssumeRole"), 1.0, "{}", worker.metrics());
+    assert_eq!(worker.metric(r#"keywatch_aws_requests_total{service="sts",operation="AssumeRole",outcome="error"}"#), 0.0);
     // Its message deleted before the next worker starts.
     assert!(p.wait_drained(&p.queue_url, T).await);
     drop(worker);
@@ -268,6 +274,41 @@ async fn exceptions_reload_on_sighup_and_a_broken_reload_keeps_the_old_ones() {
     }
     p.put_cloudtrail(&create_key_event("evt-hup-3", "admin", "mia", &keys[1])).await;
     assert_eq!(one_finding(&p, &worker).await["suppressed"], true, "the previous exceptions stay");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exceptions_from_ssm_are_reloaded_when_the_parameter_changes() {
+    let (moto, p) = setup().await;
+    let ssm = aws_sdk_ssm::Client::new(&moto.sdk_config().await);
+    let put = |text: String| {
+        let ssm = ssm.clone();
+        async move {
+            let put = ssm.put_parameter().name("/keywatch/exceptions").value(text).overwrite(true);
+            put.r#type(aws_sdk_ssm::types::ParameterType::String).send().await.unwrap();
+        }
+    };
+    put("exceptions: []\n".into()).await;
+    let worker =
+        Worker::start(&moto, &p, &[("KEYWATCH_EXCEPTIONS_FILE", "ssm:/keywatch/exceptions"), ("KEYWATCH_EXCEPTIONS_POLL_SECS", "1")]);
+    assert!(worker.wait_ready(T).await, "{}", worker.logs());
+    let keys = p.user_with_keys("nils", 2).await;
+    p.put_cloudtrail(&create_key_event("evt-ssm-1", "admin", "nils", &keys[1])).await;
+    assert_eq!(one_finding(&p, &worker).await["suppressed"], false);
+
+    // The entry names the user in another case: IAM names match in any case.
+    put(format!("exceptions:\n  - {{account: \"{ACCOUNT}\", user: NILS, reason: r, owner: o, expires: 2999-01-01}}\n")).await;
+    assert!(worker.wait_metric("keywatch_loaded_exceptions", 1.0, T).await, "{}", worker.logs());
+    p.put_cloudtrail(&create_key_event("evt-ssm-2", "admin", "nils", &keys[1])).await;
+    assert_eq!(one_finding(&p, &worker).await["suppressed"], true, "{}", worker.logs());
+    assert!(worker.wait_metric("keywatch_suppressed_findings_total", 1.0, T).await);
+
+    put("exceptions: [\n".into()).await;
+    assert!(worker.wait_metric(r#"keywatch_exceptions_reload_failures_total{reason="invalid"}"#, 1.0, T).await, "{}", worker.logs());
+    assert_eq!(worker.metric("keywatch_loaded_exceptions"), 1.0, "the previous exceptions stay");
+    p.put_cloudtrail(&create_key_event("evt-ssm-3", "admin", "nils", &keys[1])).await;
+    assert_eq!(one_finding(&p, &worker).await["suppressed"], true, "the previous exceptions stay");
+    assert_eq!(worker.metric(r#"keywatch_exceptions_reload_failures_total{reason="invalid"}"#), 1.0, "a broken version is reported once");
+    assert!(worker.metric(r#"keywatch_aws_requests_total{service="ssm",operation="GetParameter",outcome="ok"}"#) >= 3.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -128,3 +128,52 @@ fn the_fixture_files_say_the_same_in_yaml_and_toml() {
     assert_eq!(yaml.entries.len(), 2);
     assert_eq!(yaml.entries, toml.entries);
 }
+
+#[test]
+fn user_names_match_in_any_case_as_in_iam() {
+    let path = file(
+        ".yaml",
+        "exceptions:\n  - {account: \"111122223333\", user: \"CI-Deploy-*\", reason: r, owner: o, expires: 2999-01-01}\n  - {account: \"*\", user: Alice, reason: r, owner: o, expires: 2999-01-01}\n",
+    );
+    let ex = Exceptions::load(&path).unwrap();
+    let now = datetime!(2026-11-28 12:00 UTC);
+    assert!(ex.matching("111122223333", "ci-deploy-prod", now).is_some());
+    assert!(ex.matching("111122223333", "CI-DEPLOY-PROD", now).is_some());
+    assert!(ex.matching("444455556666", "alice", now).is_some());
+    assert!(ex.matching("444455556666", "ALICE", now).is_some());
+    assert!(ex.matching("444455556666", "alice2", now).is_none());
+}
+
+#[test]
+fn a_source_is_a_file_an_ssm_parameter_or_an_s3_object() {
+    use keywatch::exceptions::Format;
+    use keywatch::exceptions_source::Location;
+    let file = Location::parse("/etc/keywatch/exceptions.yaml").unwrap();
+    assert_eq!(file, Location::File("/etc/keywatch/exceptions.yaml".into()));
+    assert_eq!(file.to_string(), "file /etc/keywatch/exceptions.yaml");
+    assert_eq!(file.format(), Format::Yaml);
+    let ssm = Location::parse("ssm:/keywatch/exceptions").unwrap();
+    assert_eq!(ssm, Location::Ssm("/keywatch/exceptions".into()));
+    assert_eq!(ssm.to_string(), "ssm:/keywatch/exceptions");
+    assert_eq!(ssm.format(), Format::Either);
+    let s3 = Location::parse("s3://my-bucket/keywatch/exceptions.toml").unwrap();
+    assert_eq!(s3, Location::S3 { bucket: "my-bucket".into(), key: "keywatch/exceptions.toml".into() });
+    assert_eq!(s3.to_string(), "s3://my-bucket/keywatch/exceptions.toml");
+    assert_eq!(s3.format(), Format::Toml);
+    for bad in ["ssm:", "ssm://x", "s3://bucket", "s3://bucket/", "s3:///key", "s3:bucket/key", ""] {
+        assert!(Location::parse(bad).is_err(), "{bad:?} accepted");
+    }
+}
+
+#[test]
+fn a_document_without_extension_is_read_as_yaml_or_toml_and_its_error_names_the_syntax_it_looks_like() {
+    use keywatch::exceptions::Format;
+    let yaml = "exceptions:\n  - {account: \"*\", user: u, reason: r, owner: o, expires: 2027-01-01}\n";
+    let toml = "[[exceptions]]\naccount = '*'\nuser = 'u'\nreason = 'r'\nowner = 'o'\nexpires = 2027-01-01\n";
+    assert_eq!(Exceptions::parse("ssm:/x", yaml, Format::Either).unwrap().entries.len(), 1);
+    assert_eq!(Exceptions::parse("ssm:/x", toml, Format::Either).unwrap().entries.len(), 1);
+    let err = Exceptions::parse("ssm:/x", "exceptions: [\n", Format::Either).unwrap_err().to_string();
+    assert!(err.contains("ssm:/x") && err.contains("not valid YAML"), "{err}");
+    let err = Exceptions::parse("ssm:/x", "[[exceptions]]\naccount = \n", Format::Either).unwrap_err().to_string();
+    assert!(err.contains("not valid TOML"), "{err}");
+}

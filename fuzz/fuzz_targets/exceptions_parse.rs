@@ -1,23 +1,21 @@
-//! `Exceptions::parse` on any text, the file named `.yaml`, `.toml` or
-//! without an extension (both formats tried) by the first byte; what it
-//! loads is then matched and serialized as the findings use it. Nothing
-//! here may panic, whatever the file holds.
+//! `Exceptions::parse` on any text, read as YAML, TOML, or either (the
+//! format a name without an extension, or an SSM parameter, gets) by the
+//! first byte; what it loads is then matched and serialized as the findings
+//! use it. Nothing here may panic, whatever the document holds.
 
 #![no_main]
 
-use std::path::Path;
-
-use keywatch::exceptions::{glob_match, Exceptions};
+use keywatch::exceptions::{glob_match, Exceptions, Format};
 use libfuzzer_sys::fuzz_target;
 use time::macros::datetime;
 
-const NAMES: [&str; 3] = ["exceptions.yaml", "exceptions.toml", "exceptions"];
+const FORMATS: [Format; 3] = [Format::Yaml, Format::Toml, Format::Either];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&first, rest)) = data.split_first() else { return };
-    let path = Path::new(NAMES[usize::from(first) % NAMES.len()]);
+    let format = FORMATS[usize::from(first) % FORMATS.len()];
     let text = String::from_utf8_lossy(rest);
-    match Exceptions::parse(path, &text) {
+    match Exceptions::parse("fuzz", &text, format) {
         Ok(exceptions) => {
             for e in &exceptions.entries {
                 // A pattern matches its own text (`*` a run, `?` one char).

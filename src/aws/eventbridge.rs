@@ -6,6 +6,11 @@
 //! result is therefore returned on its own, in order, so that the worker
 //! deletes exactly the messages whose finding was accepted and leaves the
 //! rest for redelivery.
+//!
+//! Each entry's `Detail` is the finding in the configured format (native or
+//! OCSF; the `DetailType` is the same for both, so rules that route by
+//! source and detail type carry either), its `Resources` the user's ARN and
+//! its `Time` when keywatch decided.
 
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use futures_util::future::BoxFuture;
@@ -13,6 +18,7 @@ use futures_util::FutureExt;
 
 use super::call;
 use crate::finding::Finding;
+use crate::format::{parse_time, FindingFormat};
 use crate::scan::{ScanSummary, SUMMARY_DETAIL_TYPE};
 use crate::sink::{FindingSink, SinkError};
 use crate::telemetry::Service;
@@ -32,11 +38,20 @@ pub struct EventBridgeSink {
     bus: String,
     /// The events' `Source` (`keywatch` unless configured).
     source: String,
+    /// The document in `Detail`.
+    format: FindingFormat,
 }
 
 impl EventBridgeSink {
+    /// Publishes native findings to `bus` with `source`.
     pub fn new(client: aws_sdk_eventbridge::Client, bus: impl Into<String>, source: impl Into<String>) -> Self {
-        EventBridgeSink { client, bus: bus.into(), source: source.into() }
+        EventBridgeSink { client, bus: bus.into(), source: source.into(), format: FindingFormat::Native }
+    }
+
+    /// The same, with `Detail` in `format`.
+    pub fn with_format(mut self, format: FindingFormat) -> Self {
+        self.format = format;
+        self
     }
 
     async fn put_chunk(&self, entries: Vec<PutEventsRequestEntry>) -> Vec<Result<(), SinkError>> {
@@ -105,15 +120,18 @@ impl EventBridgeSink {
         for finding in findings {
             results.push(Ok(()));
             let slot = results.len() - 1;
-            let detail = match serde_json::to_string(finding) {
+            let detail = match self.format.render(finding) {
                 Ok(d) => d,
                 Err(e) => {
                     results[slot] = Err(SinkError::Write(e.to_string()));
                     continue;
                 }
             };
-            // EventBridge counts Source, DetailType, Detail and resources.
-            let size = detail.len() + self.source.len() + DETAIL_TYPE.len();
+            let time = parse_time(&finding.detected_at)
+                .map(|t| aws_smithy_types::DateTime::from_secs_and_nanos(t.unix_timestamp(), t.nanosecond()));
+            // EventBridge counts Source, DetailType, Detail, each resource
+            // and 14 bytes for a Time.
+            let size = detail.len() + self.source.len() + DETAIL_TYPE.len() + finding.user_arn.len() + 14;
             if !chunk.is_empty() && (chunk.len() == MAX_ENTRIES || chunk_bytes + size > MAX_REQUEST_BYTES) {
                 let sent = self.put_chunk(std::mem::take(&mut chunk)).await;
                 for (i, r) in chunk_slots.drain(..).zip(sent) {
@@ -127,6 +145,8 @@ impl EventBridgeSink {
                     .source(&self.source)
                     .detail_type(DETAIL_TYPE)
                     .detail(detail)
+                    .resources(&finding.user_arn)
+                    .set_time(time)
                     .build(),
             );
             chunk_slots.push(slot);

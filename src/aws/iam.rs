@@ -19,7 +19,7 @@ use super::sts::AssumeRoleCredentials;
 use super::{call, AwsError, ErrorClass, CREDENTIALS_ERROR};
 use crate::cache::BoundedCache;
 use crate::inventory::{InventoryError, KeyInventory, Need};
-use crate::keys::{AccessKey, KeyLastUsed, KeyStatus, KeyUsage, Listing};
+use crate::keys::{AccessKey, KeyLastUsed, KeyStatus, KeyUsage, Listing, User};
 use crate::limit::{RateLimiter, RetryPolicy};
 use crate::telemetry::Service;
 
@@ -245,14 +245,14 @@ impl KeyInventory for IamInventory {
         Ok(present.max(0) as u32)
     }
 
-    async fn list_users(&self, account_id: &str) -> Result<Vec<String>, InventoryError> {
+    async fn list_users(&self, account_id: &str) -> Result<Vec<User>, InventoryError> {
         let client = self.client_for(account_id);
         let mut users = Vec::new();
         let mut marker: Option<String> = None;
         loop {
             let page =
                 self.run(account_id, || call(Service::Iam, "ListUsers", client.list_users().set_marker(marker.clone()).send())).await?;
-            users.extend(page.users().iter().map(|u| u.user_name().to_string()));
+            users.extend(page.users().iter().map(|u| User { name: u.user_name().to_string(), arn: u.arn().to_string() }));
             match page.marker() {
                 Some(next) if page.is_truncated() => marker = Some(next.to_string()),
                 _ => break,

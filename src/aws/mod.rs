@@ -2,9 +2,11 @@
 //!
 //! The adapters translate between the SDKs and the core's ports:
 //! [`sqs`] (the input queue, a message source), [`iam`] (the key
-//! inventory), [`eventbridge`] (a finding sink), [`sts`] (the worker's
-//! account and member-account credentials). [`Clients`] builds their SDK
-//! clients once, for the binary, the tests and the benchmarks alike.
+//! inventory), [`eventbridge`] and [`securityhub`] (finding sinks), [`sts`]
+//! (the worker's account and member-account credentials), [`organizations`]
+//! (the organisation's accounts), [`ssm`] and [`s3`] (sources of the approved
+//! exceptions). [`Clients`] builds their SDK clients once, for the binary,
+//! the tests and the benchmarks alike.
 //!
 //! Every AWS call goes through [`call`], so `keywatch_aws_requests_total` and
 //! `keywatch_aws_request_duration_seconds` see all of them with the same
@@ -15,7 +17,10 @@
 pub mod eventbridge;
 pub mod iam;
 pub mod organizations;
+pub mod s3;
+pub mod securityhub;
 pub mod sqs;
+pub mod ssm;
 pub mod sts;
 
 use std::future::Future;
@@ -146,7 +151,9 @@ pub fn call_timeouts() -> aws_config::timeout::TimeoutConfig {
 /// config: SQS with attempt timeouts above the long-poll wait (a shorter one
 /// would cut every receive), IAM signed for its global region and without
 /// SDK retries (keywatch retries IAM itself, per account, counting each
-/// attempt), EventBridge with the SDK's standard retries. None of them
+/// attempt), EventBridge, Security Hub, STS, Organizations, SSM and S3 with
+/// the SDK's standard retries.
+/// None of them
 /// watches uploads for stalls: request bodies are small and in memory, the
 /// attempt timeouts bound a stalled call anyway, and the check wakes every
 /// call in flight ten times a second, a 20 s long poll included (most of an
@@ -156,8 +163,11 @@ pub struct Clients {
     pub sqs: aws_sdk_sqs::Client,
     pub iam: aws_sdk_iam::Client,
     pub eventbridge: aws_sdk_eventbridge::Client,
+    pub securityhub: aws_sdk_securityhub::Client,
     pub sts: aws_sdk_sts::Client,
     pub organizations: aws_sdk_organizations::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    pub s3: aws_sdk_s3::Client,
 }
 
 impl Clients {
@@ -190,6 +200,12 @@ impl Clients {
                     .stalled_stream_protection(stalls.clone())
                     .build(),
             ),
+            securityhub: aws_sdk_securityhub::Client::from_conf(
+                aws_sdk_securityhub::config::Builder::from(sdk)
+                    .timeout_config(call_timeouts.clone())
+                    .stalled_stream_protection(stalls.clone())
+                    .build(),
+            ),
             sts: aws_sdk_sts::Client::from_conf(
                 aws_sdk_sts::config::Builder::from(sdk)
                     .timeout_config(call_timeouts.clone())
@@ -200,9 +216,18 @@ impl Clients {
             organizations: aws_sdk_organizations::Client::from_conf(
                 aws_sdk_organizations::config::Builder::from(sdk)
                     .region(aws_config::Region::new(iam_region.to_string()))
-                    .timeout_config(call_timeouts)
-                    .stalled_stream_protection(stalls)
+                    .timeout_config(call_timeouts.clone())
+                    .stalled_stream_protection(stalls.clone())
                     .build(),
+            ),
+            ssm: aws_sdk_ssm::Client::from_conf(
+                aws_sdk_ssm::config::Builder::from(sdk)
+                    .timeout_config(call_timeouts.clone())
+                    .stalled_stream_protection(stalls.clone())
+                    .build(),
+            ),
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(sdk).timeout_config(call_timeouts).stalled_stream_protection(stalls).build(),
             ),
         }
     }

@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 
 use super::{InventoryError, KeyInventory, Need};
 use crate::cache::{BoundedCache, SingleFlight};
-use crate::keys::{KeyLastUsed, Listing};
+use crate::keys::{KeyLastUsed, Listing, User};
 use crate::limit::RateLimiter;
 use crate::telemetry::{self, Coalesced};
 
@@ -123,7 +123,7 @@ impl<I: KeyInventory> KeyInventory for CachingInventory<I> {
         self.inner.root_keys_present(account_id).await
     }
 
-    async fn list_users(&self, account_id: &str) -> Result<Vec<String>, InventoryError> {
+    async fn list_users(&self, account_id: &str) -> Result<Vec<User>, InventoryError> {
         self.inner.list_users(account_id).await
     }
 }

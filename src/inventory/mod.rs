@@ -15,7 +15,7 @@ use std::future::Future;
 use time::OffsetDateTime;
 
 use crate::error::AwsError;
-use crate::keys::{KeyLastUsed, Listing};
+use crate::keys::{KeyLastUsed, Listing, User};
 
 /// Why a look-up failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -77,7 +77,7 @@ pub trait KeyInventory: Send + Sync + 'static {
 
     /// Every IAM user of `account_id` (`ListUsers`, all pages), for a scan.
     /// An inventory that cannot list users has none.
-    fn list_users(&self, account_id: &str) -> impl Future<Output = Result<Vec<String>, InventoryError>> + Send {
+    fn list_users(&self, account_id: &str) -> impl Future<Output = Result<Vec<User>, InventoryError>> + Send {
         let _ = account_id;
         async { Ok(Vec::new()) }
     }

@@ -1,22 +1,26 @@
 //! Test support, one module per concern: the emulator ([`emulator`]), the
 //! production wiring on it ([`pipeline`]), CloudTrail records
-//! ([`cloudtrail`]), the real `keywatch` binary ([`worker`]) and reading its
-//! metrics ([`metrics`]). Every process started here is killed on drop, by
+//! ([`cloudtrail`]), findings decided in process ([`decided`]), the real `keywatch` binary ([`worker`]), reading its
+//! metrics ([`metrics`]) and checking OCSF documents ([`ocsf`]). Every process started here is killed on drop, by
 //! pid.
 
 #![allow(dead_code, unused_imports)]
 
 mod cloudtrail;
+mod decided;
 mod emulator;
 mod faults;
 mod metrics;
+mod ocsf;
 mod pipeline;
 mod worker;
 
 pub use cloudtrail::*;
+pub use decided::*;
 pub use emulator::*;
 pub use faults::*;
 pub use metrics::*;
+pub use ocsf::*;
 pub use pipeline::*;
 pub use worker::*;
 

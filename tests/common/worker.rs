@@ -13,19 +13,41 @@ pub struct Worker {
     pub child: Child,
     pub admin_port: u16,
     pub log: PathBuf,
+    /// Standard output on its own, when asked for (the stdout sink).
+    pub stdout: Option<PathBuf>,
+}
+
+fn temp_path(prefix: &str, suffix: &str) -> PathBuf {
+    tempfile::Builder::new().prefix(prefix).suffix(suffix).tempfile().unwrap().into_temp_path().keep().unwrap()
 }
 
 impl Worker {
+    /// The worker with standard output and standard error in one log.
     pub fn start(moto: &Moto, pipeline: &Pipeline, extra_env: &[(&str, &str)]) -> Worker {
-        Worker::start_without(moto, pipeline, extra_env, &[])
+        Worker::spawn(moto, pipeline, extra_env, &[], false)
     }
 
     /// As [`Worker::start`], with the variables in `unset` left out of the
     /// environment (e.g. the static test credentials).
     pub fn start_without(moto: &Moto, pipeline: &Pipeline, extra_env: &[(&str, &str)], unset: &[&str]) -> Worker {
+        Worker::spawn(moto, pipeline, extra_env, unset, false)
+    }
+
+    /// The worker with standard output in a file of its own
+    /// ([`Worker::stdout_lines`]) and standard error in the log.
+    pub fn start_with_stdout(moto: &Moto, pipeline: &Pipeline, extra_env: &[(&str, &str)]) -> Worker {
+        Worker::spawn(moto, pipeline, extra_env, &[], true)
+    }
+
+    fn spawn(moto: &Moto, pipeline: &Pipeline, extra_env: &[(&str, &str)], unset: &[&str], separate_stdout: bool) -> Worker {
         let admin_port = free_port();
-        let log = tempfile::Builder::new().prefix("keywatch-worker-").suffix(".log").tempfile().unwrap().into_temp_path().keep().unwrap();
-        let out = std::fs::File::create(&log).unwrap();
+        let log = temp_path("keywatch-worker-", ".log");
+        let err = std::fs::File::create(&log).unwrap();
+        let stdout = separate_stdout.then(|| temp_path("keywatch-stdout-", ".jsonl"));
+        let out = match &stdout {
+            Some(path) => std::fs::File::create(path).unwrap(),
+            None => err.try_clone().unwrap(),
+        };
         let mut env: HashMap<&str, String> = HashMap::from([
             ("KEYWATCH_QUEUE_URL", pipeline.queue_url.clone()),
             ("KEYWATCH_FINDINGS_BUS", FINDINGS_BUS.to_string()),
@@ -40,8 +62,13 @@ impl Worker {
             ("AWS_SECRET_ACCESS_KEY", "testing".into()),
             ("AWS_EC2_METADATA_DISABLED", "true".into()),
         ]);
+        // An empty value unsets the variable.
         for (k, v) in extra_env {
-            env.insert(k, v.to_string());
+            if v.is_empty() {
+                env.remove(k);
+            } else {
+                env.insert(k, v.to_string());
+            }
         }
         for k in unset {
             env.remove(k);
@@ -51,15 +78,22 @@ impl Worker {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(env)
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
+            .stdout(out)
+            .stderr(err)
             .spawn()
             .expect("start keywatch");
-        Worker { child, admin_port, log }
+        Worker { child, admin_port, log, stdout }
     }
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The lines written to standard output so far (with
+    /// [`Worker::start_with_stdout`]).
+    pub fn stdout_lines(&self) -> Vec<String> {
+        let path = self.stdout.as_ref().expect("started with start_with_stdout");
+        std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_string).collect()
     }
 
     pub fn metrics(&self) -> String {

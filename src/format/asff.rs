@@ -1,0 +1,210 @@
+//! ASFF: a finding in the AWS Security Finding Format, as Security Hub's
+//! `BatchImportFindings` takes it (the SDK's types are the format's model;
+//! building them does no I/O).
+//!
+//! **Which account.** Findings are imported into the worker's own account
+//! and region, under that account's default product
+//! (`arn:<partition>:securityhub:<region>:<account>:product/<account>/default`).
+//! Security Hub requires a caller using the default product to import only
+//! findings whose `AwsAccountId` is its own account, so `AwsAccountId` is
+//! the worker's account; the account whose IAM changed is in the user's
+//! ARN (the first resource's `Id`) and in `ProductFields`
+//! `keywatch/account_id`.
+//!
+//! **Updates.** `Id` is the native `finding_id`, so the `PASSED` updates
+//! the `FAILED` in place. Security Hub keeps an import only when its
+//! `UpdatedAt` is later than the stored one's: `UpdatedAt` is when keywatch
+//! decided (it re-read IAM then), so the latest decision wins and a late
+//! redelivery of an older one is ignored. A resolution sets
+//! `Compliance.Status` `PASSED` and `RecordState` `ARCHIVED`. `Workflow` is
+//! taken on creation only (later on it is the security team's); Security
+//! Hub itself moves a `RESOLVED` finding back to `NEW` when it is `ACTIVE`
+//! and `FAILED` again. `Severity` and `Types` are also sent as
+//! `FindingProviderFields`, the place for a provider's updates to them.
+
+use std::collections::HashMap;
+
+use aws_sdk_securityhub::types::{
+    AwsIamAccessKeyDetails, AwsIamAccessKeyStatus, AwsIamUserDetails, AwsSecurityFinding, Compliance, ComplianceStatus,
+    FindingProviderFields, FindingProviderSeverity, Partition, Recommendation, RecordState, Remediation, Resource, ResourceDetails,
+    Severity, SeverityLabel, Workflow, WorkflowStatus,
+};
+
+use super::{describe, exception_expiry, parse_time, partition, truncate, FINDING_TYPE, REMEDIATION_URL};
+use crate::finding::{rfc3339, Finding, Severity as NativeSeverity, Status, ROOT_USER};
+
+/// ASFF's schema version.
+pub const SCHEMA_VERSION: &str = "2018-10-08";
+/// Security Hub's limits on a few text fields.
+const TITLE_MAX: usize = 256;
+const DESCRIPTION_MAX: usize = 1024;
+const RECOMMENDATION_MAX: usize = 512;
+const PRODUCT_FIELD_MAX: usize = 2048;
+
+/// Where findings are imported: the worker's own account, region and
+/// partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub account_id: String,
+    pub region: String,
+    pub partition: String,
+}
+
+impl Target {
+    pub fn new(account_id: impl Into<String>, region: impl Into<String>) -> Target {
+        let region = region.into();
+        let partition = crate::finding::partition_of_region(&region).to_string();
+        Target { account_id: account_id.into(), region, partition }
+    }
+
+    /// The account's default product: findings of a custom integration.
+    pub fn product_arn(&self) -> String {
+        format!("arn:{}:securityhub:{}:{}:product/{}/default", self.partition, self.region, self.account_id, self.account_id)
+    }
+}
+
+fn severity_label(s: NativeSeverity) -> (SeverityLabel, &'static str) {
+    match s {
+        NativeSeverity::Informational => (SeverityLabel::Informational, "INFORMATIONAL"),
+        NativeSeverity::Medium => (SeverityLabel::Medium, "MEDIUM"),
+        NativeSeverity::High => (SeverityLabel::High, "HIGH"),
+        NativeSeverity::Critical => (SeverityLabel::Critical, "CRITICAL"),
+    }
+}
+
+/// `Workflow.Status`: NEW, RESOLVED, or SUPPRESSED for a finding under an
+/// approved exception.
+pub fn workflow_status(f: &Finding) -> WorkflowStatus {
+    match f.status {
+        Status::Failed if f.suppressed => WorkflowStatus::Suppressed,
+        Status::Failed => WorkflowStatus::New,
+        Status::Passed => WorkflowStatus::Resolved,
+    }
+}
+
+/// keywatch's own fields, `keywatch/<name>` → value (at most 50, values at
+/// most 2 KiB).
+pub fn product_fields(f: &Finding) -> HashMap<String, String> {
+    let mut fields: Vec<(&str, Option<String>)> = vec![
+        ("finding_id", Some(f.finding_id.clone())),
+        ("control_id", Some(f.control_id.to_string())),
+        ("account_id", Some(f.account_id.clone())),
+        ("user_name", Some(f.user_name.clone())),
+        ("user_arn", Some(f.user_arn.clone())),
+        ("status", Some(f.status.as_str().to_string())),
+        ("active_key_count", Some(f.active_key_count.to_string())),
+        (
+            "active_keys",
+            Some(f.active_keys.iter().map(|k| k.access_key_id.as_str()).collect::<Vec<_>>().join(",")).filter(|s| !s.is_empty()),
+        ),
+        ("recommended_key_to_deactivate", f.recommended_key_to_deactivate.clone()),
+        ("event_state_assumed", Some(f.event_state_assumed.to_string())),
+        ("detection_latency_seconds", Some(format!("{:.3}", f.detection_latency_seconds))),
+        ("trigger_event_id", Some(f.trigger.event_id.clone())),
+        ("trigger_event_name", Some(f.trigger.event_name.to_string())),
+        ("trigger_event_time", Some(f.trigger.event_time.clone())),
+        ("actor_arn", f.trigger.actor_arn.clone()),
+        ("actor_type", f.trigger.actor_type.clone()),
+        ("suppressed", Some(f.suppressed.to_string())),
+        ("schema_version", Some(f.schema_version.to_string())),
+        ("keywatch_version", Some(f.keywatch_version.to_string())),
+    ];
+    if let Some(e) = &f.exception {
+        fields.push(("exception_reason", Some(e.reason.clone())));
+        fields.push(("exception_owner", Some(e.owner.clone())));
+        fields.push(("exception_expires", Some(exception_expiry(e))));
+    }
+    fields.into_iter().filter_map(|(k, v)| v.map(|v| (format!("keywatch/{k}"), truncate(&v, PRODUCT_FIELD_MAX)))).collect()
+}
+
+/// The resources: the user (`AwsIamUser`, the root user as `AwsAccount`),
+/// then each active key (`AwsIamAccessKey`).
+fn resources(f: &Finding, target: &Target) -> Vec<Resource> {
+    let partition = Partition::from(partition(f));
+    let user = if f.user_name == ROOT_USER {
+        Resource::builder().r#type("AwsAccount").id(&f.user_arn)
+    } else {
+        Resource::builder()
+            .r#type("AwsIamUser")
+            .id(&f.user_arn)
+            .details(ResourceDetails::builder().aws_iam_user(AwsIamUserDetails::builder().user_name(&f.user_name).build()).build())
+    };
+    let mut out = vec![user.partition(partition.clone()).region(&target.region).build()];
+    for k in &f.active_keys {
+        let mut details = AwsIamAccessKeyDetails::builder()
+            .access_key_id(&k.access_key_id)
+            .principal_name(&f.user_name)
+            .principal_type("IAMUser")
+            .account_id(&f.account_id)
+            .status(AwsIamAccessKeyStatus::from(k.status.as_str()));
+        if let Some(created) = &k.created_at {
+            details = details.created_at(created);
+        }
+        out.push(
+            Resource::builder()
+                .r#type("AwsIamAccessKey")
+                .id(&k.access_key_id)
+                .partition(partition.clone())
+                .region(&target.region)
+                .details(ResourceDetails::builder().aws_iam_access_key(details.build()).build())
+                .build(),
+        );
+    }
+    out
+}
+
+/// The ASFF finding for `f`, to import into `target`.
+pub fn finding(f: &Finding, target: &Target) -> AwsSecurityFinding {
+    let (label, original) = severity_label(f.severity);
+    let event_time = parse_time(&f.trigger.event_time);
+    let detected = parse_time(&f.detected_at);
+    // UpdatedAt is when keywatch decided; never before CreatedAt.
+    let updated = match (event_time, detected) {
+        (Some(e), Some(d)) => rfc3339(e.max(d)),
+        _ => f.detected_at.clone(),
+    };
+    let (compliance_status, record_state) = match f.status {
+        Status::Failed => (ComplianceStatus::Failed, RecordState::Active),
+        Status::Passed => (ComplianceStatus::Passed, RecordState::Archived),
+    };
+    let mut b = AwsSecurityFinding::builder()
+        .schema_version(SCHEMA_VERSION)
+        .id(&f.finding_id)
+        .product_arn(target.product_arn())
+        .product_name("keywatch")
+        .company_name("keywatch")
+        .generator_id(format!("keywatch/{}", f.control_id))
+        .aws_account_id(&target.account_id)
+        .types(FINDING_TYPE)
+        .created_at(&f.trigger.event_time)
+        .first_observed_at(&f.trigger.event_time)
+        .updated_at(updated)
+        .last_observed_at(&f.detected_at)
+        .severity(Severity::builder().label(label.clone()).original(original).build())
+        .finding_provider_fields(
+            FindingProviderFields::builder()
+                .severity(FindingProviderSeverity::builder().label(label).original(original).build())
+                .types(FINDING_TYPE)
+                .build(),
+        )
+        .title(truncate(f.control_title, TITLE_MAX))
+        .description(truncate(&describe(f), DESCRIPTION_MAX))
+        .compliance(
+            Compliance::builder()
+                .status(compliance_status)
+                .set_related_requirements(Some(f.compliance.iter().map(|c| c.requirement()).collect()))
+                .build(),
+        )
+        .workflow(Workflow::builder().status(workflow_status(f)).build())
+        .record_state(record_state)
+        .set_product_fields(Some(product_fields(f)))
+        .set_resources(Some(resources(f, target)));
+    if let Some(text) = &f.remediation {
+        b = b.remediation(
+            Remediation::builder()
+                .recommendation(Recommendation::builder().text(truncate(text, RECOMMENDATION_MAX)).url(REMEDIATION_URL).build())
+                .build(),
+        );
+    }
+    b.build()
+}

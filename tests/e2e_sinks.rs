@@ -1,0 +1,251 @@
+//! The sinks end to end on the emulator (moto server), with the real
+//! `keywatch` binary: Security Hub (a FAILED then the PASSED for one user is
+//! one finding in Security Hub, resolved and archived), EventBridge and
+//! Security Hub at once with OCSF on the bus, and the stdout sink (JSON
+//! lines, native and OCSF, with the logs on stderr). Every OCSF finding
+//! produced here is validated against the OCSF 1.6.0 schema.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_securityhub::types::{AwsSecurityFinding, ComplianceStatus, RecordState, WorkflowStatus};
+use common::*;
+use serde_json::{json, Value};
+
+const T: Duration = Duration::from_secs(30);
+
+async fn setup() -> (Moto, Pipeline, aws_sdk_securityhub::Client) {
+    let moto = Moto::start();
+    let config = moto.sdk_config().await;
+    let pipeline = Pipeline::create(&config, 5).await;
+    let hub = aws_sdk_securityhub::Client::new(&config);
+    hub.enable_security_hub().send().await.unwrap();
+    (moto, pipeline, hub)
+}
+
+/// Every finding in Security Hub. The SDK's GetFindings deserializer needs
+/// more stack than a test's runtime thread has in a debug build, so the call
+/// runs on a thread of its own.
+async fn hub_findings(hub: &aws_sdk_securityhub::Client) -> Vec<AwsSecurityFinding> {
+    let hub = hub.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .stack_size(64 * 1024 * 1024)
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let found = rt.block_on(hub.get_findings().send()).unwrap().findings.unwrap_or_default();
+            let _ = tx.send(found);
+        })
+        .unwrap();
+    rx.await.unwrap()
+}
+
+/// Waits until Security Hub holds a finding that `done` accepts; all of
+/// them then.
+async fn hub_until(hub: &aws_sdk_securityhub::Client, done: impl Fn(&[AwsSecurityFinding]) -> bool) -> Vec<AwsSecurityFinding> {
+    let deadline = Instant::now() + T;
+    loop {
+        let found = hub_findings(hub).await;
+        if done(&found) || Instant::now() > deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn compliance(f: &AwsSecurityFinding) -> Option<&ComplianceStatus> {
+    f.compliance().and_then(|c| c.status())
+}
+
+async fn deactivate(p: &Pipeline, user: &str, key: &str, event_id: &str) {
+    p.iam.update_access_key().user_name(user).access_key_id(key).status(aws_sdk_iam::types::StatusType::Inactive).send().await.unwrap();
+    p.put_cloudtrail(&update_key_event(event_id, "admin", user, key, "Inactive")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_hub_gets_the_failed_then_the_passed_as_one_finding() {
+    let (moto, p, hub) = setup().await;
+    let worker = Worker::start(&moto, &p, &[("KEYWATCH_SINKS", "securityhub")]);
+    assert!(worker.wait_ready(T).await, "{}", worker.logs());
+
+    let keys = p.user_with_keys("erin", 2).await;
+    p.put_cloudtrail(&create_key_event("evt-erin-2", "admin", "erin", &keys[1])).await;
+    let found = hub_until(&hub, |f| f.iter().any(|x| compliance(x) == Some(&ComplianceStatus::Failed))).await;
+    assert_eq!(found.len(), 1, "{found:?}\n{}", worker.logs());
+    let failed = &found[0];
+    let user_arn = format!("arn:aws:iam::{ACCOUNT}:user/erin");
+    assert_eq!(failed.aws_account_id(), Some(ACCOUNT));
+    assert_eq!(failed.product_arn(), Some(format!("arn:aws:securityhub:us-east-1:{ACCOUNT}:product/{ACCOUNT}/default").as_str()));
+    assert_eq!(failed.record_state(), Some(&RecordState::Active));
+    assert_eq!(failed.workflow().and_then(|w| w.status()), Some(&WorkflowStatus::New));
+    assert_eq!((failed.resources()[0].r#type(), failed.resources()[0].id()), (Some("AwsIamUser"), Some(user_arn.as_str())));
+    let mut key_ids: Vec<&str> = failed.resources()[1..].iter().filter_map(|r| r.id()).collect();
+    key_ids.sort();
+    let mut want: Vec<&str> = keys.iter().map(String::as_str).collect();
+    want.sort();
+    assert_eq!(key_ids, want, "the active keys");
+    assert!(failed.compliance().unwrap().related_requirements().iter().any(|r| r == "CIS AWS Foundations Benchmark v1.4.0/1.13"));
+    let id = failed.id().unwrap().to_string();
+    assert!(p.wait_drained(&p.queue_url, T).await, "message not deleted after the import");
+
+    deactivate(&p, "erin", &keys[0], "evt-erin-off").await;
+    let found = hub_until(&hub, |f| f.iter().any(|x| compliance(x) == Some(&ComplianceStatus::Passed))).await;
+    assert_eq!(found.len(), 1, "the PASSED updated the FAILED in place: {found:?}\n{}", worker.logs());
+    let passed = &found[0];
+    assert_eq!(passed.id(), Some(id.as_str()));
+    assert_eq!(compliance(passed), Some(&ComplianceStatus::Passed));
+    assert_eq!(passed.record_state(), Some(&RecordState::Archived));
+    assert_eq!(passed.resources()[0].id(), Some(user_arn.as_str()));
+    assert_eq!(passed.resources().len(), 2, "the user and its one active key");
+    assert_eq!(passed.product_fields().unwrap()["keywatch/trigger_event_id"], "evt-erin-off");
+
+    assert!(p.wait_drained(&p.queue_url, T).await);
+    assert!(
+        worker
+            .wait_metric(r#"keywatch_aws_requests_total{service="securityhub",operation="BatchImportFindings",outcome="ok"}"#, 2.0, T)
+            .await,
+        "every import through the counted call path"
+    );
+    assert_eq!(worker.metric(r#"keywatch_findings_total{status="PASSED"}"#), 1.0);
+    assert!(p.findings(1, Duration::from_secs(2)).await.is_empty(), "the eventbridge sink was not selected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eventbridge_and_security_hub_at_once_with_ocsf_on_the_bus() {
+    let (moto, p, hub) = setup().await;
+    let worker = Worker::start(&moto, &p, &[("KEYWATCH_SINKS", "eventbridge,securityhub"), ("KEYWATCH_FINDING_FORMAT", "ocsf")]);
+    assert!(worker.wait_ready(T).await, "{}", worker.logs());
+
+    let keys = p.user_with_keys("frank", 2).await;
+    p.put_cloudtrail(&create_key_event("evt-frank-2", "admin", "frank", &keys[1])).await;
+    let on_bus = p.findings(1, T).await;
+    assert_eq!(on_bus.len(), 1, "{}", worker.logs());
+    let envelope = &on_bus[0];
+    let user_arn = format!("arn:aws:iam::{ACCOUNT}:user/frank");
+    assert_eq!(envelope["detail-type"], "IAM Access Key Finding");
+    assert_eq!(envelope["resources"], json!([user_arn]), "the entry's Resources");
+    let doc = &envelope["detail"];
+    assert_eq!(doc["class_uid"], 2003);
+    assert_eq!(doc["metadata"]["version"], "1.6.0");
+    assert_eq!(doc["compliance"]["status_id"], 3);
+    assert_eq!(doc["resources"][0]["uid"], user_arn.as_str());
+    let detected = doc["time"].as_i64().unwrap() / 1000;
+    let time = time::OffsetDateTime::parse(envelope["time"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
+    assert!((time.unix_timestamp() - detected).abs() <= 1, "the entry's Time is when keywatch decided");
+
+    let in_hub = hub_until(&hub, |f| !f.is_empty()).await;
+    assert_eq!(in_hub.len(), 1, "{}", worker.logs());
+    assert_eq!(in_hub[0].id(), doc["finding_info"]["uid"].as_str(), "one finding_id in both");
+    assert!(p.wait_drained(&p.queue_url, T).await, "acknowledged once both sinks accepted");
+
+    deactivate(&p, "frank", &keys[0], "evt-frank-off").await;
+    let resolved = p.findings(1, T).await;
+    assert_eq!(resolved.len(), 1, "{}", worker.logs());
+    assert_eq!(resolved[0]["detail"]["status_id"], 4, "Resolved");
+    let in_hub = hub_until(&hub, |f| f.iter().any(|x| x.record_state() == Some(&RecordState::Archived))).await;
+    assert_eq!(in_hub.len(), 1);
+
+    assert_valid_ocsf(&[doc.clone(), resolved[0]["detail"].clone()]);
+}
+
+/// The CloudTrail record of the root user creating a root access key.
+fn root_key_event(event_id: &str) -> Value {
+    let mut detail = create_key_event(event_id, "root", "root", "AKIAROOTKEY000000001");
+    detail["userIdentity"] = json!({
+        "type": "Root",
+        "principalId": ACCOUNT,
+        "arn": format!("arn:aws:iam::{ACCOUNT}:root"),
+        "accountId": ACCOUNT,
+        "accessKeyId": "ASIAROOTSESSION",
+    });
+    detail["requestParameters"] = Value::Null;
+    detail["responseElements"]["accessKey"]["userName"] = Value::Null;
+    detail
+}
+
+/// Reads the worker's stdout until `n` lines are there.
+async fn stdout_lines(worker: &Worker, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + T;
+    loop {
+        let lines = worker.stdout_lines();
+        if lines.len() >= n || Instant::now() > deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stdout_sink_writes_one_json_line_per_finding_and_logs_go_to_stderr() {
+    let moto = Moto::start();
+    let p = Pipeline::create(&moto.sdk_config().await, 5).await;
+    let worker = Worker::start_with_stdout(&moto, &p, &[("KEYWATCH_SINKS", "stdout"), ("KEYWATCH_FINDINGS_BUS", "")]);
+    assert!(worker.wait_ready(T).await, "{}", worker.logs());
+
+    let keys = p.user_with_keys("gina", 2).await;
+    p.put_cloudtrail(&create_key_event("evt-gina-2", "admin", "gina", &keys[1])).await;
+    let lines = stdout_lines(&worker, 1).await;
+    assert_eq!(lines.len(), 1, "stdout: {lines:?}\nlog: {}", worker.logs());
+    let f: Value = serde_json::from_str(&lines[0]).expect("stdout carries findings only");
+    assert_eq!(f["status"], "FAILED");
+    assert_eq!(f["user_arn"], format!("arn:aws:iam::{ACCOUNT}:user/gina"));
+    assert_eq!(f["compliance"][0]["control"], "1.13");
+    assert_eq!(f["keywatch_version"], env!("CARGO_PKG_VERSION"));
+    assert!(worker.logs().contains("keywatch started"), "the logs are on stderr");
+    assert!(p.wait_drained(&p.queue_url, T).await);
+    assert!(p.findings(1, Duration::from_secs(2)).await.is_empty(), "nothing on the bus");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stdout_sink_in_ocsf_writes_valid_failed_passed_and_root_findings() {
+    let moto = Moto::start();
+    let p = Pipeline::create(&moto.sdk_config().await, 5).await;
+    let worker = Worker::start_with_stdout(&moto, &p, &[("KEYWATCH_SINKS", "stdout"), ("KEYWATCH_FINDING_FORMAT", "ocsf")]);
+    assert!(worker.wait_ready(T).await, "{}", worker.logs());
+
+    let keys = p.user_with_keys("hana", 2).await;
+    p.put_cloudtrail(&create_key_event("evt-hana-2", "admin", "hana", &keys[1])).await;
+    assert_eq!(stdout_lines(&worker, 1).await.len(), 1, "{}", worker.logs());
+    deactivate(&p, "hana", &keys[0], "evt-hana-off").await;
+    assert_eq!(stdout_lines(&worker, 2).await.len(), 2, "{}", worker.logs());
+    p.put_cloudtrail(&root_key_event("evt-root-key")).await;
+    let lines = stdout_lines(&worker, 3).await;
+    assert_eq!(lines.len(), 3, "{}", worker.logs());
+
+    let docs: Vec<Value> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let statuses: Vec<(i64, i64)> =
+        docs.iter().map(|d| (d["compliance"]["status_id"].as_i64().unwrap(), d["status_id"].as_i64().unwrap())).collect();
+    assert_eq!(statuses, [(3, 1), (1, 4), (3, 1)], "Fail/New, Pass/Resolved, Fail/New");
+    assert_eq!(docs[2]["compliance"]["control"], "CIS-AWS-1.4");
+    assert_eq!(docs[2]["resources"][0]["uid"], format!("arn:aws:iam::{ACCOUNT}:root"));
+    assert_valid_ocsf(&docs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_imports_into_security_hub_and_prints_ocsf_on_a_dry_run() {
+    let (moto, p, hub) = setup().await;
+    seed_user(&p.iam, "scan-two", 2, 0).await;
+    seed_user(&p.iam, "scan-one", 1, 0).await;
+
+    // A dry run in OCSF: one valid Compliance Finding per user (with
+    // --include-passed), the user's ARN as ListUsers gives it.
+    let (code, stdout, stderr) = keywatch(&moto, &["scan", "--dry-run", "--include-passed", "--finding-format", "ocsf"], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let docs: Vec<Value> =
+        stdout.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|v| v.get("class_uid").is_some()).collect();
+    assert_eq!(docs.len(), 2, "{stdout}");
+    assert_valid_ocsf(&docs);
+    let two = docs.iter().find(|d| d["resources"][0]["name"] == "scan-two").expect("scan-two's finding");
+    assert_eq!(two["compliance"]["status_id"], 3, "Fail: {two}");
+    assert_eq!(two["resources"][0]["uid"], format!("arn:aws:iam::{ACCOUNT}:user/scan-two"), "{two}");
+
+    // The same scan into Security Hub: the failing user only.
+    let (code, _, stderr) = keywatch(&moto, &["scan", "--sink", "securityhub"], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let found = hub_until(&hub, |f| !f.is_empty()).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(compliance(&found[0]), Some(&ComplianceStatus::Failed));
+    let resource = &found[0].resources()[0];
+    assert_eq!(resource.id(), Some(format!("arn:aws:iam::{ACCOUNT}:user/scan-two").as_str()));
+}
