@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Checks the relative links of keywatch's documentation.
 
-Every relative link in README.md, docs/*.md, infra/README.md, dashboards/README.md and
-benches/README.md (or the files given as arguments) must name a file or directory that
+Every relative link in README.md, docs/*.md, infra/README.md, dashboards/README.md,
+benches/README.md and fuzz/README.md (or the files given as arguments) must name a file or directory that
 exists, and every #anchor a heading of the target Markdown file, under GitHub's rules:
 the heading's text in lower case, punctuation other than "-" and "_" dropped, spaces
 turned into "-", and "-1", "-2", ... appended to repeats. Links to other sites
@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_FILES = ["README.md", "docs/*.md", "infra/README.md", "dashboards/README.md", "benches/README.md"]
+DEFAULT_FILES = ["README.md", "docs/*.md", "infra/README.md", "dashboards/README.md", "benches/README.md", "fuzz/README.md"]
 
 FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
 HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")

@@ -1,25 +1,21 @@
 #!/usr/bin/env bash
 # Runs every test keywatch has, after installing what they need:
-#   - the Python venv with the local AWS emulator (moto server) and the OCSF
-#     schemas with a JSON Schema validator (tests/ocsf_check.py, which the Rust
-#     tests run on every OCSF finding they produce),
+#   - the Python venv with the local AWS emulator (moto server),
 #   - the infrastructure linters (cfn-lint, checkov, hadolint,
 #     kubernetes-validate) in their own venv, and a deploy of the central stack
 #     to the emulator,
 #   - Debian's prometheus (promtool, and the server the monitoring test runs),
 #     the alert rules' unit tests and the dashboard checks,
-#   - the relative links and #anchors of the documentation (scripts/check-links.py),
-#   - rustfmt and clippy (warnings are errors),
+#   - rustfmt (the fuzz crate too) and clippy (warnings are errors),
 #   - the Rust unit, fixture and end-to-end tests (the end-to-end tests start
 #     their own emulator, and a real Prometheus, on free 127.0.0.1 ports and
-#     run the real binary).
+#     run the real binary),
+#   - the fuzz smoke: every target of fuzz/ for 60 seconds on the nightly
+#     toolchain (scripts/fuzz-smoke.sh installs cargo-fuzz when missing).
 # Usage: scripts/test.sh
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-
-echo "==> Links in the documentation (scripts/check-links.py)"
-python3 scripts/check-links.py
 
 echo "==> Python venv with the AWS emulator"
 venv=$(scripts/python-env.sh)
@@ -34,6 +30,7 @@ scripts/check-infra.sh
 scripts/build-deps.sh
 echo "==> Formatting and lints (cargo fmt --check, clippy -D warnings)"
 cargo fmt --check
+(cd fuzz && cargo fmt --check)
 cargo clippy --locked --all-targets -- -D warnings 2>&1
 
 echo "==> Benchmarks compile (they are run by hand: see benches/README.md)"
@@ -41,5 +38,8 @@ cargo test --locked --benches --no-run 2>&1
 
 echo "==> cargo test"
 cargo test --locked --lib --bins --tests 2>&1
+
+echo "==> Fuzz smoke (60 s per target; the long runs are in fuzz/README.md)"
+scripts/fuzz-smoke.sh 60
 
 echo "==> all checks passed"

@@ -119,6 +119,17 @@ fn globs() {
 }
 
 #[test]
+fn the_fixture_files_say_the_same_in_yaml_and_toml() {
+    // tests/fixtures/exceptions.{yaml,toml} also seed the exceptions fuzz
+    // target (fuzz/seed.sh).
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let yaml = Exceptions::load(&dir.join("exceptions.yaml")).unwrap();
+    let toml = Exceptions::load(&dir.join("exceptions.toml")).unwrap();
+    assert_eq!(yaml.entries.len(), 2);
+    assert_eq!(yaml.entries, toml.entries);
+}
+
+#[test]
 fn user_names_match_in_any_case_as_in_iam() {
     let path = file(
         ".yaml",
