@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test keywatch has, after installing what they need:
-#   - the Python venv with the local AWS emulator (moto server),
+#   - the Python venv with the local AWS emulator (moto server) and the OCSF
+#     schemas with a JSON Schema validator (tests/ocsf_check.py, which the Rust
+#     tests run on every OCSF finding they produce),
 #   - the infrastructure linters (cfn-lint, checkov, hadolint,
 #     kubernetes-validate) in their own venv, and a deploy of the central stack
 #     to the emulator,
 #   - Debian's prometheus (promtool, and the server the monitoring test runs),
 #     the alert rules' unit tests and the dashboard checks,
+#   - the relative links and #anchors of the documentation (scripts/check-links.py),
 #   - rustfmt (the fuzz crate too) and clippy (warnings are errors),
 #   - the Rust unit, fixture and end-to-end tests (the end-to-end tests start
 #     their own emulator, and a real Prometheus, on free 127.0.0.1 ports and
@@ -16,6 +19,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
+
+echo "==> Links in the documentation (scripts/check-links.py)"
+python3 scripts/check-links.py
 
 echo "==> Python venv with the AWS emulator"
 venv=$(scripts/python-env.sh)
