@@ -69,6 +69,15 @@ impl<I: KeyInventory> CachingInventory<I> {
         &self.inner
     }
 
+    /// Keeps a listing for the events that follow it, unless a later one
+    /// is kept already; a failed listing forgets the user's.
+    fn remember(&self, key: Key, listing: &Result<Listing, InventoryError>) {
+        match listing {
+            Ok(l) => self.recent.insert_unless(key, l.clone(), |kept| kept.observed_at > l.observed_at),
+            Err(_) => self.recent.remove(&key),
+        }
+    }
+
     /// Entries kept: recent listings and last-use answers (for tests of
     /// the bound).
     pub fn cached(&self) -> (usize, usize) {
@@ -92,11 +101,7 @@ impl<I: KeyInventory> KeyInventory for CachingInventory<I> {
         if joined {
             telemetry::coalesced_check(Coalesced::InFlight);
         } else {
-            match &listing {
-                // Unless a later listing is kept already.
-                Ok(l) => self.recent.insert_unless(key, l.clone(), |kept| kept.observed_at > l.observed_at),
-                Err(_) => self.recent.remove(&key),
-            }
+            self.remember(key, &listing);
         }
         listing
     }
@@ -106,10 +111,7 @@ impl<I: KeyInventory> KeyInventory for CachingInventory<I> {
         // listing is kept for the events that follow it.
         let key = (account_id.to_string(), user.name.clone());
         let listing = self.inner.list_user_keys(account_id, user).await;
-        match &listing {
-            Ok(l) => self.recent.insert_unless(key, l.clone(), |kept| kept.observed_at > l.observed_at),
-            Err(_) => self.recent.remove(&key),
-        }
+        self.remember(key, &listing);
         listing
     }
 
