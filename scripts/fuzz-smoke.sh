@@ -37,6 +37,7 @@ scripts/build-deps.sh
 # and AddressSanitizer are on as in the long runs.
 echo "==> building the fuzz targets (unoptimised)"
 nice cargo +nightly fuzz build --dev
+echo "    disk: $(du -sh fuzz/target 2>/dev/null | cut -f1) in fuzz/target; $(df -h --output=avail fuzz 2>/dev/null | tail -1 | tr -d ' ') free"
 
 corpus=$(mktemp -d)
 trap 'rm -rf "$corpus"' EXIT

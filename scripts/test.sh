@@ -20,6 +20,15 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
+# One cold run: incremental artifacts would only take disk (gigabytes of it).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+# What the builds leave on disk, printed after each of them, so that a run
+# that fills the disk says where the space went.
+disk() {
+    local target="${CARGO_TARGET_DIR:-$root/target}"
+    echo "    disk: $(du -sh "$target" 2>/dev/null | cut -f1) in $target; $(df -h --output=avail "$target" 2>/dev/null | tail -1 | tr -d ' ') free"
+}
+
 echo "==> Links in the documentation (scripts/check-links.py)"
 python3 scripts/check-links.py
 
@@ -38,12 +47,15 @@ echo "==> Formatting and lints (cargo fmt --check, clippy -D warnings)"
 cargo fmt --check
 (cd fuzz && cargo fmt --check)
 cargo clippy --locked --all-targets -- -D warnings 2>&1
+disk
 
 echo "==> Benchmarks compile (they are run by hand: see benches/README.md)"
 cargo test --locked --benches --no-run 2>&1
+disk
 
 echo "==> cargo test"
 cargo test --locked --lib --bins --tests 2>&1
+disk
 
 echo "==> Fuzz smoke (60 s per target; the long runs are in fuzz/README.md)"
 scripts/fuzz-smoke.sh 60
