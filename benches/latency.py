@@ -1,21 +1,34 @@
 #!/usr/bin/env python3
-"""Detection latency at a steady low rate, through the whole pipeline on moto.
+"""Detection latency at a steady low rate, through the whole pipeline on moto:
+the emulator's floor, a plain boto3 loop and keywatch, one after the other.
 
-A CloudTrail CreateAccessKey event is put on the default bus --rate times a
-second for --seconds (its eventTime is the moment it is put), the real rule
-delivers it to the input queue, the keywatch release binary re-checks the
-user (two active keys: every event a violation) and publishes the finding to
-the findings bus, whose rule delivers it to the findings queue.
+For each worker in turn, on the same moto server (reset in between): users
+with one access key each; then, --rate times a second for --seconds, one of
+them gets a new key for real (CreateAccessKey, after its oldest key is
+deleted once it has two) and the CloudTrail record of that call is put on the
+default bus (its eventTime is the moment the key was created, as CloudTrail
+would stamp it). The real rule delivers it to the input queue. Every event is
+a violation: the user has two active keys, the new one and the one before.
 
-Reported: p50/p99/max of the findings' own `detection_latency_seconds`
-(keywatch's detected_at − the event's eventTime), and of the time until the
-finding was read from the findings queue by a concurrent long-polling reader
-(an upper bound that includes the findings-bus delivery and the reader).
+- floor: receives the input queue and deletes each batch, nothing else; its
+  latency is event put → message received (PutEvents → rule → queue →
+  receive), what no worker can beat.
+- baseline: benches/baseline_worker.py, the plain boto3 loop (receive 10,
+  ListAccessKeys, PutEvents per finding, DeleteMessage per message).
+- keywatch: the release binary (`keywatch run`) with its defaults;
+  keywatch-NAME: another binary (--other-keywatch NAME=PATH, e.g. an earlier
+  commit's) with the same defaults, for a before/after in one run.
 
-The floor is what no worker can avoid on the same moto: ListAccessKeys then
-PutEvents (to the findings bus, with its rule and target) back to back from
-Python (boto3), --floor-samples times; it includes boto3's own client cost, so
-it overstates the floor a Rust client would see.
+Reported per worker: latency p50/p99/max from the event's put to the finding
+read from the findings queue by a concurrent long-polling reader (for the
+floor: to the message's receipt), and keywatch's own
+`detection_latency_seconds` (detected_at − eventTime); AWS requests per event
+by operation (moto's request recorder, leaving out this script's own
+set-up, key changes, event puts and reads); the worker process's CPU per
+event (utime+stime at the end) and peak RSS (VmHWM, polled).
+
+--keys existing keeps the older set-up: users with two keys made before the
+run and events that name one of them (no key is created during the run).
 
 Run with the project's venv: scripts/bench-latency.sh (builds, then runs this).
 """
@@ -36,6 +49,8 @@ sys.path.insert(0, HERE)
 
 import motobench as mb  # noqa: E402
 
+WORKERS = ("floor", "baseline", "keywatch")
+
 
 def wait_ready(port, timeout=30):
     deadline = time.monotonic() + timeout
@@ -54,136 +69,266 @@ def ms(v):
     return "–" if v is None else f"{v * 1e3:.1f}"
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--moto-server", default=os.path.join(HERE, "..", ".venv", "bin", "moto_server"))
-    ap.add_argument("--keywatch", default=os.path.join(HERE, "..", "target", "release", "keywatch"))
-    ap.add_argument("--rate", type=float, default=2.0, help="events per second")
-    ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument("--users", type=int, default=30)
-    ap.add_argument("--floor-samples", type=int, default=100)
-    ap.add_argument("--json-out")
-    args = ap.parse_args()
-    if not os.access(args.keywatch, os.X_OK):
-        raise SystemExit(f"{args.keywatch} not found: cargo build --release --bin keywatch")
+# ------------------------------------------------------------------ floor worker
 
-    moto = mb.Moto(os.path.abspath(args.moto_server))
-    print(f"latency: moto on {moto.url} (pid {moto.proc.pid}, dir {moto.dir})", file=sys.stderr, flush=True)
-    worker = None
-    try:
-        moto.reset()
-        pipeline = mb.Pipeline(moto)
-        users = pipeline.users(args.users, keys=2)
-        names = sorted(users)
 
-        # The floor first, on the same server, before keywatch runs.
-        floor = []
-        sample_detail = json.dumps({"status": "FAILED", "finding_id": "floor"})
-        for i in range(args.floor_samples):
-            user = names[i % len(names)]
-            t = time.perf_counter()
-            pipeline.iam.list_access_keys(UserName=user)
-            pipeline.events.put_events(
-                Entries=[{"Source": "keywatch-floor", "DetailType": "IAM Access Key Finding", "Detail": sample_detail,
-                          "EventBusName": mb.FINDINGS_BUS}]
+def floor_worker(args):
+    """Receive (long poll), note each message's receipt, delete the batch;
+    until SIGTERM. Receipts go to --receipts as JSON lines."""
+    import boto3
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    sqs = boto3.client("sqs")
+    with open(args.receipts, "w") as out:
+        while not stop.is_set():
+            got = sqs.receive_message(QueueUrl=args.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+            now = time.time()
+            messages = got.get("Messages", [])
+            if not messages:
+                continue
+            for m in messages:
+                event_id = json.loads(m["Body"]).get("detail", {}).get("eventID")
+                out.write(json.dumps({"event_id": event_id, "t": now}) + "\n")
+            out.flush()
+            sqs.delete_message_batch(
+                QueueUrl=args.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
             )
-            floor.append(time.perf_counter() - t)
+    return 0
 
+
+# ------------------------------------------------------------------ one worker
+
+
+class Keys:
+    """Each user's keys, oldest first; `renew` gives a user a new key the
+    way the event will report it."""
+
+    def __init__(self, iam, users):
+        self.iam = iam
+        self.keys = users
+
+    def renew(self, user):
+        if len(self.keys[user]) >= 2:
+            self.iam.delete_access_key(UserName=user, AccessKeyId=self.keys[user].pop(0))
+        key = self.iam.create_access_key(UserName=user)["AccessKey"]
+        self.keys[user].append(key["AccessKeyId"])
+        return key["AccessKeyId"], key["CreateDate"]
+
+
+def start_worker(worker, args, pipeline, moto, receipts):
+    env = moto.env()
+    admin_port = None
+    if worker == "floor":
+        cmd = [sys.executable, os.path.abspath(__file__), "--role", "floor", "--queue-url", pipeline.queue_url,
+               "--receipts", receipts]
+    elif worker == "baseline":
+        cmd = [sys.executable, os.path.join(HERE, "baseline_worker.py"), "--queue-url", pipeline.queue_url,
+               "--bus", mb.FINDINGS_BUS, "--idle-secs", "100000"]
+    else:
         admin_port = mb.free_port()
-        env = moto.env()
+        cmd = [args.other_keywatch.get(worker, args.keywatch), "run"]
         env.update(
             KEYWATCH_QUEUE_URL=pipeline.queue_url,
             KEYWATCH_FINDINGS_BUS=mb.FINDINGS_BUS,
             KEYWATCH_METRICS_ADDR=f"127.0.0.1:{admin_port}",
         )
-        log_path = os.path.join(moto.dir, "keywatch.log")
-        with open(log_path, "wb") as log:
-            worker = subprocess.Popen([args.keywatch, "run"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL)
-        if not wait_ready(admin_port):
-            raise SystemExit(f"keywatch did not become ready; see {log_path}")
+    log_path = os.path.join(moto.dir, f"{worker}.log")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    if admin_port is not None and not wait_ready(admin_port):
+        mb.kill(proc)
+        raise SystemExit(f"keywatch did not become ready; see {log_path}")
+    if admin_port is None:
+        time.sleep(2)  # the Python workers' imports and first receive
+    return proc, log_path
 
-        # The reader: long-polls the findings queue, notes arrival times.
-        arrivals = {}
-        stop = threading.Event()
-        reader_sqs, _, _ = moto.clients()
 
-        def reader():
-            while not stop.is_set():
-                out = reader_sqs.receive_message(QueueUrl=pipeline.findings_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-                now = datetime.now(timezone.utc)
-                for m in out.get("Messages", []):
-                    detail = json.loads(m["Body"]).get("detail", {})
-                    arrivals[detail.get("trigger", {}).get("event_id")] = (now, detail)
-                    reader_sqs.delete_message(QueueUrl=pipeline.findings_url, ReceiptHandle=m["ReceiptHandle"])
+def run_one(worker, args):
+    moto = args.moto
+    moto.reset()
+    pipeline = mb.Pipeline(moto)
+    initial = 2 if args.keys == "existing" else 1
+    keys = Keys(pipeline.iam, {u: list(k) for u, k in pipeline.users(args.users, keys=initial).items()})
+    names = sorted(keys.keys)
+    receipts = os.path.join(moto.dir, f"{worker}-receipts.jsonl")
 
-        thread = threading.Thread(target=reader)
+    moto.recorder("reset-recording")
+    moto.recorder("start-recording")
+    proc, log_path = start_worker(worker, args, pipeline, moto, receipts)
+    hwm = [None]
+    sampling = threading.Event()
+
+    def sample():
+        while not sampling.wait(0.25):
+            hwm[0] = mb.proc_status_kb(proc.pid) or hwm[0]
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+
+    # The reader: long-polls the findings queue, notes arrival times.
+    arrivals = {}
+    stop = threading.Event()
+    reader_sqs, _, _ = moto.clients()
+
+    def reader():
+        while not stop.is_set():
+            out = reader_sqs.receive_message(QueueUrl=pipeline.findings_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+            now = time.time()
+            for m in out.get("Messages", []):
+                detail = json.loads(m["Body"]).get("detail", {})
+                arrivals.setdefault(detail.get("trigger", {}).get("event_id"), (now, detail))
+                reader_sqs.delete_message(QueueUrl=pipeline.findings_url, ReceiptHandle=m["ReceiptHandle"])
+
+    thread = threading.Thread(target=reader)
+    if worker != "floor":
         thread.start()
 
-        n = int(args.rate * args.seconds)
-        sent = {}
-        puts = []
-        start = time.monotonic()
-        for i in range(n):
-            due = start + i / args.rate
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            user = names[i % len(names)]
-            event_id = f"latency-{i:06d}-0000-4000-8000-000000000000"
-            event_time = datetime.now(timezone.utc)
-            record = mb.create_key_record(event_id, "admin", user, users[user][i // len(names) % 2], mb.rfc3339(event_time))
-            t = time.perf_counter()
-            out = pipeline.events.put_events(
-                Entries=[{"Source": "aws.iam", "DetailType": "AWS API Call via CloudTrail", "Detail": json.dumps(record)}]
-            )
-            puts.append(time.perf_counter() - t)
-            assert out["FailedEntryCount"] == 0, out
-            sent[event_id] = event_time
-        deadline = time.monotonic() + 30
-        while len(arrivals) < n and time.monotonic() < deadline:
-            time.sleep(0.2)
-        stop.set()
-        thread.join()
-    finally:
-        if worker is not None and worker.poll() is None:
-            os.kill(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                mb.kill(worker)
-        moto.stop()
+    n = int(args.rate * args.seconds)
+    sent = {}
+    start = time.monotonic()
+    for i in range(n):
+        due = start + i / args.rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        user = names[i % len(names)]
+        event_id = f"latency-{i:06d}-0000-4000-8000-000000000000"
+        if args.keys == "existing":
+            key_id = keys.keys[user][i // len(names) % 2]
+        else:
+            key_id, _ = keys.renew(user)
+        event_time = datetime.now(timezone.utc)
+        record = mb.create_key_record(event_id, "admin", user, key_id, mb.rfc3339(event_time))
+        out = pipeline.events.put_events(
+            Entries=[{"Source": "aws.iam", "DetailType": "AWS API Call via CloudTrail", "Detail": json.dumps(record)}]
+        )
+        assert out["FailedEntryCount"] == 0, out
+        sent[event_id] = event_time.timestamp()
 
-    detection = [d["detection_latency_seconds"] for (_, d) in arrivals.values()]
-    observed = [(t - sent[e]).total_seconds() for e, (t, _) in arrivals.items() if e in sent]
+    def received():
+        if worker == "floor":
+            try:
+                with open(receipts) as f:
+                    return {r["event_id"]: (r["t"], None) for r in map(json.loads, f)}
+            except (OSError, ValueError):
+                return {}
+        return arrivals
+
+    deadline = time.monotonic() + 30
+    while len(received()) < n and time.monotonic() < deadline:
+        time.sleep(0.2)
+    cpu = mb.proc_cpu_seconds(proc.pid)
+    hwm[0] = mb.proc_status_kb(proc.pid) or hwm[0]
+    stop.set()
+    sampling.set()
+    sampler.join()
+    if worker != "floor":
+        thread.join()
+    os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=40)
+    except subprocess.TimeoutExpired:
+        mb.kill(proc)
+    moto.recorder("stop-recording")
+    ops = mb.count_operations(moto.recording())
+    got = received()
+    observed = [t - sent[e] for e, (t, _) in got.items() if e in sent]
+    own = [d["detection_latency_seconds"] for (_, d) in got.values() if d and "detection_latency_seconds" in d]
+    result = {
+        "worker": worker,
+        "events": n,
+        "received": len(got),
+        "observed": observed,
+        "detection": own,
+        "calls": dict(ops),
+        "cpu_s": cpu,
+        "peak_rss_kb": hwm[0],
+        "log": log_path,
+    }
     p = mb.percentile
+    print(f"  {worker}: {len(got)}/{n}, p50 {ms(p(observed, .5))} ms, p99 {ms(p(observed, .99))} ms, "
+          f"calls {dict(ops)}, cpu {cpu} s, VmHWM {hwm[0]} kB", file=sys.stderr, flush=True)
+    return result
+
+
+# ------------------------------------------------------------------ report
+
+
+def report(results, args):
+    p = mb.percentile
+    n = int(args.rate * args.seconds)
     print()
-    print("### Detection latency at a steady rate, on moto")
+    print("### Detection latency at a steady rate, on moto: floor, plain loop, keywatch")
     print()
+    how = ("each event a real CreateAccessKey made the moment before (the user's older key deleted first once it "
+           "has two)" if args.keys == "created" else "each event naming one of two keys made before the run")
     print(f"Machine: {mb.machine()}. {n} CreateAccessKey events at {args.rate:g}/s for {args.seconds:g} s over "
-          f"{args.users} users (2 active keys each) through default bus → rule → input queue → keywatch (release, "
-          f"default settings: 20 s long poll, 1 receiver) → findings bus → rule → findings queue. "
-          f"Findings received: {len(arrivals)} of {n}.")
+          f"{args.users} users, {how}; default bus → rule → input queue → worker → findings bus → rule → findings "
+          f"queue (read by a long-polling reader). Each worker on a freshly reset moto.")
     print()
-    print("| measure | samples | p50 ms | p99 ms | max ms |")
-    print("|---|---|---|---|---|")
-    print(f"| finding's detection_latency_seconds | {len(detection)} | {ms(p(detection, .5))} | {ms(p(detection, .99))} | "
-          f"{ms(max(detection) if detection else None)} |")
-    print(f"| event put → finding read from the findings queue | {len(observed)} | {ms(p(observed, .5))} | "
-          f"{ms(p(observed, .99))} | {ms(max(observed) if observed else None)} |")
-    print(f"| floor: ListAccessKeys + PutEvents back to back (boto3) | {len(floor)} | {ms(p(floor, .5))} | "
-          f"{ms(p(floor, .99))} | {ms(max(floor))} |")
-    print(f"| (inside the detection latency) the event's own PutEvents to the default bus, rule → input queue (boto3) | "
-          f"{len(puts)} | {ms(p(puts, .5))} | {ms(p(puts, .99))} | {ms(max(puts) if puts else None)} |")
-    if detection:
-        over = p(detection, .5) - p(floor, .5)
-        print()
-        print(f"keywatch's p50 above the floor's p50: {over * 1e3:.1f} ms (the event's own delivery, the long-poll "
-              f"wake-up, GetAccessKeyLastUsed on a key's first event, and keywatch itself).")
+    print("| worker | findings | p50 ms | p99 ms | max ms | own detection_latency p50 / p99 ms | AWS requests/event | "
+          "CPU ms/event | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        obs, own = r["observed"], r["detection"]
+        calls = sum(r["calls"].values()) / n
+        print(f"| {r['worker']} | {r['received']}/{n} | {ms(p(obs, .5))} | {ms(p(obs, .99))} | "
+              f"{ms(max(obs) if obs else None)} | {ms(p(own, .5)) + ' / ' + ms(p(own, .99)) if own else '–'} | "
+              f"{calls:.2f} | {(r['cpu_s'] or 0) * 1e3 / n:.2f} | "
+              f"{(r['peak_rss_kb'] or 0) / 1024:.1f} |")
+    print()
+    print("AWS requests per event, by operation:")
+    print()
+    for r in results:
+        print(f"- {r['worker']}: " + ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(r["calls"].items())))
+    print("\n(the floor's latency is event put → message received; the others' event put → finding read.)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--role", choices=["bench", "floor"], default="bench", help=argparse.SUPPRESS)
+    ap.add_argument("--queue-url", help=argparse.SUPPRESS)
+    ap.add_argument("--receipts", help=argparse.SUPPRESS)
+    ap.add_argument("--moto-server", default=os.path.join(HERE, "..", ".venv", "bin", "moto_server"))
+    ap.add_argument("--keywatch", default=os.path.join(HERE, "..", "target", "release", "keywatch"))
+    ap.add_argument("--other-keywatch", metavar="NAME=PATH", action="append", default=[],
+                    help="another keywatch binary (e.g. an earlier commit's), run as the worker keywatch-NAME "
+                         "(repeatable)")
+    ap.add_argument("--rate", type=float, default=2.0, help="events per second")
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--users", type=int, default=30)
+    ap.add_argument("--keys", choices=["created", "existing"], default="created",
+                    help="created: each event reports a key made the moment before; existing: events name keys "
+                         "made before the run")
+    ap.add_argument("--workers", default="floor,baseline,keywatch",
+                    help="comma-separated, from " + ", ".join(WORKERS) + ", or keywatch-NAME for each --other-keywatch NAME=PATH")
+    ap.add_argument("--json-out")
+    args = ap.parse_args()
+    if args.role == "floor":
+        return floor_worker(args)
+    workers = [w.strip() for w in args.workers.split(",") if w.strip()]
+    others = args.other_keywatch = mb.other_keywatch(args.other_keywatch)
+    unknown = [w for w in workers if w not in WORKERS and w not in others]
+    if unknown:
+        raise SystemExit(f"unknown worker(s) {unknown}: choose from {', '.join(WORKERS + tuple(others))}")
+    if "keywatch" in workers and not os.access(args.keywatch, os.X_OK):
+        raise SystemExit(f"{args.keywatch} not found: cargo build --release --bin keywatch")
+
+    args.moto = mb.Moto(os.path.abspath(args.moto_server))
+    print(f"latency: moto on {args.moto.url} (pid {args.moto.proc.pid}, dir {args.moto.dir}), workers {workers}",
+          file=sys.stderr, flush=True)
+    try:
+        results = [run_one(w, args) for w in workers]
+    finally:
+        args.moto.stop()
+    report(results, args)
     if args.json_out:
         with open(args.json_out, "w") as f:
-            json.dump({"machine": mb.machine(), "detection": detection, "observed": observed, "floor": floor, "puts": puts}, f)
-    return 0 if len(arrivals) == n else 1
+            json.dump({"machine": mb.machine(), "rate": args.rate, "seconds": args.seconds, "keys": args.keys,
+                       "results": results}, f, indent=2)
+    return 0 if all(r["received"] == int(args.rate * args.seconds) for r in results) else 1
 
 
 if __name__ == "__main__":

@@ -361,3 +361,15 @@ def percentile(values, q):
     s = sorted(values)
     i = max(1, min(len(s), int(-(-q * len(s) // 1)))) - 1
     return s[i]
+
+
+def other_keywatch(specs):
+    """--other-keywatch NAME=PATH values → {"keywatch-NAME": PATH}: other
+    binaries (an earlier commit's) a bench runs beside `keywatch`."""
+    others = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not os.access(path, os.X_OK):
+            raise SystemExit(f"--other-keywatch {spec!r}: give NAME=PATH, PATH an executable keywatch")
+        others[f"keywatch-{name}"] = path
+    return others

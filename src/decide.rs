@@ -20,7 +20,7 @@ use crate::event::{Check, EventName, KeyEvent, ParseError, Parsed, Target, MAX_C
 use crate::exceptions::Exceptions;
 use crate::finding::{self, Finding, Status};
 use crate::inventory::InventoryError;
-use crate::keys::{KeyUsage, Listing};
+use crate::keys::{KeyStatus, KeyUsage, Listing};
 use crate::message::Disposition;
 use crate::telemetry::EventOutcome;
 
@@ -169,6 +169,62 @@ pub fn owner(event: &KeyEvent, lookup: Option<Result<Option<crate::keys::KeyLast
         // not help.
         Err(e) if event.event_name == EventName::DeleteAccessKey && !e.is_retryable() => Err(Outcome::Ignored(Ignored::DeletedKeyOwner(e))),
         Err(e) => Err(Outcome::Retry(Retry::Lookup(e))),
+    }
+}
+
+/// How far apart a `CreateAccessKey` event's `eventTime` and IAM's
+/// `CreateDate` of the key may be for the listed key to be the one the
+/// event made: both stamp the same call, each to the second.
+pub const CREATION_MATCH: Duration = Duration::from_secs(5);
+
+/// A key whose creation the event itself reports, as IAM confirms it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JustCreated<'a> {
+    pub access_key_id: &'a str,
+    /// IAM's listing shows the key, created at the event's time; `false`:
+    /// the listing does not show it yet (propagation), and the verdict
+    /// counts it from the event.
+    pub listed: bool,
+}
+
+/// The key a fresh, successful `CreateAccessKey` made, when IAM's listing
+/// agrees: it shows that key created within [`CREATION_MATCH`] of the
+/// event, or (while the event is within the consistency window) does not
+/// show it yet. Such a key has had no time to be used, so its last use is
+/// known without asking `GetAccessKeyLastUsed` (never): that answer would
+/// say the same, since IAM records a key's use minutes after the fact, and
+/// a cached answer is trusted for longer than the window. A listed key
+/// created at another time, or with no creation time, is not taken on the
+/// event's word: its last use is asked for.
+pub fn just_created<'a>(event: &'a KeyEvent, listing: &Listing, now: OffsetDateTime, rules: &Rules) -> Option<JustCreated<'a>> {
+    if event.event_name != EventName::CreateAccessKey || event.failed.is_some() || !rules.fresh(event, now) {
+        return None;
+    }
+    let access_key_id = event.access_key_id.as_deref()?;
+    match listing.keys.iter().find(|k| k.access_key_id == access_key_id) {
+        None => Some(JustCreated { access_key_id, listed: false }),
+        Some(k) => {
+            let created = k.created_at?;
+            ((created - event.event_time).abs() <= CREATION_MATCH).then_some(JustCreated { access_key_id, listed: true })
+        }
+    }
+}
+
+/// The key whose last use is worth asking for while the listing is read,
+/// rather than after it: the key the event made active (a reactivation, or
+/// a creation too old to be [`just_created`]), which a finding will name
+/// if the user turns out to have another active key. `None` for a
+/// deactivation or a delete (the key is not active after it), for a fresh
+/// creation (its last use will be known without asking) and for an event
+/// that records a failed call.
+pub fn usage_to_prefetch<'a>(event: &'a KeyEvent, now: OffsetDateTime, rules: &Rules) -> Option<&'a str> {
+    if event.failed.is_some() || event.key_status != Some(KeyStatus::Active) {
+        return None;
+    }
+    match event.event_name {
+        EventName::UpdateAccessKey => event.access_key_id.as_deref(),
+        EventName::CreateAccessKey if !rules.fresh(event, now) => event.access_key_id.as_deref(),
+        _ => None,
     }
 }
 

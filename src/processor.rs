@@ -31,7 +31,7 @@ use crate::event::{self, KeyEvent, Target};
 use crate::exceptions::Exceptions;
 use crate::finding::Finding;
 use crate::inventory::{InventoryError, KeyInventory, Need};
-use crate::keys::{KeyUsage, Listing};
+use crate::keys::{KeyLastUsed, KeyUsage, Listing};
 use crate::message::{Disposition, Message, Requeue};
 use crate::record;
 use crate::scan::{self, ScanRequest, ScanSettings, Scanner};
@@ -268,18 +268,40 @@ impl<I: KeyInventory> Processor<I> {
                 }
             }
         };
-        let listing = match self.list_until_reflected(ev, &user_name, fresh).await {
+        // The last use of the key the event made active is asked for while
+        // the listing is read, not after it: a finding naming that key then
+        // waits for no extra round trip.
+        let prefetch = decide::usage_to_prefetch(ev, OffsetDateTime::now_utc(), rules);
+        let (listing, prefetched) = tokio::join!(self.list_until_reflected(ev, &user_name, fresh), async {
+            match prefetch {
+                Some(id) => Some((id, self.inventory.last_used(&ev.account_id, id, Need::Optional).await)),
+                None => None,
+            }
+        });
+        let listing = match listing {
             Ok(listing) => listing,
             Err(e) => return decide(Iam::Failed(&e), &no_usage, OffsetDateTime::now_utc()),
         };
         let iam = Iam::Keys { user_name: &user_name, listing: &listing };
         let now = OffsetDateTime::now_utc();
-        let outcome = decide(iam, &no_usage, now);
+        let mut usage = HashMap::new();
+        if let Some(created) = decide::just_created(ev, &listing, now, rules) {
+            usage.insert(created.access_key_id.to_string(), KeyUsage::default());
+            if created.listed {
+                let owner = listing.user_name.clone().unwrap_or_else(|| user_name.clone());
+                let last = KeyLastUsed { user_name: Some(owner), usage: KeyUsage::default() };
+                self.inventory.remember_last_used(&ev.account_id, created.access_key_id, last);
+            }
+        }
+        if let Some((id, result)) = prefetched {
+            note_usage(m, ev, id, result, &mut usage);
+        }
+        let outcome = decide(iam, &usage, now);
         let wanted = outcome.wants_usage();
         if wanted.is_empty() {
             return outcome;
         }
-        let usage = self.usage(m, ev, &wanted).await;
+        self.usage(m, ev, &wanted, &mut usage).await;
         decide(iam, &usage, now)
     }
 
@@ -303,31 +325,41 @@ impl<I: KeyInventory> Processor<I> {
     /// key's usage unknown (and the finding without a recommended key)
     /// rather than holding back the finding; so does a look-up the account's
     /// IAM budget cannot afford while listings need it (a burst).
-    async fn usage(&self, m: &Message, ev: &KeyEvent, keys: &[String]) -> HashMap<String, KeyUsage> {
+    async fn usage(&self, m: &Message, ev: &KeyEvent, keys: &[String], usage: &mut HashMap<String, KeyUsage>) {
         let lookups = keys.iter().map(|id| async move { (id, self.inventory.last_used(&ev.account_id, id, Need::Optional).await) });
-        let mut usage = HashMap::new();
         for (id, result) in join_all(lookups).await {
-            match result {
-                Ok(Some(last)) => {
-                    usage.insert(id.clone(), last.usage);
-                }
-                // IAM does not know the key yet (created moments ago, not
-                // propagated): it cannot have been used.
-                Ok(None) => {
-                    usage.insert(id.clone(), KeyUsage::default());
-                }
-                Err(InventoryError::Deferred) => {
-                    debug!(message_id = %m.message_id, account_id = %ev.account_id, access_key_id = %id, "IAM budget kept for listings; last use left out")
-                }
-                Err(e) => warn!(
-                    message_id = %m.message_id,
-                    account_id = %ev.account_id,
-                    access_key_id = %id,
-                    error = %e,
-                    "could not read the key's last use; finding published without it"
-                ),
-            }
+            note_usage(m, ev, id, result, usage);
         }
-        usage
+    }
+}
+
+/// Adds one last-use answer to `usage`; a failed or deferred look-up leaves
+/// the key out (its last use unknown), with a log line.
+fn note_usage(
+    m: &Message,
+    ev: &KeyEvent,
+    id: &str,
+    result: Result<Option<KeyLastUsed>, InventoryError>,
+    usage: &mut HashMap<String, KeyUsage>,
+) {
+    match result {
+        Ok(Some(last)) => {
+            usage.insert(id.to_string(), last.usage);
+        }
+        // IAM does not know the key yet (created moments ago, not
+        // propagated): it cannot have been used.
+        Ok(None) => {
+            usage.insert(id.to_string(), KeyUsage::default());
+        }
+        Err(InventoryError::Deferred) => {
+            debug!(message_id = %m.message_id, account_id = %ev.account_id, access_key_id = %id, "IAM budget kept for listings; last use left out")
+        }
+        Err(e) => warn!(
+            message_id = %m.message_id,
+            account_id = %ev.account_id,
+            access_key_id = %id,
+            error = %e,
+            "could not read the key's last use; finding published without it"
+        ),
     }
 }

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use keywatch::aws::{AwsError, ErrorClass};
-use keywatch::decide::{decide, owner, screen, superseded, triage, Iam, Ignored, Outcome, Retry, Rules};
+use keywatch::decide::{
+    decide, just_created, owner, screen, superseded, triage, usage_to_prefetch, Iam, Ignored, JustCreated, Outcome, Retry, Rules,
+};
 use keywatch::event::{parse, KeyEvent, Parsed, Target};
 use keywatch::exceptions::{Exception, Exceptions};
 use keywatch::finding::{finding_id, Status, CONTROL_ID, ROOT_CONTROL_ID};
@@ -316,4 +318,46 @@ fn the_user_name_and_finding_id_come_from_iams_spelling() {
     let Outcome::Publish(f) = &outcome else { panic!() };
     assert_eq!(f.user_name, "Alice");
     assert_eq!(f.finding_id, finding_id(CONTROL_ID, &ev.account_id, "Alice"));
+}
+
+#[test]
+fn a_fresh_creation_s_key_is_just_created_only_when_iam_agrees() {
+    let ev = event("create_access_key_admin.json");
+    let new = ev.access_key_id.clone().unwrap();
+    let with_created = |created: Option<OffsetDateTime>| {
+        let mut l = listing(&[("AKIAOLD", KeyStatus::Active), (&new, KeyStatus::Active)], after(&ev, 1));
+        l.keys[1].created_at = created;
+        l
+    };
+    let now = after(&ev, 2);
+    let listed = JustCreated { access_key_id: &new, listed: true };
+    assert_eq!(just_created(&ev, &with_created(Some(after(&ev, 1))), now, &RULES), Some(listed), "IAM's CreateDate a second later");
+    assert_eq!(just_created(&ev, &with_created(Some(after(&ev, -5))), now, &RULES), Some(listed), "within the match");
+    assert_eq!(just_created(&ev, &with_created(Some(after(&ev, -6))), now, &RULES), None, "created at another time");
+    assert_eq!(just_created(&ev, &with_created(Some(after(&ev, 3600))), now, &RULES), None);
+    assert_eq!(just_created(&ev, &with_created(None), now, &RULES), None, "no CreateDate: not taken on the event's word");
+    let stale = listing(&[("AKIAOLD", KeyStatus::Active)], after(&ev, 1));
+    assert_eq!(just_created(&ev, &stale, now, &RULES), Some(JustCreated { access_key_id: &new, listed: false }), "not listed yet");
+    assert_eq!(just_created(&ev, &with_created(Some(after(&ev, 1))), after(&ev, 121), &RULES), None, "past the window");
+    let mut failed = ev.clone();
+    failed.failed = Some(keywatch::event::FailedCall { code: "LimitExceeded".into(), message: None });
+    assert_eq!(just_created(&failed, &stale, now, &RULES), None, "a failed call created nothing");
+    let update = event("update_access_key_inactive.json");
+    let theirs = listing(&[("AKIAEXAMPLECAROL0001", KeyStatus::Active)], after(&update, 1));
+    assert_eq!(just_created(&update, &theirs, after(&update, 2), &RULES), None, "not a creation");
+}
+
+#[test]
+fn the_key_an_event_makes_active_is_looked_up_ahead_unless_just_created() {
+    let create = event("create_access_key_admin.json");
+    assert_eq!(usage_to_prefetch(&create, after(&create, 2), &RULES), None, "fresh: will be known without asking");
+    assert_eq!(usage_to_prefetch(&create, after(&create, 121), &RULES), create.access_key_id.as_deref(), "old: may have been used");
+    let mut update = event("update_access_key_inactive.json");
+    assert_eq!(usage_to_prefetch(&update, after(&update, 1), &RULES), None, "a deactivated key is not active after");
+    update.key_status = Some(KeyStatus::Active);
+    assert_eq!(usage_to_prefetch(&update, after(&update, 1), &RULES), Some("AKIAEXAMPLECAROL0001"), "a reactivation");
+    update.failed = Some(keywatch::event::FailedCall { code: "AccessDenied".into(), message: None });
+    assert_eq!(usage_to_prefetch(&update, after(&update, 1), &RULES), None, "nothing changed");
+    let delete = event("delete_access_key.json");
+    assert_eq!(usage_to_prefetch(&delete, after(&delete, 1), &RULES), None);
 }

@@ -5,15 +5,16 @@
 
 use std::sync::{Arc, Mutex};
 
-use futures_util::future::BoxFuture;
+mod common;
+
+use common::Kept;
 use keywatch::accounts::Accounts;
 use keywatch::config::RunArgs;
-use keywatch::finding::{Finding, Status};
+use keywatch::finding::Status;
 use keywatch::inventory::{InventoryError, KeyInventory, Need};
 use keywatch::keys::{AccessKey, KeyLastUsed, KeyStatus, Listing};
 use keywatch::message::{Disposition, Message};
 use keywatch::processor::{Processor, ProcessorSettings};
-use keywatch::sink::{FindingSink, SinkError};
 use time::OffsetDateTime;
 
 /// Answers listings in the order given: (observed_at offset in seconds,
@@ -38,19 +39,6 @@ impl KeyInventory for Scripted {
     }
     async fn root_keys_present(&self, _: &str) -> Result<u32, InventoryError> {
         Ok(0)
-    }
-}
-
-#[derive(Default)]
-struct Kept(Mutex<Vec<Finding>>);
-
-impl FindingSink for Kept {
-    fn name(&self) -> &'static str {
-        "kept"
-    }
-    fn publish<'a>(&'a self, findings: &'a [Finding]) -> BoxFuture<'a, Vec<Result<(), SinkError>>> {
-        self.0.lock().unwrap().extend_from_slice(findings);
-        Box::pin(std::future::ready(findings.iter().map(|_| Ok(())).collect()))
     }
 }
 

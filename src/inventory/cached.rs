@@ -133,6 +133,11 @@ impl<I: KeyInventory> KeyInventory for CachingInventory<I> {
         Ok(answer)
     }
 
+    fn remember_last_used(&self, account_id: &str, access_key_id: &str, last: KeyLastUsed) {
+        // Kept like an answer from IAM, and for as long.
+        self.last_used.insert((account_id.to_string(), access_key_id.to_string()), Some(last));
+    }
+
     async fn root_keys_present(&self, account_id: &str) -> Result<u32, InventoryError> {
         self.inner.root_keys_present(account_id).await
     }
@@ -203,5 +208,19 @@ mod tests {
         assert!(inv.last_used("1", "K1", Need::Required).await.is_ok(), "required look-ups are never left out");
         assert!(inv.last_used("1", "K1", Need::Optional).await.is_ok(), "answered from the cache");
         assert_eq!(inv.inner().lookups.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_remembered_last_use_is_answered_like_iam_s_own_and_expires_like_it() {
+        let inv = cached(RateLimiter::new(0.0));
+        let last = KeyLastUsed { user_name: Some("alice".into()), usage: Default::default() };
+        inv.remember_last_used("1", "K9", last.clone());
+        assert_eq!(inv.last_used("1", "K9", Need::Required).await, Ok(Some(last)));
+        assert_eq!(inv.inner().lookups.load(Ordering::SeqCst), 0, "answered without IAM");
+        assert!(inv.last_used("2", "K9", Need::Required).await.is_ok());
+        assert_eq!(inv.inner().lookups.load(Ordering::SeqCst), 1, "kept per account");
+        tokio::time::advance(Duration::from_secs(61)).await;
+        inv.last_used("1", "K9", Need::Required).await.unwrap();
+        assert_eq!(inv.inner().lookups.load(Ordering::SeqCst), 2, "expired with the last-use TTL");
     }
 }

@@ -79,6 +79,15 @@ pub trait KeyInventory: Send + Sync + 'static {
         need: Need,
     ) -> impl Future<Output = Result<Option<KeyLastUsed>, InventoryError>> + Send;
 
+    /// Keeps a key's last use learned without asking IAM (the key an event
+    /// just created, as the user's listing confirms: see
+    /// [`crate::decide::just_created`]), so that the user's next events
+    /// find it as they would find an answer from IAM. An inventory without
+    /// a cache has nothing to keep it in.
+    fn remember_last_used(&self, account_id: &str, access_key_id: &str, last: KeyLastUsed) {
+        let _ = (account_id, access_key_id, last);
+    }
+
     /// `AccountAccessKeysPresent` of `GetAccountSummary`: how many access
     /// keys the account's root user has (0 or 1 in practice).
     fn root_keys_present(&self, account_id: &str) -> impl Future<Output = Result<u32, InventoryError>> + Send;

@@ -1,6 +1,6 @@
 //! Test support, one module per concern: the emulator ([`emulator`]), the
 //! production wiring on it ([`pipeline`]), CloudTrail records
-//! ([`cloudtrail`]), findings decided in process ([`decided`]), the real `keywatch` binary ([`worker`]), reading its
+//! ([`cloudtrail`]), findings decided in process ([`decided`]), a sink that keeps what it is given ([`kept`]), the real `keywatch` binary ([`worker`]), reading its
 //! metrics ([`metrics`]) and checking OCSF documents ([`ocsf`]). Every process started here is killed on drop, by
 //! pid.
 
@@ -10,6 +10,7 @@ mod cloudtrail;
 mod decided;
 mod emulator;
 mod faults;
+mod kept;
 mod metrics;
 mod ocsf;
 mod pipeline;
@@ -19,6 +20,7 @@ pub use cloudtrail::*;
 pub use decided::*;
 pub use emulator::*;
 pub use faults::*;
+pub use kept::*;
 pub use metrics::*;
 pub use ocsf::*;
 pub use pipeline::*;
