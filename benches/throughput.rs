@@ -53,7 +53,7 @@
 //!   worker. Set it to see the limiter's own cost (e.g. 1000000).
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -284,6 +284,10 @@ async fn run_binary(settings: &Settings, row: &Row) -> Outcome {
         .spawn()
         .expect("start the keywatch binary");
     let pid = child.id();
+    // Read as it comes: the binary logs every finding to stderr, and would
+    // block once the pipe is full. The last 16 KiB are kept for a report.
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let stderr_tail = std::thread::spawn(move || tail_of(stderr, 16 * 1024));
     let completed = tokio::time::timeout(settings.row_timeout, responder.shared.done.notified()).await.is_ok();
     let cpu = stat_cpu(&format!("/proc/{pid}/stat")).unwrap_or_default();
     let peak = status_kb(&format!("/proc/{pid}/status"), "VmHWM:");
@@ -302,16 +306,25 @@ async fn run_binary(settings: &Settings, row: &Row) -> Outcome {
         let _ = child.kill();
     }
     let _ = child.wait();
+    let err = stderr_tail.join().unwrap_or_default();
     if !completed {
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = e.read_to_string(&mut err);
-        }
-        eprintln!("keywatch binary stderr:\n{err}");
+        eprintln!("keywatch binary stderr (the end):\n{err}");
     }
     let mut out = collect(row, responder, completed, cpu, (None, peak, "keywatch binary alone"));
     out.other_load = other_load;
     out
+}
+
+/// Reads `r` to its end, keeping only the last `keep` bytes.
+fn tail_of(mut r: impl Read, keep: usize) -> String {
+    let mut kept = std::collections::VecDeque::with_capacity(keep);
+    let mut buf = [0u8; 8192];
+    while let Ok(n @ 1..) = r.read(&mut buf) {
+        kept.extend(&buf[..n]);
+        let over = kept.len().saturating_sub(keep);
+        kept.drain(..over);
+    }
+    String::from_utf8_lossy(kept.make_contiguous()).into_owned()
 }
 
 // ---------------------------------------------------------------- report
