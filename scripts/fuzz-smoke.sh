@@ -37,7 +37,8 @@ scripts/build-deps.sh
 # and AddressSanitizer are on as in the long runs.
 echo "==> building the fuzz targets (unoptimised)"
 nice cargo +nightly fuzz build --dev
-echo "    disk: $(du -sh fuzz/target 2>/dev/null | cut -f1) in fuzz/target; $(df -h --output=avail fuzz 2>/dev/null | tail -1 | tr -d ' ') free"
+fuzz_target="${CARGO_TARGET_DIR:-$root/fuzz/target}"
+echo "    disk: $(du -sh "$fuzz_target" 2>/dev/null | cut -f1) in $fuzz_target; $(df -h --output=avail "$root" 2>/dev/null | tail -1 | tr -d ' ') free"
 
 corpus=$(mktemp -d)
 trap 'rm -rf "$corpus"' EXIT
