@@ -15,7 +15,7 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::accounts::{AccountLister, Accounts, Scope};
 use crate::admin;
@@ -157,7 +157,7 @@ impl App {
             None => None,
         };
         let parts = Parts::build(&args.common, false, sdk, args.wait(), shutdown, |clients| async move {
-            let queue = SqsQueue::new(clients.sqs.clone(), args.queue_url.clone());
+            let queue = SqsQueue::new(clients.sqs(), args.queue_url.clone());
             // Fail fast on a queue that does not exist or cannot be read; a
             // transient failure is left to the receive loop's retries.
             match queue.attributes().await {
@@ -283,7 +283,7 @@ impl Parts {
         let accounts = Arc::new(accounts(args, &clients, shutdown).await?);
         let limiter = Arc::new(RateLimiter::new(args.iam_rate_per_account));
         let retry = RetryPolicy { max_attempts: args.iam_max_attempts, ..RetryPolicy::default() };
-        let mut iam = IamInventory::new(clients.iam.clone()).with_limits(limiter.clone(), retry);
+        let mut iam = IamInventory::new(clients.iam()).with_limits(limiter.clone(), retry);
         if let Some(name) = &args.member_role {
             info!(member_role = %name, own_account_id = %accounts.own(), "member accounts are read through their role");
             let role = MemberRole {
@@ -291,8 +291,9 @@ impl Parts {
                 external_id: args.member_role_external_id.clone(),
                 own_account_id: accounts.own().to_string(),
             };
-            iam = iam.with_member_role(clients.sts.clone(), role);
+            iam = iam.with_member_role(clients.sts(), role);
         }
+        debug!(clients = ?clients.built(), "AWS clients built so far (the others are built when first needed)");
         Ok((checked, Parts { clients, accounts, iam, limiter, exceptions, watch, region }))
     }
 
@@ -310,14 +311,13 @@ impl Parts {
                     let bus = args.findings_bus.clone().ok_or(AppError::NoFindingsBus)?;
                     info!(bus = %bus, format = args.finding_format.as_str(), "findings go to EventBridge");
                     Arc::new(
-                        EventBridgeSink::new(self.clients.eventbridge.clone(), bus, args.finding_source.clone())
-                            .with_format(args.finding_format),
+                        EventBridgeSink::new(self.clients.eventbridge(), bus, args.finding_source.clone()).with_format(args.finding_format),
                     )
                 }
                 SinkKind::SecurityHub => {
                     let target = asff::Target::new(self.accounts.own().to_string(), self.region.clone());
                     info!(product_arn = %target.product_arn(), "findings go to Security Hub (ASFF)");
-                    Arc::new(SecurityHubSink::new(self.clients.securityhub.clone(), target))
+                    Arc::new(SecurityHubSink::new(self.clients.securityhub(), target))
                 }
                 SinkKind::Stdout => {
                     info!(format = args.finding_format.as_str(), "findings go to standard output");
@@ -406,8 +406,8 @@ pub async fn replay(args: &ReplayArgs, sdk: &SdkConfig, shutdown: &CancellationT
 /// `KEYWATCH_ACCOUNTS`, which must come with a member role when it names
 /// others.
 async fn accounts(args: &CommonArgs, clients: &Clients, shutdown: &CancellationToken) -> Result<Accounts, AppError> {
-    let own =
-        until_answered("sts:GetCallerIdentity", shutdown, || sts::own_account_id(&clients.sts)).await.map_err(AppError::OwnAccount)?;
+    let sts = clients.sts();
+    let own = until_answered("sts:GetCallerIdentity", shutdown, || sts::own_account_id(&sts)).await.map_err(AppError::OwnAccount)?;
     let scope = args.accounts.clone().unwrap_or(Scope::Own);
     match (&scope, &args.member_role) {
         (Scope::Own, Some(_)) => return Err(AppError::MemberRoleWithoutAccounts),
@@ -415,8 +415,10 @@ async fn accounts(args: &CommonArgs, clients: &Clients, shutdown: &CancellationT
         (Scope::Organization, None) => return Err(AppError::AccountsWithoutMemberRole(own)),
         _ => {}
     }
-    let lister: Arc<dyn AccountLister> = Arc::new(OrganizationAccounts::new(clients.organizations.clone()));
-    until_answered("organizations:ListAccounts", shutdown, || Accounts::new(own.clone(), scope.clone(), Some(lister.clone())))
+    // Only an organisation scope lists accounts (and needs the client).
+    let lister =
+        (scope == Scope::Organization).then(|| Arc::new(OrganizationAccounts::new(clients.organizations())) as Arc<dyn AccountLister>);
+    until_answered("organizations:ListAccounts", shutdown, || Accounts::new(own.clone(), scope.clone(), lister.clone()))
         .await
         .map_err(AppError::Organization)
 }
@@ -448,7 +450,7 @@ where
 fn source_for(location: &Location, clients: &Clients) -> Arc<dyn ExceptionsSource> {
     match location {
         Location::File(path) => Arc::new(FileSource::new(path.clone())),
-        Location::Ssm(name) => Arc::new(SsmParameter::new(clients.ssm.clone(), name.clone())),
-        Location::S3 { bucket, key } => Arc::new(S3Object::new(clients.s3.clone(), bucket.clone(), key.clone())),
+        Location::Ssm(name) => Arc::new(SsmParameter::new(clients.ssm(), name.clone())),
+        Location::S3 { bucket, key } => Arc::new(S3Object::new(clients.s3(), bucket.clone(), key.clone())),
     }
 }

@@ -157,7 +157,7 @@ async fn an_ssm_parameter_is_reloaded_when_its_version_changes() {
     let clients = emulator_clients(&moto).await;
     let name = "/keywatch/exceptions";
     let put = |text: String| {
-        let ssm = clients.ssm.clone();
+        let ssm = clients.ssm();
         async move {
             ssm.put_parameter()
                 .name(name)
@@ -171,7 +171,7 @@ async fn an_ssm_parameter_is_reloaded_when_its_version_changes() {
         }
     };
     assert_eq!(put(entries(&["gina"])).await, 1);
-    let source = SsmParameter::new(clients.ssm.clone(), name.to_string());
+    let source = SsmParameter::new(clients.ssm(), name.to_string());
     assert_eq!(source.origin(), "ssm:/keywatch/exceptions");
     let mut watch = Watch::new(Arc::new(source));
     assert_eq!(users(&watch.load().await.unwrap()), ["gina"]);
@@ -190,7 +190,7 @@ async fn an_ssm_parameter_is_reloaded_when_its_version_changes() {
     assert_eq!(users(&reloaded(&mut watch).await), ["ivan"]);
 
     // A parameter that does not exist stops start-up with its name.
-    let mut missing = Watch::new(Arc::new(SsmParameter::new(clients.ssm.clone(), "/keywatch/none".into())));
+    let mut missing = Watch::new(Arc::new(SsmParameter::new(clients.ssm(), "/keywatch/none".into())));
     let err = missing.load().await.unwrap_err().to_string();
     assert!(err.contains("ssm:/keywatch/none") && err.contains("ParameterNotFound"), "{err}");
 }
@@ -200,16 +200,16 @@ async fn an_s3_object_is_reloaded_when_its_etag_changes() {
     let moto = Moto::start();
     let clients = emulator_clients(&moto).await;
     let bucket = "keywatch-config";
-    clients.s3.create_bucket().bucket(bucket).send().await.unwrap();
+    clients.s3().create_bucket().bucket(bucket).send().await.unwrap();
     let key = "keywatch/exceptions.yaml";
     let put = |text: String| {
-        let s3 = clients.s3.clone();
+        let s3 = clients.s3();
         async move {
             s3.put_object().bucket(bucket).key(key).body(text.into_bytes().into()).send().await.unwrap();
         }
     };
     put(entries(&["judy"])).await;
-    let source = S3Object::new(clients.s3.clone(), bucket.into(), key.into());
+    let source = S3Object::new(clients.s3(), bucket.into(), key.into());
     assert_eq!(source.origin(), "s3://keywatch-config/keywatch/exceptions.yaml");
     let mut watch = Watch::new(Arc::new(source));
     assert_eq!(users(&watch.load().await.unwrap()), ["judy"]);
@@ -225,7 +225,7 @@ async fn an_s3_object_is_reloaded_when_its_etag_changes() {
     unchanged(&mut watch).await;
 
     // An object that is deleted is unreadable: the previous set stays.
-    clients.s3.delete_object().bucket(bucket).key(key).send().await.unwrap();
+    clients.s3().delete_object().bucket(bucket).key(key).send().await.unwrap();
     assert!(kept(&mut watch, false).await.contains("HeadObject"));
 
     put(entries(&["lena"])).await;

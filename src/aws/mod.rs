@@ -5,8 +5,8 @@
 //! inventory), [`eventbridge`] and [`securityhub`] (finding sinks), [`sts`]
 //! (the worker's account and member-account credentials), [`organizations`]
 //! (the organisation's accounts), [`ssm`] and [`s3`] (sources of the approved
-//! exceptions). [`Clients`] builds their SDK clients once, for the binary,
-//! the tests and the benchmarks alike.
+//! exceptions). [`Clients`] builds each SDK client once, when first needed,
+//! for the binary, the tests and the benchmarks alike.
 //!
 //! Every AWS call goes through [`call`], so `keywatch_aws_requests_total` and
 //! `keywatch_aws_request_duration_seconds` see all of them with the same
@@ -24,6 +24,7 @@ pub mod ssm;
 pub mod sts;
 
 use std::future::Future;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
@@ -147,88 +148,205 @@ pub fn call_timeouts() -> aws_config::timeout::TimeoutConfig {
         .build()
 }
 
-/// The service clients the worker uses, configured from one SDK
-/// config: SQS with attempt timeouts above the long-poll wait (a shorter one
-/// would cut every receive), IAM signed for its global region and without
-/// SDK retries (keywatch retries IAM itself, per account, counting each
-/// attempt), EventBridge, Security Hub, STS, Organizations, SSM and S3 with
-/// the SDK's standard retries.
-/// None of them
-/// watches uploads for stalls: request bodies are small and in memory, the
-/// attempt timeouts bound a stalled call anyway, and the check wakes every
-/// call in flight ten times a second, a 20 s long poll included (most of an
-/// idle worker's CPU). Stalled downloads are still detected.
+/// The service clients, configured from one SDK config, each built the
+/// first time it is asked for: SQS with attempt timeouts above the long-poll
+/// wait (a shorter one would cut every receive), IAM signed for its global
+/// region and without SDK retries (keywatch retries IAM itself, per account,
+/// counting each attempt), EventBridge, Security Hub, STS, Organizations,
+/// SSM and S3 with the SDK's standard retries.
+///
+/// Built on demand because a client costs memory and start-up work (each
+/// SDK crate parses its own copy of the endpoint partitions) and most runs
+/// need only four of the eight: a worker without Security Hub, exceptions in
+/// SSM or S3, or an organisation never builds those clients.
+///
+/// None of them watches uploads for stalls: request bodies are small and in
+/// memory, the attempt timeouts bound a stalled call anyway, and the check
+/// wakes every call in flight ten times a second, a 20 s long poll included
+/// (most of an idle worker's CPU). Stalled downloads are still detected.
+/// Clones share the clients built so far.
 #[derive(Clone)]
 pub struct Clients {
-    pub sqs: aws_sdk_sqs::Client,
-    pub iam: aws_sdk_iam::Client,
-    pub eventbridge: aws_sdk_eventbridge::Client,
-    pub securityhub: aws_sdk_securityhub::Client,
-    pub sts: aws_sdk_sts::Client,
-    pub organizations: aws_sdk_organizations::Client,
-    pub ssm: aws_sdk_ssm::Client,
-    pub s3: aws_sdk_s3::Client,
+    inner: std::sync::Arc<Built>,
+}
+
+struct Built {
+    sdk: aws_config::SdkConfig,
+    wait: std::time::Duration,
+    iam_region: aws_config::Region,
+    sqs: OnceLock<aws_sdk_sqs::Client>,
+    iam: OnceLock<aws_sdk_iam::Client>,
+    eventbridge: OnceLock<aws_sdk_eventbridge::Client>,
+    securityhub: OnceLock<aws_sdk_securityhub::Client>,
+    sts: OnceLock<aws_sdk_sts::Client>,
+    organizations: OnceLock<aws_sdk_organizations::Client>,
+    ssm: OnceLock<aws_sdk_ssm::Client>,
+    s3: OnceLock<aws_sdk_s3::Client>,
+}
+
+/// Upload stall protection off, download stall protection on (see
+/// [`Clients`]).
+fn stalls() -> aws_config::stalled_stream_protection::StalledStreamProtectionConfig {
+    aws_config::stalled_stream_protection::StalledStreamProtectionConfig::enabled().upload_enabled(false).build()
 }
 
 impl Clients {
+    /// Keeps what the clients are built from; builds none of them yet.
     pub fn new(sdk: &aws_config::SdkConfig, wait: std::time::Duration, iam_region: &str) -> Clients {
-        use aws_config::retry::RetryConfig;
-        use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
-        use aws_config::timeout::TimeoutConfig;
-        use std::time::Duration;
-        let sqs_timeouts = TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .operation_attempt_timeout(wait + Duration::from_secs(10))
-            .build();
-        let call_timeouts = call_timeouts();
-        let stalls = StalledStreamProtectionConfig::enabled().upload_enabled(false).build();
-        Clients {
-            sqs: aws_sdk_sqs::Client::from_conf(
-                aws_sdk_sqs::config::Builder::from(sdk).timeout_config(sqs_timeouts).stalled_stream_protection(stalls.clone()).build(),
-            ),
-            iam: aws_sdk_iam::Client::from_conf(
-                aws_sdk_iam::config::Builder::from(sdk)
-                    .region(aws_config::Region::new(iam_region.to_string()))
-                    .timeout_config(call_timeouts.clone())
-                    .retry_config(RetryConfig::disabled())
-                    .stalled_stream_protection(stalls.clone())
-                    .build(),
-            ),
-            eventbridge: aws_sdk_eventbridge::Client::from_conf(
-                aws_sdk_eventbridge::config::Builder::from(sdk)
-                    .timeout_config(call_timeouts.clone())
-                    .stalled_stream_protection(stalls.clone())
-                    .build(),
-            ),
-            securityhub: aws_sdk_securityhub::Client::from_conf(
-                aws_sdk_securityhub::config::Builder::from(sdk)
-                    .timeout_config(call_timeouts.clone())
-                    .stalled_stream_protection(stalls.clone())
-                    .build(),
-            ),
-            sts: aws_sdk_sts::Client::from_conf(
-                aws_sdk_sts::config::Builder::from(sdk)
-                    .timeout_config(call_timeouts.clone())
-                    .stalled_stream_protection(stalls.clone())
-                    .build(),
-            ),
-            // Organizations, like IAM, is global: signed for its one region.
-            organizations: aws_sdk_organizations::Client::from_conf(
-                aws_sdk_organizations::config::Builder::from(sdk)
-                    .region(aws_config::Region::new(iam_region.to_string()))
-                    .timeout_config(call_timeouts.clone())
-                    .stalled_stream_protection(stalls.clone())
-                    .build(),
-            ),
-            ssm: aws_sdk_ssm::Client::from_conf(
-                aws_sdk_ssm::config::Builder::from(sdk)
-                    .timeout_config(call_timeouts.clone())
-                    .stalled_stream_protection(stalls.clone())
-                    .build(),
-            ),
-            s3: aws_sdk_s3::Client::from_conf(
-                aws_sdk_s3::config::Builder::from(sdk).timeout_config(call_timeouts).stalled_stream_protection(stalls).build(),
-            ),
-        }
+        let built = Built {
+            sdk: sdk.clone(),
+            wait,
+            iam_region: aws_config::Region::new(iam_region.to_string()),
+            sqs: OnceLock::new(),
+            iam: OnceLock::new(),
+            eventbridge: OnceLock::new(),
+            securityhub: OnceLock::new(),
+            sts: OnceLock::new(),
+            organizations: OnceLock::new(),
+            ssm: OnceLock::new(),
+            s3: OnceLock::new(),
+        };
+        Clients { inner: std::sync::Arc::new(built) }
+    }
+
+    /// The clients built so far, by service name, in a fixed order.
+    pub fn built(&self) -> Vec<&'static str> {
+        let b = &*self.inner;
+        let all = [
+            ("sqs", b.sqs.get().is_some()),
+            ("iam", b.iam.get().is_some()),
+            ("eventbridge", b.eventbridge.get().is_some()),
+            ("securityhub", b.securityhub.get().is_some()),
+            ("sts", b.sts.get().is_some()),
+            ("organizations", b.organizations.get().is_some()),
+            ("ssm", b.ssm.get().is_some()),
+            ("s3", b.s3.get().is_some()),
+        ];
+        all.into_iter().filter(|(_, built)| *built).map(|(name, _)| name).collect()
+    }
+
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        let b = &*self.inner;
+        b.sqs
+            .get_or_init(|| {
+                let timeouts = aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(std::time::Duration::from_secs(5))
+                    .operation_attempt_timeout(b.wait + std::time::Duration::from_secs(10))
+                    .build();
+                let conf = aws_sdk_sqs::config::Builder::from(&b.sdk).timeout_config(timeouts).stalled_stream_protection(stalls());
+                aws_sdk_sqs::Client::from_conf(conf.build())
+            })
+            .clone()
+    }
+
+    pub fn iam(&self) -> aws_sdk_iam::Client {
+        let b = &*self.inner;
+        b.iam
+            .get_or_init(|| {
+                let conf = aws_sdk_iam::config::Builder::from(&b.sdk)
+                    .region(b.iam_region.clone())
+                    .timeout_config(call_timeouts())
+                    .retry_config(aws_config::retry::RetryConfig::disabled())
+                    .stalled_stream_protection(stalls());
+                aws_sdk_iam::Client::from_conf(conf.build())
+            })
+            .clone()
+    }
+
+    pub fn eventbridge(&self) -> aws_sdk_eventbridge::Client {
+        let b = &*self.inner;
+        b.eventbridge
+            .get_or_init(|| {
+                let conf =
+                    aws_sdk_eventbridge::config::Builder::from(&b.sdk).timeout_config(call_timeouts()).stalled_stream_protection(stalls());
+                aws_sdk_eventbridge::Client::from_conf(conf.build())
+            })
+            .clone()
+    }
+
+    pub fn securityhub(&self) -> aws_sdk_securityhub::Client {
+        let b = &*self.inner;
+        b.securityhub
+            .get_or_init(|| {
+                let conf =
+                    aws_sdk_securityhub::config::Builder::from(&b.sdk).timeout_config(call_timeouts()).stalled_stream_protection(stalls());
+                aws_sdk_securityhub::Client::from_conf(conf.build())
+            })
+            .clone()
+    }
+
+    pub fn sts(&self) -> aws_sdk_sts::Client {
+        let b = &*self.inner;
+        b.sts
+            .get_or_init(|| {
+                let conf = aws_sdk_sts::config::Builder::from(&b.sdk).timeout_config(call_timeouts()).stalled_stream_protection(stalls());
+                aws_sdk_sts::Client::from_conf(conf.build())
+            })
+            .clone()
+    }
+
+    /// Organizations, like IAM, is global: signed for its one region.
+    pub fn organizations(&self) -> aws_sdk_organizations::Client {
+        let b = &*self.inner;
+        b.organizations
+            .get_or_init(|| {
+                let conf = aws_sdk_organizations::config::Builder::from(&b.sdk)
+                    .region(b.iam_region.clone())
+                    .timeout_config(call_timeouts())
+                    .stalled_stream_protection(stalls());
+                aws_sdk_organizations::Client::from_conf(conf.build())
+            })
+            .clone()
+    }
+
+    pub fn ssm(&self) -> aws_sdk_ssm::Client {
+        let b = &*self.inner;
+        b.ssm
+            .get_or_init(|| {
+                let conf = aws_sdk_ssm::config::Builder::from(&b.sdk).timeout_config(call_timeouts()).stalled_stream_protection(stalls());
+                aws_sdk_ssm::Client::from_conf(conf.build())
+            })
+            .clone()
+    }
+
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        let b = &*self.inner;
+        b.s3.get_or_init(|| {
+            let conf = aws_sdk_s3::config::Builder::from(&b.sdk).timeout_config(call_timeouts()).stalled_stream_protection(stalls());
+            aws_sdk_s3::Client::from_conf(conf.build())
+        })
+        .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sdk() -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
+            .region(aws_config::Region::new("eu-west-1"))
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build()
+    }
+
+    #[test]
+    fn a_client_is_built_when_first_asked_for_and_shared_by_clones() {
+        let clients = Clients::new(&sdk(), std::time::Duration::from_secs(20), "us-east-1");
+        assert!(clients.built().is_empty(), "nothing is built up front");
+        let copy = clients.clone();
+        let _ = copy.sqs();
+        let _ = clients.iam();
+        let _ = clients.iam();
+        assert_eq!(clients.built(), ["sqs", "iam"]);
+        assert_eq!(copy.built(), ["sqs", "iam"], "clones share what is built");
+    }
+
+    #[test]
+    fn iam_and_organizations_are_signed_for_the_global_region() {
+        let clients = Clients::new(&sdk(), std::time::Duration::from_secs(20), "us-gov-west-1");
+        assert_eq!(clients.iam().config().region().map(|r| r.as_ref()), Some("us-gov-west-1"));
+        assert_eq!(clients.organizations().config().region().map(|r| r.as_ref()), Some("us-gov-west-1"));
+        assert_eq!(clients.sqs().config().region().map(|r| r.as_ref()), Some("eu-west-1"));
     }
 }
