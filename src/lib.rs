@@ -18,8 +18,9 @@
 //!   loop that keeps them current).
 //! - **Processor**: [`processor`] gathers the facts for each message through
 //!   the ports, lets `decide` decide, publishes, and says per message what
-//!   to do with it ([`message::Disposition`]); [`record`] logs and counts
-//!   each outcome.
+//!   to do with it ([`message::Disposition`]); [`last_word`] drops a
+//!   finding older than one already published for its id; [`record`] logs
+//!   and counts each outcome.
 //! - **Adapters**: [`aws`] (SQS, IAM, EventBridge, Security Hub, STS, Organizations, SSM, S3; every call through
 //!   one timed, counted path), [`limit`] (IAM rate limiting and retries),
 //!   [`admin`] (the HTTP port), [`telemetry`] (every metric).
@@ -43,6 +44,7 @@ pub mod format;
 pub mod health;
 pub mod inventory;
 pub mod keys;
+pub mod last_word;
 pub mod limit;
 pub mod message;
 pub mod processor;

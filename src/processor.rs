@@ -21,17 +21,16 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
-use tracing::{debug, warn};
 
 use crate::accounts::Accounts;
-use crate::cache::BoundedCache;
 use crate::decide::{self, Iam, Outcome, Rules};
 use crate::evaluate;
 use crate::event::{self, KeyEvent, Target};
 use crate::exceptions::Exceptions;
 use crate::finding::Finding;
-use crate::inventory::{InventoryError, KeyInventory, Need};
+use crate::inventory::{self, InventoryError, KeyInventory, Need};
 use crate::keys::{KeyLastUsed, KeyUsage, Listing};
+use crate::last_word::LastWord;
 use crate::message::{Disposition, Message, Requeue};
 use crate::record;
 use crate::scan::{self, ScanRequest, ScanSettings, Scanner};
@@ -66,11 +65,6 @@ impl ProcessorSettings {
     }
 }
 
-/// Findings' last published `observed_at` kept at most (by `finding_id`).
-const LAST_WORD_CAPACITY: usize = 50_000;
-/// How long a published `observed_at` is kept.
-const LAST_WORD_TTL: Duration = Duration::from_secs(24 * 3600);
-
 pub struct Processor<I> {
     inventory: Arc<I>,
     sink: Arc<dyn FindingSink>,
@@ -79,9 +73,9 @@ pub struct Processor<I> {
     /// Where a scan request that names no account is fanned out to (the
     /// worker's own queue); `None`: scan requests are not taken.
     requeue: Option<Arc<dyn Requeue>>,
-    /// The `observed_at` of the last finding published per `finding_id`:
-    /// a decision resting on an older IAM answer is dropped, not published.
-    last_word: BoundedCache<String, OffsetDateTime>,
+    /// A decision resting on an older IAM answer than the last published
+    /// for its `finding_id` is dropped, not published.
+    last_word: LastWord,
     /// Approved exceptions; replaced whole on reload.
     exceptions: RwLock<Arc<Exceptions>>,
     checks: Semaphore,
@@ -100,7 +94,7 @@ impl<I: KeyInventory> Processor<I> {
             sink,
             accounts,
             requeue: None,
-            last_word: BoundedCache::new(LAST_WORD_CAPACITY, LAST_WORD_TTL),
+            last_word: LastWord::default(),
             checks: Semaphore::new(settings.max_concurrent_checks.max(1)),
             settings,
             exceptions: RwLock::new(Arc::new(Exceptions::default())),
@@ -156,8 +150,7 @@ impl<I: KeyInventory> Processor<I> {
         for ((i, ev), (f, result)) in owners.into_iter().zip(findings.iter().zip(results)) {
             dispositions[i] = match result {
                 Ok(()) => {
-                    let observed = f.observed_at;
-                    self.last_word.insert_unless(f.finding_id.clone(), observed, |kept| *kept > observed);
+                    self.last_word.published(f);
                     let latency = (OffsetDateTime::now_utc() - ev.event_time).as_seconds_f64();
                     record::published(&batch[i], &ev, f, latency);
                     Disposition::Ack
@@ -180,14 +173,7 @@ impl<I: KeyInventory> Processor<I> {
         owners: &mut Vec<(usize, Box<KeyEvent>)>,
         dispositions: &mut [Disposition],
     ) {
-        let mut latest: HashMap<&str, OffsetDateTime> = HashMap::new();
-        for f in findings.iter() {
-            let last = self.last_word.get(&f.finding_id).into_iter().chain([f.observed_at]).max();
-            let entry = latest.entry(f.finding_id.as_str()).or_insert(f.observed_at);
-            *entry = (*entry).max(last.unwrap_or(f.observed_at));
-        }
-        let keep: Vec<bool> =
-            findings.iter().map(|f| !decide::superseded(f.observed_at, latest.get(f.finding_id.as_str()).copied())).collect();
+        let keep = self.last_word.keep(findings);
         if keep.iter().all(|k| *k) {
             return;
         }
@@ -294,14 +280,15 @@ impl<I: KeyInventory> Processor<I> {
             }
         }
         if let Some((id, result)) = prefetched {
-            note_usage(m, ev, id, result, &mut usage);
+            inventory::note_last_use(&ev.account_id, id, result, Some(&m.message_id), &mut usage);
         }
         let outcome = decide(iam, &usage, now);
         let wanted = outcome.wants_usage();
         if wanted.is_empty() {
             return outcome;
         }
-        self.usage(m, ev, &wanted, &mut usage).await;
+        let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+        inventory::add_last_use(&*self.inventory, &ev.account_id, &wanted, Some(&m.message_id), &mut usage).await;
         decide(iam, &usage, now)
     }
 
@@ -319,47 +306,5 @@ impl<I: KeyInventory> Processor<I> {
             }
         }
         Ok(listing)
-    }
-
-    /// Last use of each key, for the responder. A failed look-up leaves that
-    /// key's usage unknown (and the finding without a recommended key)
-    /// rather than holding back the finding; so does a look-up the account's
-    /// IAM budget cannot afford while listings need it (a burst).
-    async fn usage(&self, m: &Message, ev: &KeyEvent, keys: &[String], usage: &mut HashMap<String, KeyUsage>) {
-        let lookups = keys.iter().map(|id| async move { (id, self.inventory.last_used(&ev.account_id, id, Need::Optional).await) });
-        for (id, result) in join_all(lookups).await {
-            note_usage(m, ev, id, result, usage);
-        }
-    }
-}
-
-/// Adds one last-use answer to `usage`; a failed or deferred look-up leaves
-/// the key out (its last use unknown), with a log line.
-fn note_usage(
-    m: &Message,
-    ev: &KeyEvent,
-    id: &str,
-    result: Result<Option<KeyLastUsed>, InventoryError>,
-    usage: &mut HashMap<String, KeyUsage>,
-) {
-    match result {
-        Ok(Some(last)) => {
-            usage.insert(id.to_string(), last.usage);
-        }
-        // IAM does not know the key yet (created moments ago, not
-        // propagated): it cannot have been used.
-        Ok(None) => {
-            usage.insert(id.to_string(), KeyUsage::default());
-        }
-        Err(InventoryError::Deferred) => {
-            debug!(message_id = %m.message_id, account_id = %ev.account_id, access_key_id = %id, "IAM budget kept for listings; last use left out")
-        }
-        Err(e) => warn!(
-            message_id = %m.message_id,
-            account_id = %ev.account_id,
-            access_key_id = %id,
-            error = %e,
-            "could not read the key's last use; finding published without it"
-        ),
     }
 }

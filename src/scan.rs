@@ -27,7 +27,7 @@ use crate::message::{Disposition, Requeue};
 use crate::event::{is_account_id, truncate};
 use crate::exceptions::Exceptions;
 use crate::finding::{self, rfc3339, Finding, Status};
-use crate::inventory::{InventoryError, KeyInventory, Need};
+use crate::inventory::{self, InventoryError, KeyInventory};
 use crate::keys::User;
 use crate::sink::FindingSink;
 use crate::telemetry;
@@ -183,14 +183,7 @@ impl<I: KeyInventory> Scanner<I> {
         let active: Vec<&str> = listing.keys.iter().filter(|k| k.is_active()).map(|k| k.access_key_id.as_str()).collect();
         let mut usage = HashMap::new();
         if active.len() > 1 && self.settings.last_use {
-            for id in &active {
-                match self.inventory.last_used(account_id, id, Need::Optional).await {
-                    Ok(last) => {
-                        usage.insert(id.to_string(), last.map(|l| l.usage).unwrap_or_default());
-                    }
-                    Err(e) => warn!(account_id, access_key_id = %id, error = %e, "could not read the key's last use; finding without it"),
-                }
-            }
+            inventory::add_last_use(&*self.inventory, account_id, &active, None, &mut usage).await;
         }
         let now = OffsetDateTime::now_utc();
         let built = finding::build_scan(account_id, user, &listing.keys, &usage, started, self.settings.include_passed, now);

@@ -6,16 +6,20 @@
 //! ([`crate::aws::iam::IamInventory`]) answers from the API; the
 //! [`cached::CachingInventory`] decorator spares calls (coalescing, reuse,
 //! a last-use cache, enrichment only while the budget allows) and is itself
-//! a `KeyInventory`; tests and benchmarks supply their own.
+//! a `KeyInventory`; tests and benchmarks supply their own. [`add_last_use`]
+//! is how the processor and the scan both gather keys' last use.
 
 pub mod cached;
 
+use std::collections::HashMap;
 use std::future::Future;
 
+use futures_util::future::join_all;
 use time::OffsetDateTime;
+use tracing::{debug, warn};
 
 use crate::error::AwsError;
-use crate::keys::{KeyLastUsed, Listing, User};
+use crate::keys::{KeyLastUsed, KeyUsage, Listing, User};
 
 /// Why a look-up failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -97,5 +101,56 @@ pub trait KeyInventory: Send + Sync + 'static {
     fn list_users(&self, account_id: &str) -> impl Future<Output = Result<Vec<User>, InventoryError>> + Send {
         let _ = account_id;
         async { Ok(Vec::new()) }
+    }
+}
+
+/// Asks for the last use of each of `keys` at once and adds the answers to
+/// `usage`, for the finding's responder. Shared by events and scans, so a
+/// look-up fails the same way for both: a failed one leaves that key out
+/// (its last use unknown, the finding without a recommended key) rather
+/// than holding back the finding; so does one the account's IAM budget
+/// cannot afford while listings need it (a burst). `message_id` names the
+/// message in the log (none for a scan).
+pub async fn add_last_use<I: KeyInventory>(
+    inventory: &I,
+    account_id: &str,
+    keys: &[&str],
+    message_id: Option<&str>,
+    usage: &mut HashMap<String, KeyUsage>,
+) {
+    let lookups = keys.iter().map(|id| async move { (*id, inventory.last_used(account_id, id, Need::Optional).await) });
+    for (id, result) in join_all(lookups).await {
+        note_last_use(account_id, id, result, message_id, usage);
+    }
+}
+
+/// Adds one last-use answer to `usage`; a failed or deferred look-up leaves
+/// the key out, with a log line.
+pub fn note_last_use(
+    account_id: &str,
+    id: &str,
+    result: Result<Option<KeyLastUsed>, InventoryError>,
+    message_id: Option<&str>,
+    usage: &mut HashMap<String, KeyUsage>,
+) {
+    match result {
+        Ok(Some(last)) => {
+            usage.insert(id.to_string(), last.usage);
+        }
+        // IAM does not know the key yet (created moments ago, not
+        // propagated): it cannot have been used.
+        Ok(None) => {
+            usage.insert(id.to_string(), KeyUsage::default());
+        }
+        Err(InventoryError::Deferred) => {
+            debug!(message_id, account_id, access_key_id = %id, "IAM budget kept for listings; last use left out")
+        }
+        Err(e) => warn!(
+            message_id,
+            account_id,
+            access_key_id = %id,
+            error = %e,
+            "could not read the key's last use; finding published without it"
+        ),
     }
 }
