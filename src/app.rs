@@ -31,13 +31,14 @@ use crate::config::{CheckArgs, CommonArgs, ReplayArgs, RunArgs, ScanArgs, SinkKi
 use crate::decide::Rules;
 use crate::exceptions::{Exceptions, ExceptionsError};
 use crate::exceptions_source::{self, ExceptionsSource, FileSource, Location, Watch};
+use crate::finding::ScanSummary;
 use crate::format::{asff, FindingFormat};
 use crate::health::Health;
 use crate::inventory::cached::{CacheSettings, CachingInventory};
 use crate::limit::{RateLimiter, RetryPolicy};
 use crate::processor::{Processor, ProcessorSettings};
 use crate::replay::{self, Counted, ReadReport, ReplaySource};
-use crate::scan::{Progress, ScanSettings, ScanSummary, Scanner};
+use crate::scan::{Progress, ScanSettings, Scanner};
 use crate::sink::{FindingSink, Sinks, StdoutSink};
 use crate::source;
 use futures_util::StreamExt;

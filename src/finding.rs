@@ -5,6 +5,10 @@
 //! docs/findings.md). `finding_id` is stable for (control, account, user) so
 //! that consumers update one alert instead of piling up new ones; the same id
 //! carries the `FAILED` and the later `PASSED`.
+//!
+//! The other document keywatch publishes, a scan's summary of one account
+//! ([`ScanSummary`]), lives here too: the sinks publish it, so it belongs
+//! below them, not in the scan that fills it in.
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -517,5 +521,31 @@ impl Finding {
     pub fn suppress(&mut self, exception: &Exception) {
         self.suppressed = true;
         self.exception = Some(exception.clone());
+    }
+}
+
+/// `DetailType` of the summary event a scan publishes per account.
+pub const SUMMARY_DETAIL_TYPE: &str = "IAM Access Key Scan Summary";
+
+/// What one account's scan found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScanSummary {
+    pub account_id: String,
+    pub users_checked: usize,
+    pub users_failing: usize,
+    pub keys_active: usize,
+    pub findings_published: usize,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_seconds: f64,
+    /// Look-ups and publications that failed; the scan is complete only
+    /// when this is 0.
+    pub errors: usize,
+    pub error_samples: Vec<String>,
+}
+
+impl ScanSummary {
+    pub fn complete(&self) -> bool {
+        self.errors == 0
     }
 }

@@ -24,8 +24,8 @@ use time::OffsetDateTime;
 
 use crate::event::{truncate, CLOUDTRAIL_DETAIL_TYPE, IAM_EVENT_SOURCE, REPLAY_SOURCE};
 use crate::finding::Finding;
+use crate::finding::ScanSummary;
 use crate::message::Message;
-use crate::scan::ScanSummary;
 use crate::sink::{FindingSink, SinkError};
 use crate::source::{Delivery, MessageSource, SourceError};
 

@@ -26,41 +26,16 @@ use crate::message::{Disposition, Requeue};
 
 use crate::event::{is_account_id, truncate};
 use crate::exceptions::Exceptions;
-use crate::finding::{self, rfc3339, Finding, Status};
+use crate::finding::{self, rfc3339, Finding, ScanSummary, Status};
 use crate::inventory::{self, InventoryError, KeyInventory};
 use crate::keys::User;
 use crate::sink::FindingSink;
 use crate::telemetry;
 
-/// `DetailType` of the summary event a scan publishes per account.
-pub const SUMMARY_DETAIL_TYPE: &str = "IAM Access Key Scan Summary";
 /// Error messages a summary quotes at most.
 const ERROR_SAMPLES: usize = 5;
 /// Findings published per sink call.
 const PUBLISH_BATCH: usize = 10;
-
-/// What one account's scan found.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ScanSummary {
-    pub account_id: String,
-    pub users_checked: usize,
-    pub users_failing: usize,
-    pub keys_active: usize,
-    pub findings_published: usize,
-    pub started_at: String,
-    pub finished_at: String,
-    pub duration_seconds: f64,
-    /// Look-ups and publications that failed; the scan is complete only
-    /// when this is 0.
-    pub errors: usize,
-    pub error_samples: Vec<String>,
-}
-
-impl ScanSummary {
-    pub fn complete(&self) -> bool {
-        self.errors == 0
-    }
-}
 
 /// How a scan behaves.
 #[derive(Debug, Clone)]

@@ -16,8 +16,8 @@ use futures_util::FutureExt;
 
 use crate::error::AwsError;
 use crate::finding::Finding;
+use crate::finding::ScanSummary;
 use crate::format::FindingFormat;
-use crate::scan::ScanSummary;
 
 /// Why a finding was not accepted. Either way its message stays in the
 /// queue and is retried on redelivery.

@@ -18,8 +18,8 @@ use futures_util::FutureExt;
 
 use super::call;
 use crate::finding::Finding;
+use crate::finding::{ScanSummary, SUMMARY_DETAIL_TYPE};
 use crate::format::{parse_time, FindingFormat};
-use crate::scan::{ScanSummary, SUMMARY_DETAIL_TYPE};
 use crate::sink::{FindingSink, SinkError};
 use crate::telemetry::Service;
 
