@@ -53,11 +53,7 @@ impl LastWord {
     }
 
     /// Findings whose last word is kept.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.published.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }

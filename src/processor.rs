@@ -287,7 +287,6 @@ impl<I: KeyInventory> Processor<I> {
         if wanted.is_empty() {
             return outcome;
         }
-        let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
         inventory::add_last_use(&*self.inventory, &ev.account_id, &wanted, Some(&m.message_id), &mut usage).await;
         decide(iam, &usage, now)
     }

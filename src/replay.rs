@@ -23,8 +23,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::event::{truncate, CLOUDTRAIL_DETAIL_TYPE, IAM_EVENT_SOURCE, REPLAY_SOURCE};
-use crate::finding::Finding;
-use crate::finding::ScanSummary;
+use crate::finding::{Finding, ScanSummary};
 use crate::message::Message;
 use crate::sink::{FindingSink, SinkError};
 use crate::source::{Delivery, MessageSource, SourceError};

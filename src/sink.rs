@@ -15,8 +15,7 @@ use futures_util::future::{join_all, BoxFuture};
 use futures_util::FutureExt;
 
 use crate::error::AwsError;
-use crate::finding::Finding;
-use crate::finding::ScanSummary;
+use crate::finding::{Finding, ScanSummary};
 use crate::format::FindingFormat;
 
 /// Why a finding was not accepted. Either way its message stays in the

@@ -17,8 +17,7 @@ use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
 use super::call;
-use crate::finding::Finding;
-use crate::finding::{ScanSummary, SUMMARY_DETAIL_TYPE};
+use crate::finding::{Finding, ScanSummary, SUMMARY_DETAIL_TYPE};
 use crate::format::{parse_time, FindingFormat};
 use crate::sink::{FindingSink, SinkError};
 use crate::telemetry::Service;

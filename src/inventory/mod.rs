@@ -111,14 +111,14 @@ pub trait KeyInventory: Send + Sync + 'static {
 /// than holding back the finding; so does one the account's IAM budget
 /// cannot afford while listings need it (a burst). `message_id` names the
 /// message in the log (none for a scan).
-pub async fn add_last_use<I: KeyInventory>(
+pub async fn add_last_use<I: KeyInventory, K: AsRef<str>>(
     inventory: &I,
     account_id: &str,
-    keys: &[&str],
+    keys: &[K],
     message_id: Option<&str>,
     usage: &mut HashMap<String, KeyUsage>,
 ) {
-    let lookups = keys.iter().map(|id| async move { (*id, inventory.last_used(account_id, id, Need::Optional).await) });
+    let lookups = keys.iter().map(|id| async move { (id.as_ref(), inventory.last_used(account_id, id.as_ref(), Need::Optional).await) });
     for (id, result) in join_all(lookups).await {
         note_last_use(account_id, id, result, message_id, usage);
     }
