@@ -448,7 +448,7 @@ scrape_configs:
     static_configs:
       - targets: ["127.0.0.1:$http_port"]
   # A worker that has never scanned: no keywatch_scan_* series at all. Every panel must still
-  # show data for it (tests/monitoring.rs requires that of a real worker without scans).
+  # show data for it (tests/e2e/monitoring.rs requires that of a real worker without scans).
   - job_name: keywatch-noscan
     static_configs:
       - targets: ["127.0.0.1:$noscan_port"]

@@ -28,36 +28,57 @@ disk() {
     local target="${CARGO_TARGET_DIR:-$root/target}"
     echo "    disk: $(du -sh "$target" 2>/dev/null | cut -f1) in $target; $(df -h --output=avail "$target" 2>/dev/null | tail -1 | tr -d ' ') free"
 }
+# Each step's wall time, printed when the next one starts and in a table at
+# the end, so that a slow run says where its time went.
+started=$SECONDS
+step_name=""
+step_start=$SECONDS
+times=()
+step() {
+    if [ -n "$step_name" ]; then
+        times+=("$(printf '%5ds  %s' $((SECONDS - step_start)) "$step_name")")
+        echo "    took $((SECONDS - step_start)) s"
+    fi
+    step_name=$1
+    step_start=$SECONDS
+    echo "==> $1"
+}
 
-echo "==> Links in the documentation (scripts/check-links.py)"
+step "Links in the documentation (scripts/check-links.py)"
 python3 scripts/check-links.py
 
-echo "==> Python venv with the AWS emulator"
+step "Python venv with the AWS emulator"
 venv=$(scripts/python-env.sh)
 export KEYWATCH_MOTO_SERVER="$venv/bin/moto_server"
+# The end-to-end tests report themselves as ignored when a tool they need is
+# missing (a plain `cargo test`); here a missing tool is a failure.
+export KEYWATCH_REQUIRE_E2E=1
 
-echo "==> Dashboard and alert rules (promtool)"
+step "Dashboard and alert rules (promtool)"
 scripts/check-monitoring.sh
 
-echo "==> Infrastructure: cfn-lint, checkov, hadolint, kubernetes-validate, stack on the emulator"
+step "Infrastructure: cfn-lint, checkov, hadolint, kubernetes-validate, stack on the emulator"
 scripts/check-infra.sh
 
 scripts/build-deps.sh
-echo "==> Formatting and lints (cargo fmt --check, clippy -D warnings)"
+step "Formatting and lints (cargo fmt --check, clippy -D warnings)"
 cargo fmt --check
 (cd fuzz && cargo fmt --check)
 cargo clippy --locked --all-targets -- -D warnings 2>&1
 disk
 
-echo "==> Benchmarks compile (they are run by hand: see benches/README.md)"
+step "Benchmarks compile (they are run by hand: see benches/README.md)"
 cargo test --locked --benches --no-run 2>&1
 disk
 
-echo "==> cargo test"
+step "cargo test"
 cargo test --locked --lib --bins --tests 2>&1
 disk
 
-echo "==> Fuzz smoke (60 s per target; the long runs are in fuzz/README.md)"
+step "Fuzz smoke (60 s per target; the long runs are in fuzz/README.md)"
 scripts/fuzz-smoke.sh 60
 
+step "done"
+printf '%s\n' "${times[@]}"
+echo "    total: $((SECONDS - started)) s"
 echo "==> all checks passed"

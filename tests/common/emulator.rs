@@ -15,11 +15,16 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Where the emulator is: `KEYWATCH_MOTO_SERVER` (set by `scripts/test.sh`),
+/// else the venv at `.venv`. The venv's Python is beside it.
+pub fn moto_server_path() -> PathBuf {
+    std::env::var_os("KEYWATCH_MOTO_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server"))
+}
+
 fn moto_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("KEYWATCH_MOTO_SERVER") {
-        return PathBuf::from(p);
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+    let p = moto_server_path();
     assert!(p.exists(), "moto_server not found: run scripts/python-env.sh (or scripts/test.sh) first");
     p
 }

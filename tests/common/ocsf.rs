@@ -8,13 +8,9 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-/// The venv's Python: beside `KEYWATCH_MOTO_SERVER` (set by
-/// `scripts/test.sh`), else `.venv/bin/python`.
+/// The venv's Python, beside the emulator.
 pub fn venv_python() -> PathBuf {
-    if let Some(dir) = std::env::var_os("KEYWATCH_MOTO_SERVER").map(PathBuf::from).and_then(|p| p.parent().map(|d| d.to_path_buf())) {
-        return dir.join("python");
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let p = super::moto_server_path().with_file_name("python");
     assert!(p.exists(), "the venv's python not found: run scripts/python-env.sh (or scripts/test.sh) first");
     p
 }

@@ -3,13 +3,20 @@
 //! bus, a rule into the input queue (DLQ after 2 receives), findings on their
 //! own bus with a rule into a queue that the test reads like a SIEM would.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
+
+trials! {
+    multi second_active_key_yields_a_failed_finding,
+    multi a_single_active_key_yields_no_finding,
+    multi a_poison_message_reaches_the_dlq_while_the_worker_keeps_working,
+    multi an_unknown_user_is_acknowledged_and_does_not_stop_the_worker,
+    multi deactivating_the_second_key_emits_passed_with_the_same_finding_id,
+    multi sigterm_finishes_in_flight_messages_and_exits_zero,
+}
 
 const T: Duration = Duration::from_secs(30);
 
@@ -23,7 +30,6 @@ fn detail(envelope: &Value) -> &Value {
     &envelope["detail"]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_active_key_yields_a_failed_finding() {
     let (moto, p) = setup(5).await;
     let worker = Worker::start(&moto, &p, &[]);
@@ -66,7 +72,6 @@ async fn second_active_key_yields_a_failed_finding() {
     assert_eq!(worker.metric(r#"keywatch_events_total{event_name="CreateAccessKey",outcome="finding"}"#), 1.0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_active_key_yields_no_finding() {
     let (moto, p) = setup(5).await;
     let worker = Worker::start(&moto, &p, &[]);
@@ -83,7 +88,6 @@ async fn a_single_active_key_yields_no_finding() {
     assert_eq!(worker.metric(r#"keywatch_findings_total{status="FAILED"}"#), 0.0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_message_reaches_the_dlq_while_the_worker_keeps_working() {
     // Visibility 1 s, DLQ after 2 receives.
     let (moto, p) = setup(1).await;
@@ -113,7 +117,6 @@ async fn a_poison_message_reaches_the_dlq_while_the_worker_keeps_working() {
     assert!(worker.wait_metric(r#"keywatch_queue_messages{queue="dlq",state="visible"}"#, 2.0, T).await, "DLQ depth metric");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_user_is_acknowledged_and_does_not_stop_the_worker() {
     let (moto, p) = setup(5).await;
     let worker = Worker::start(&moto, &p, &[]);
@@ -132,7 +135,6 @@ async fn an_unknown_user_is_acknowledged_and_does_not_stop_the_worker() {
     assert!(worker.logs().contains("user no longer exists"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deactivating_the_second_key_emits_passed_with_the_same_finding_id() {
     let (moto, p) = setup(5).await;
     let worker = Worker::start(&moto, &p, &[]);
@@ -159,7 +161,6 @@ async fn deactivating_the_second_key_emits_passed_with_the_same_finding_id() {
     assert_eq!(r["trigger"]["event_id"], "evt-erin-off");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_in_flight_messages_and_exits_zero() {
     let (moto, p) = setup(3).await;
     let mut users = Vec::new();

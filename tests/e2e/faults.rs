@@ -6,12 +6,14 @@
 //! (0), duplicates (counted). The table it prints is docs/reliability.md's
 //! reliability table.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
+
+trials! {
+    multi no_fault_loses_a_finding_or_stops_the_worker,
+}
 
 const EVENTS: usize = 5;
 const T: Duration = Duration::from_secs(90);
@@ -76,7 +78,6 @@ async fn phase(p: &Pipeline, proxy: &FaultProxy, name: &'static str, fault: Faul
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_fault_loses_a_finding_or_stops_the_worker() {
     let moto = Moto::start();
     // Redelivery after 2 s; the DLQ only after 8 receives, more than any

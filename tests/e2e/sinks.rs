@@ -5,13 +5,19 @@
 //! lines, native and OCSF, with the logs on stderr). Every OCSF finding
 //! produced here is validated against the OCSF 1.6.0 schema.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use aws_sdk_securityhub::types::{AwsSecurityFinding, ComplianceStatus, RecordState, WorkflowStatus};
-use common::*;
 use serde_json::{json, Value};
+
+trials! {
+    multi security_hub_gets_the_failed_then_the_passed_as_one_finding,
+    multi eventbridge_and_security_hub_at_once_with_ocsf_on_the_bus,
+    multi the_stdout_sink_writes_one_json_line_per_finding_and_logs_go_to_stderr,
+    multi the_stdout_sink_in_ocsf_writes_valid_failed_passed_and_root_findings,
+    multi a_scan_imports_into_security_hub_and_prints_ocsf_on_a_dry_run,
+}
 
 const T: Duration = Duration::from_secs(30);
 
@@ -63,7 +69,6 @@ async fn deactivate(p: &Pipeline, user: &str, key: &str, event_id: &str) {
     p.put_cloudtrail(&update_key_event(event_id, "admin", user, key, "Inactive")).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn security_hub_gets_the_failed_then_the_passed_as_one_finding() {
     let (moto, p, hub) = setup().await;
     let worker = Worker::start(&moto, &p, &[("KEYWATCH_SINKS", "securityhub")]);
@@ -111,7 +116,6 @@ async fn security_hub_gets_the_failed_then_the_passed_as_one_finding() {
     assert!(p.findings(1, Duration::from_secs(2)).await.is_empty(), "the eventbridge sink was not selected");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eventbridge_and_security_hub_at_once_with_ocsf_on_the_bus() {
     let (moto, p, hub) = setup().await;
     let worker = Worker::start(&moto, &p, &[("KEYWATCH_SINKS", "eventbridge,securityhub"), ("KEYWATCH_FINDING_FORMAT", "ocsf")]);
@@ -176,7 +180,6 @@ async fn stdout_lines(worker: &Worker, n: usize) -> Vec<String> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stdout_sink_writes_one_json_line_per_finding_and_logs_go_to_stderr() {
     let moto = Moto::start();
     let p = Pipeline::create(&moto.sdk_config().await, 5).await;
@@ -197,7 +200,6 @@ async fn the_stdout_sink_writes_one_json_line_per_finding_and_logs_go_to_stderr(
     assert!(p.findings(1, Duration::from_secs(2)).await.is_empty(), "nothing on the bus");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stdout_sink_in_ocsf_writes_valid_failed_passed_and_root_findings() {
     let moto = Moto::start();
     let p = Pipeline::create(&moto.sdk_config().await, 5).await;
@@ -222,7 +224,6 @@ async fn the_stdout_sink_in_ocsf_writes_valid_failed_passed_and_root_findings() 
     assert_valid_ocsf(&docs);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scan_imports_into_security_hub_and_prints_ocsf_on_a_dry_run() {
     let (moto, p, hub) = setup().await;
     seed_user(&p.iam, "scan-two", 2, 0).await;

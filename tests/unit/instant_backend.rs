@@ -3,7 +3,7 @@
 //! is drained with `--once`, every message deleted once, every finding
 //! published, and the run returns by itself when the queue is empty.
 
-#[path = "../benches/support/mod.rs"]
+#[path = "../../benches/support/mod.rs"]
 mod support;
 
 use std::time::Duration;

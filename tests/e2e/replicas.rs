@@ -4,17 +4,18 @@
 //! and the survivor takes them; duplicates are allowed and counted), the
 //! survivor drains the rest, and nothing ends in the dead-letter queue.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
+
+trials! {
+    multi a_replica_killed_mid_burst_loses_no_finding,
+}
 
 const T: Duration = Duration::from_secs(90);
 const EVENTS: usize = 24;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_mid_burst_loses_no_finding() {
     let moto = Moto::start();
     // Short visibility: what the dead worker held comes back within seconds.

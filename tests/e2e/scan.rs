@@ -4,15 +4,21 @@
 //! worker's queue, `keywatch replay` of CloudTrail files and event exports,
 //! and `run --once`.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use keywatch::finding::{finding_id, CONTROL_ID};
 use serde_json::{json, Value};
+
+trials! {
+    multi a_scan_of_two_accounts_reports_every_user_as_iam_shows_it,
+    multi a_scan_publishes_its_findings_and_a_summary_per_account,
+    multi a_scheduled_scan_request_is_fanned_out_per_account_and_scanned_by_the_worker,
+    multi replay_takes_the_key_events_of_cloudtrail_files_and_exports_and_names_a_corrupt_file,
+    multi run_once_drains_the_queue_and_exits_zero,
+}
 
 const T: Duration = Duration::from_secs(60);
 const MEMBER: &str = "222233334444";
@@ -46,7 +52,6 @@ fn lines(stdout: &str) -> Vec<Value> {
     stdout.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scan_of_two_accounts_reports_every_user_as_iam_shows_it() {
     let moto = Moto::start();
     let p = Pipeline::create(&moto.sdk_config().await, 5).await;
@@ -82,7 +87,6 @@ async fn a_scan_of_two_accounts_reports_every_user_as_iam_shows_it() {
     assert!(failed.iter().all(|f| f["status"] == "FAILED" && f["recommended_key_to_deactivate"].is_string()));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scan_publishes_its_findings_and_a_summary_per_account() {
     let moto = Moto::start();
     let p = Pipeline::create(&moto.sdk_config().await, 5).await;
@@ -105,7 +109,6 @@ async fn a_scan_publishes_its_findings_and_a_summary_per_account() {
     assert!(stderr.contains("KEYWATCH_FINDINGS_BUS") && stderr.contains("--dry-run"), "{stderr}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_scan_request_is_fanned_out_per_account_and_scanned_by_the_worker() {
     let moto = Moto::start();
     let p = Pipeline::create(&moto.sdk_config().await, 30).await;
@@ -146,7 +149,6 @@ fn record(event_name: &str, event_id: &str, time: &str, user: &str, key: &str, s
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_takes_the_key_events_of_cloudtrail_files_and_exports_and_names_a_corrupt_file() {
     let moto = Moto::start();
     let p = Pipeline::create(&moto.sdk_config().await, 5).await;
@@ -189,7 +191,6 @@ async fn replay_takes_the_key_events_of_cloudtrail_files_and_exports_and_names_a
     assert_eq!(found[0]["user_name"], "two-active");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_once_drains_the_queue_and_exits_zero() {
     let moto = Moto::start();
     let p = Pipeline::create(&moto.sdk_config().await, 5).await;

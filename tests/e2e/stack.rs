@@ -4,25 +4,19 @@
 //! autoscaling, alarms) and the real worker runs against the queue, the
 //! dead-letter queue, the rules and the buses that the stack created.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
+
+trials! {
+    multi the_central_stack_wires_the_pipeline_end_to_end,
+}
 
 const T: Duration = Duration::from_secs(60);
 
-fn venv_python() -> String {
-    match std::env::var("KEYWATCH_MOTO_SERVER") {
-        Ok(moto) => Path::new(&moto).with_file_name("python").display().to_string(),
-        Err(_) => Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python").display().to_string(),
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_central_stack_wires_the_pipeline_end_to_end() {
     let moto = Moto::start();
     let config = moto.sdk_config().await;

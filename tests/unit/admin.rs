@@ -1,12 +1,10 @@
 //! The admin port: `/healthz` while alive, `/readyz` 503 until the first
 //! successful receive and again while draining, `/metrics` in Prometheus text.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{free_port, http_get};
+use crate::common::{free_port, http_get};
 use keywatch::admin;
 use keywatch::health::Health;
 use metrics_exporter_prometheus::PrometheusBuilder;

@@ -3,12 +3,19 @@
 //! anything is asked or assumed, a `PASSED` rests only on what IAM shows,
 //! and events for accounts keywatch was not told about change nothing.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
+
+trials! {
+    multi a_deactivation_dated_in_the_future_is_refused_not_passed,
+    multi a_deactivation_iam_never_shows_is_never_passed,
+    multi a_deactivate_reactivate_flap_ends_on_failed,
+    multi claims_no_iam_rule_can_deliver_are_refused_before_iam_is_asked,
+    multi an_event_for_an_account_keywatch_was_not_told_about_changes_nothing,
+    multi a_member_role_without_accounts_stops_start_up_naming_both_settings,
+}
 
 const T: Duration = Duration::from_secs(30);
 
@@ -31,7 +38,6 @@ async fn dead_letters(p: &Pipeline, n: u64) -> u64 {
     p.depth(&p.dlq_url).await.0
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deactivation_dated_in_the_future_is_refused_not_passed() {
     let (moto, p) = setup(1).await;
     let worker = Worker::start(&moto, &p, &[]);
@@ -46,7 +52,6 @@ async fn a_deactivation_dated_in_the_future_is_refused_not_passed() {
     assert_eq!(worker.metric(r#"keywatch_aws_requests_total{service="iam",operation="ListAccessKeys",outcome="ok"}"#), 0.0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deactivation_iam_never_shows_is_never_passed() {
     let (moto, p) = setup(1).await;
     let worker = Worker::start(&moto, &p, &[("KEYWATCH_RELIST_BUDGET_MS", "200")]);
@@ -61,7 +66,6 @@ async fn a_deactivation_iam_never_shows_is_never_passed() {
     assert_eq!(dead_letters(&p, 1).await, 1, "{}", worker.logs());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deactivate_reactivate_flap_ends_on_failed() {
     let (moto, p) = setup(1).await;
     let worker = Worker::start(&moto, &p, &[("KEYWATCH_RELIST_BUDGET_MS", "200")]);
@@ -83,7 +87,6 @@ async fn a_deactivate_reactivate_flap_ends_on_failed() {
     assert_eq!(all.last().unwrap()["detail"]["active_key_count"], 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_no_iam_rule_can_deliver_are_refused_before_iam_is_asked() {
     let (moto, p) = setup(1).await;
     let worker = Worker::start(&moto, &p, &[]);
@@ -114,7 +117,6 @@ async fn claims_no_iam_rule_can_deliver_are_refused_before_iam_is_asked() {
     assert!(p.findings(1, Duration::from_secs(1)).await.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_for_an_account_keywatch_was_not_told_about_changes_nothing() {
     let (moto, p) = setup(1).await;
     let worker = Worker::start(&moto, &p, &[]);
@@ -132,7 +134,6 @@ async fn an_event_for_an_account_keywatch_was_not_told_about_changes_nothing() {
     assert!(p.findings(1, Duration::from_secs(1)).await.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_role_without_accounts_stops_start_up_naming_both_settings() {
     let (moto, p) = setup(1).await;
     let mut worker = Worker::start(&moto, &p, &[("KEYWATCH_MEMBER_ROLE", "keywatch-member")]);

@@ -7,9 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-mod common;
-
-use common::Kept;
+use crate::common::Kept;
 use keywatch::accounts::Accounts;
 use keywatch::config::RunArgs;
 use keywatch::finding::{Finding, Status};

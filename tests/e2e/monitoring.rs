@@ -7,13 +7,15 @@
 //! Needs `prometheus` (Debian package; `scripts/test.sh` installs it) and
 //! `python3` for `tests/promql_check.py`.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
+
+trials! {
+    multi every_dashboard_panel_and_alert_rule_works_on_a_real_prometheus,
+}
 
 const T: Duration = Duration::from_secs(30);
 
@@ -79,7 +81,6 @@ fn query(port: u16, promql: &str) -> Option<f64> {
     v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_panel_and_alert_rule_works_on_a_real_prometheus() {
     let moto = Moto::start();
     let p = Pipeline::create(&moto.sdk_config().await, 1).await;

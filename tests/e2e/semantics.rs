@@ -2,12 +2,27 @@
 //! consistency, enrichment, root keys, approved exceptions, member accounts
 //! and duplicate delivery — each through the real binary and real rules.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
+
+trials! {
+    multi a_role_without_user_name_is_resolved_through_the_key_owner,
+    multi a_deleted_key_of_unknowable_owner_is_acknowledged_and_counted,
+    multi failed_calls_are_acknowledged_and_counted_by_error_code,
+    multi a_root_key_is_a_cis_1_4_finding_never_a_user_finding,
+    multi a_stale_listing_counts_the_event_and_says_so,
+    multi a_failed_finding_is_enriched_for_the_responder,
+    multi an_approved_exception_suppresses_until_it_expires,
+    multi a_malformed_exceptions_file_stops_start_up_naming_the_entry,
+    multi member_accounts_are_read_through_the_member_role,
+    multi a_duplicate_delivery_repeats_the_same_finding_id_and_event_id,
+    multi exceptions_reload_on_sighup_and_a_broken_reload_keeps_the_old_ones,
+    multi exceptions_from_ssm_are_reloaded_when_the_parameter_changes,
+    multi events_for_one_user_arriving_together_share_one_listing,
+    multi a_listing_serves_the_users_older_events_never_a_newer_one,
+}
 
 const T: Duration = Duration::from_secs(30);
 
@@ -23,7 +38,6 @@ async fn one_finding(p: &Pipeline, worker: &Worker) -> Value {
     found.remove(0)["detail"].take()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_without_user_name_is_resolved_through_the_key_owner() {
     let (moto, p) = setup().await;
     let worker = Worker::start(&moto, &p, &[]);
@@ -41,7 +55,6 @@ async fn a_role_without_user_name_is_resolved_through_the_key_owner() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_key_of_unknowable_owner_is_acknowledged_and_counted() {
     let (moto, p) = setup().await;
     let worker = Worker::start(&moto, &p, &[]);
@@ -57,7 +70,6 @@ async fn a_deleted_key_of_unknowable_owner_is_acknowledged_and_counted() {
     assert!(worker.logs().contains("owner of the key is unknown"), "{}", worker.logs());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_calls_are_acknowledged_and_counted_by_error_code() {
     let (moto, p) = setup().await;
     let worker = Worker::start(&moto, &p, &[]);
@@ -79,7 +91,6 @@ async fn failed_calls_are_acknowledged_and_counted_by_error_code() {
     assert!(p.findings(1, Duration::from_secs(2)).await.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_root_key_is_a_cis_1_4_finding_never_a_user_finding() {
     let (moto, p) = setup().await;
     let worker = Worker::start(&moto, &p, &[]);
@@ -100,7 +111,6 @@ async fn a_root_key_is_a_cis_1_4_finding_never_a_user_finding() {
     assert_eq!(worker.metric(r#"keywatch_aws_requests_total{service="iam",operation="ListAccessKeys",outcome="ok"}"#), 0.0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_listing_counts_the_event_and_says_so() {
     let (moto, p) = setup().await;
     let worker = Worker::start(&moto, &p, &[("KEYWATCH_RELIST_BUDGET_MS", "300")]);
@@ -119,7 +129,6 @@ async fn a_stale_listing_counts_the_event_and_says_so() {
     assert_eq!(d["recommended_key_to_deactivate"], "AKIANOTLISTEDYET0001");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_finding_is_enriched_for_the_responder() {
     let (moto, p) = setup().await;
     let worker = Worker::start(&moto, &p, &[]);
@@ -146,7 +155,6 @@ async fn a_failed_finding_is_enriched_for_the_responder() {
     assert_eq!(worker.metric(r#"keywatch_aws_requests_total{service="iam",operation="GetAccessKeyLastUsed",outcome="ok"}"#), 1.0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approved_exception_suppresses_until_it_expires() {
     let (moto, p) = setup().await;
     let exceptions = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
@@ -174,7 +182,6 @@ async fn an_approved_exception_suppresses_until_it_expires() {
     assert!(d.get("exception").is_none());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_exceptions_file_stops_start_up_naming_the_entry() {
     let (moto, p) = setup().await;
     let exceptions = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
@@ -186,7 +193,6 @@ async fn a_malformed_exceptions_file_stops_start_up_naming_the_entry() {
     assert!(logs.contains("KEYWATCH_EXCEPTIONS_FILE") && logs.contains("entry 1") && logs.contains("owner"), "{logs}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn member_accounts_are_read_through_the_member_role() {
     const MEMBER: &str = "222233334444";
     let (moto, p) = setup().await;
@@ -230,7 +236,6 @@ async fn member_accounts_are_read_through_the_member_role() {
     assert_eq!(worker.metric(r#"keywatch_aws_requests_total{service="sts",operation="AssumeRole",outcome="ok"}"#), 0.0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicate_delivery_repeats_the_same_finding_id_and_event_id() {
     let (moto, p) = setup().await;
     let worker = Worker::start(&moto, &p, &[]);
@@ -245,7 +250,6 @@ async fn a_duplicate_delivery_repeats_the_same_finding_id_and_event_id() {
     assert_eq!(found[1]["detail"]["trigger"]["event_id"], "evt-dup");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exceptions_reload_on_sighup_and_a_broken_reload_keeps_the_old_ones() {
     let (moto, p) = setup().await;
     let exceptions = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
@@ -280,7 +284,6 @@ async fn exceptions_reload_on_sighup_and_a_broken_reload_keeps_the_old_ones() {
     assert_eq!(one_finding(&p, &worker).await["suppressed"], true, "the previous exceptions stay");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exceptions_from_ssm_are_reloaded_when_the_parameter_changes() {
     let (moto, p) = setup().await;
     let ssm = aws_sdk_ssm::Client::new(&moto.sdk_config().await);
@@ -315,7 +318,6 @@ async fn exceptions_from_ssm_are_reloaded_when_the_parameter_changes() {
     assert!(worker.metric(r#"keywatch_aws_requests_total{service="ssm",operation="GetParameter",outcome="ok"}"#) >= 3.0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_for_one_user_arriving_together_share_one_listing() {
     let (moto, p) = setup().await;
     let keys = p.user_with_keys("olga", 2).await;
@@ -337,7 +339,6 @@ async fn events_for_one_user_arriving_together_share_one_listing() {
     assert_eq!(worker.metric(r#"keywatch_aws_requests_total{service="iam",operation="GetAccessKeyLastUsed",outcome="ok"}"#), 1.0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listing_serves_the_users_older_events_never_a_newer_one() {
     let (moto, p) = setup().await;
     let keys = p.user_with_keys("pia", 2).await;

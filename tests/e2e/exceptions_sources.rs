@@ -3,18 +3,24 @@
 //! included), an SSM parameter by its version, an S3 object by its ETag; a
 //! broken version keeps the previous set and is reported once.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use keywatch::aws::s3::S3Object;
 use keywatch::aws::ssm::SsmParameter;
 use keywatch::aws::Clients;
 use keywatch::exceptions::Exceptions;
 use keywatch::exceptions_source::{keep_current, ExceptionsSource, FileSource, Refresh, Watch};
 use tokio_util::sync::CancellationToken;
+
+trials! {
+    current a_configmap_symlink_swap_is_seen_and_a_broken_version_keeps_the_previous_set,
+    current a_file_edited_in_place_is_reloaded_when_its_content_changes,
+    current the_reload_loop_applies_a_new_version_within_a_poll,
+    multi an_ssm_parameter_is_reloaded_when_its_version_changes,
+    multi an_s3_object_is_reloaded_when_its_etag_changes,
+}
 
 fn entries(users: &[&str]) -> String {
     let mut text = String::from("exceptions:\n");
@@ -85,7 +91,6 @@ async fn unchanged(watch: &mut Watch) {
     assert!(matches!(r, Refresh::Unchanged), "expected no change, got {r:?}");
 }
 
-#[tokio::test]
 async fn a_configmap_symlink_swap_is_seen_and_a_broken_version_keeps_the_previous_set() {
     let mut volume = ConfigMapVolume::new(&entries(&["alice"]));
     let mut watch = Watch::new(Arc::new(FileSource::new(volume.path())));
@@ -108,7 +113,6 @@ async fn a_configmap_symlink_swap_is_seen_and_a_broken_version_keeps_the_previou
     assert_eq!(users(&reloaded(&mut watch).await), ["carol"]);
 }
 
-#[tokio::test]
 async fn a_file_edited_in_place_is_reloaded_when_its_content_changes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("exceptions.toml");
@@ -129,7 +133,6 @@ async fn a_file_edited_in_place_is_reloaded_when_its_content_changes() {
     unchanged(&mut watch).await;
 }
 
-#[tokio::test]
 async fn the_reload_loop_applies_a_new_version_within_a_poll() {
     let mut volume = ConfigMapVolume::new(&entries(&["erin"]));
     let mut watch = Watch::new(Arc::new(FileSource::new(volume.path())));
@@ -151,7 +154,6 @@ async fn emulator_clients(moto: &Moto) -> Clients {
     Clients::new(&moto.sdk_config().await, Duration::from_secs(1), "us-east-1")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ssm_parameter_is_reloaded_when_its_version_changes() {
     let moto = Moto::start();
     let clients = emulator_clients(&moto).await;
@@ -195,7 +197,6 @@ async fn an_ssm_parameter_is_reloaded_when_its_version_changes() {
     assert!(err.contains("ssm:/keywatch/none") && err.contains("ParameterNotFound"), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_s3_object_is_reloaded_when_its_etag_changes() {
     let moto = Moto::start();
     let clients = emulator_clients(&moto).await;

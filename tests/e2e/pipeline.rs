@@ -3,12 +3,10 @@
 //! produce) must not stall the messages behind it, even with one receive
 //! loop taking one message at a time, and shutdown still finishes it.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use keywatch::aws::eventbridge::EventBridgeSink;
 use keywatch::aws::sqs::{ReceiveSettings, SqsQueue, SqsSource};
 use keywatch::config::RunArgs;
@@ -20,6 +18,11 @@ use keywatch::source;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
+
+trials! {
+    multi a_slow_check_does_not_stall_the_next_message_and_shutdown_finishes_it,
+    multi a_drain_that_runs_out_of_time_hands_unfinished_messages_back_at_once,
+}
 
 const T: Duration = Duration::from_secs(30);
 
@@ -65,7 +68,6 @@ fn wire(config: &aws_config::SdkConfig, p: &Pipeline, inventory: GatedInventory)
     (Arc::new(SqsSource { queue, settings: ReceiveSettings::from(&defaults) }), processor)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_check_does_not_stall_the_next_message_and_shutdown_finishes_it() {
     let moto = Moto::start();
     let config = moto.sdk_config().await;
@@ -104,7 +106,6 @@ async fn a_slow_check_does_not_stall_the_next_message_and_shutdown_finishes_it()
     assert_eq!(p.depth(&p.queue_url).await, (0, 0), "both acknowledged");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_that_runs_out_of_time_hands_unfinished_messages_back_at_once() {
     let moto = Moto::start();
     let config = moto.sdk_config().await;

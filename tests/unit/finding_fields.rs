@@ -2,11 +2,9 @@
 //! its type, and only adds the user's ARN, the control's number in each CIS
 //! version and keywatch's version.
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::*;
+use crate::common::*;
 use keywatch::decide::{decide, Iam};
 use keywatch::exceptions::Exceptions;
 use keywatch::finding::{CIS_NO_ROOT_KEY, CIS_ONE_ACTIVE_KEY};

@@ -2,16 +2,17 @@
 //! an external program (`credential_process`), with no keys in the
 //! environment, against the emulator through the real binary.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
+
+trials! {
+    multi a_credential_process_profile_supplies_the_credentials,
+}
 
 const T: Duration = Duration::from_secs(30);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_credential_process_profile_supplies_the_credentials() {
     let moto = Moto::start();
     let p = Pipeline::create(&moto.sdk_config().await, 5).await;

@@ -5,9 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-mod common;
-
-use common::Kept;
+use crate::common::Kept;
 use keywatch::accounts::Accounts;
 use keywatch::config::RunArgs;
 use keywatch::finding::Status;
