@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+#[cfg(feature = "aws")]
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// CloudTrail `eventTime` to the finding accepted by every sink (label `status`).
@@ -71,6 +72,7 @@ pub const BUCKETS_SECONDS: &[f64] =
 
 /// Installs the global metrics recorder and returns the handle that renders
 /// `/metrics`. The admin server serves it; nothing listens on its own.
+#[cfg(feature = "aws")]
 pub fn install_recorder() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
     let mut builder = PrometheusBuilder::new();
     for name in [DETECTION_LATENCY, DELIVERY_DELAY, PROCESSING, AWS_REQUEST_DURATION, SCAN_DURATION] {

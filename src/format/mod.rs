@@ -12,6 +12,7 @@
 //! Every mapping here is pure: a finding in, a document out, no I/O and no
 //! clock, so that each one is tested field by field without AWS.
 
+#[cfg(feature = "aws")]
 pub mod asff;
 pub mod ocsf;
 
@@ -21,7 +22,8 @@ use time::OffsetDateTime;
 use crate::finding::{Finding, Status, ROOT_USER};
 
 /// The document the EventBridge and stdout sinks publish.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "aws", derive(clap::ValueEnum))]
 pub enum FindingFormat {
     /// keywatch's own finding (see docs/findings.md).
     #[default]

@@ -9,6 +9,7 @@
 //! a `KeyInventory`; tests and benchmarks supply their own. [`add_last_use`]
 //! is how the processor and the scan both gather keys' last use.
 
+#[cfg(feature = "aws")]
 pub mod cached;
 
 use std::collections::HashMap;
