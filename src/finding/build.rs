@@ -67,20 +67,21 @@ pub fn build(
     Some(Finding {
         recommended_key_to_deactivate: recommended,
         remediation,
-        ..base(
-            &event.account_id,
-            Trigger::of(event),
-            event.event_time,
-            CONTROL_ID,
-            CONTROL_TITLE,
+        ..Base {
+            control_id: CONTROL_ID,
+            control_title: CONTROL_TITLE,
+            account_id: &event.account_id,
             user_name,
-            user_arn(event, user_name),
+            user_arn: user_arn(event, user_name),
             status,
             severity,
             active_keys,
-            assessment.assumed_event_state,
+            event_state_assumed: assessment.assumed_event_state,
+            trigger: Trigger::of(event),
+            trigger_time: event.event_time,
             detected_at,
-        )
+        }
+        .finding()
     })
 }
 
@@ -93,20 +94,21 @@ pub fn build_root(event: &KeyEvent, verdict: Verdict, present: u32, assumed: boo
         Verdict::Resolved | Verdict::Compliant => (Status::Passed, Severity::Informational),
         Verdict::Unconfirmed => return None,
     };
-    let mut f = base(
-        &event.account_id,
-        Trigger::of(event),
-        event.event_time,
-        ROOT_CONTROL_ID,
-        ROOT_CONTROL_TITLE,
-        ROOT_USER,
-        user_arn(event, ROOT_USER),
+    let mut f = Base {
+        control_id: ROOT_CONTROL_ID,
+        control_title: ROOT_CONTROL_TITLE,
+        account_id: &event.account_id,
+        user_name: ROOT_USER,
+        user_arn: user_arn(event, ROOT_USER),
         status,
         severity,
-        Vec::new(),
-        assumed,
+        active_keys: Vec::new(),
+        event_state_assumed: assumed,
+        trigger: Trigger::of(event),
+        trigger_time: event.event_time,
         detected_at,
-    );
+    }
+    .finding();
     f.active_key_count = present as usize;
     if status == Status::Failed {
         f.remediation = Some(format!(
@@ -118,45 +120,53 @@ pub fn build_root(event: &KeyEvent, verdict: Verdict, present: u32, assumed: boo
     Some(f)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn base(
-    account_id: &str,
-    trigger: Trigger,
-    trigger_time: OffsetDateTime,
+/// What every finding is made of, whichever builder makes it. The fields
+/// left out (the recommended key, the remediation, an exception) start
+/// empty for the builders to fill in.
+struct Base<'a> {
     control_id: &'static str,
     control_title: &'static str,
-    user_name: &str,
+    account_id: &'a str,
+    user_name: &'a str,
     user_arn: String,
     status: Status,
     severity: Severity,
     active_keys: Vec<KeyView>,
-    assumed: bool,
+    event_state_assumed: bool,
+    trigger: Trigger,
+    /// When the trigger happened (the event, or the scan's start): the
+    /// detection latency is measured from it.
+    trigger_time: OffsetDateTime,
     detected_at: OffsetDateTime,
-) -> Finding {
-    let latency = (detected_at - trigger_time).as_seconds_f64();
-    Finding {
-        schema_version: SCHEMA_VERSION,
-        finding_id: finding_id(control_id, account_id, user_name),
-        control_id,
-        control_title,
-        status,
-        severity,
-        account_id: account_id.to_string(),
-        user_name: user_name.to_string(),
-        user_arn,
-        active_key_count: active_keys.len(),
-        active_keys,
-        event_state_assumed: assumed,
-        trigger,
-        detected_at: rfc3339(detected_at),
-        observed_at: detected_at,
-        detection_latency_seconds: latency,
-        recommended_key_to_deactivate: None,
-        remediation: None,
-        suppressed: false,
-        exception: None,
-        compliance: compliance_of(control_id),
-        keywatch_version: KEYWATCH_VERSION,
+}
+
+impl Base<'_> {
+    fn finding(self) -> Finding {
+        let latency = (self.detected_at - self.trigger_time).as_seconds_f64();
+        Finding {
+            schema_version: SCHEMA_VERSION,
+            finding_id: finding_id(self.control_id, self.account_id, self.user_name),
+            control_id: self.control_id,
+            control_title: self.control_title,
+            status: self.status,
+            severity: self.severity,
+            account_id: self.account_id.to_string(),
+            user_name: self.user_name.to_string(),
+            user_arn: self.user_arn,
+            active_key_count: self.active_keys.len(),
+            active_keys: self.active_keys,
+            event_state_assumed: self.event_state_assumed,
+            trigger: self.trigger,
+            detected_at: rfc3339(self.detected_at),
+            observed_at: self.detected_at,
+            detection_latency_seconds: latency,
+            recommended_key_to_deactivate: None,
+            remediation: None,
+            suppressed: false,
+            exception: None,
+            compliance: compliance_of(self.control_id),
+            keywatch_version: KEYWATCH_VERSION,
+        }
     }
 }
 
@@ -191,20 +201,21 @@ pub fn build_scan(
         _ => (Status::Failed, Severity::Medium),
     };
     let active_keys = active.iter().map(|k| key_view(k, usage.get(&k.access_key_id))).collect();
-    let mut f = base(
+    let mut f = Base {
+        control_id: CONTROL_ID,
+        control_title: CONTROL_TITLE,
         account_id,
-        Trigger::scan(account_id, started),
-        started,
-        CONTROL_ID,
-        CONTROL_TITLE,
-        &user.name,
-        user.arn.clone(),
+        user_name: &user.name,
+        user_arn: user.arn.clone(),
         status,
         severity,
         active_keys,
-        false,
+        event_state_assumed: false,
+        trigger: Trigger::scan(account_id, started),
+        trigger_time: started,
         detected_at,
-    );
+    }
+    .finding();
     if status == Status::Failed {
         f.recommended_key_to_deactivate = recommend_key(&active, usage);
         f.remediation = Some(remediation(account_id, &user.name, f.recommended_key_to_deactivate.as_deref()));
