@@ -5,13 +5,18 @@
 //! The `///` doc on each field is its `--help` text: keep them the user
 //! documentation. AWS settings (region, credentials, endpoint) come from the
 //! standard AWS variables and profiles through aws-config's default chain.
+//!
+//! Each subcommand's own arguments are here; `shared.rs` holds the groups
+//! that several of them flatten in.
+
+mod shared;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::exceptions_source::Location;
+pub use self::shared::{CheckArgs, CommonArgs, SinkKind};
 pub use crate::format::FindingFormat;
 
 /// keywatch: near-real-time detection of IAM users with more than one active
@@ -44,29 +49,6 @@ pub struct Cli {
 pub enum LogFormat {
     Text,
     Json,
-}
-
-/// A finding sink (`--sink`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
-pub enum SinkKind {
-    /// PutEvents to the findings bus.
-    #[value(name = "eventbridge")]
-    EventBridge,
-    /// BatchImportFindings (ASFF) into the worker's own account.
-    #[value(name = "securityhub")]
-    SecurityHub,
-    /// JSON lines on standard output.
-    Stdout,
-}
-
-impl SinkKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SinkKind::EventBridge => "eventbridge",
-            SinkKind::SecurityHub => "securityhub",
-            SinkKind::Stdout => "stdout",
-        }
-    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,137 +126,6 @@ pub struct RunArgs {
     /// tests). Use a short --wait-secs with it.
     #[arg(long, env = "KEYWATCH_ONCE")]
     pub once: bool,
-}
-
-/// Settings every command that acts on IAM shares: where findings go, the
-/// accounts keywatch may act in and how, IAM's limits, the exceptions.
-#[derive(Debug, Clone, Args)]
-pub struct CommonArgs {
-    /// EventBridge bus (name or ARN) that findings are published to.
-    /// Required when the `eventbridge` sink is selected (the default),
-    /// unless --dry-run.
-    #[arg(long, env = "KEYWATCH_FINDINGS_BUS", value_name = "BUS", value_parser = parse_non_empty)]
-    pub findings_bus: Option<String>,
-
-    /// Where findings go; repeat the flag, or separate with commas in the
-    /// variable (`eventbridge,securityhub`). `eventbridge`: PutEvents to
-    /// --findings-bus. `securityhub`: BatchImportFindings in ASFF, into the
-    /// worker's own account and region (Security Hub enabled there).
-    /// `stdout`: one JSON line per finding. A message is acknowledged only
-    /// when every sink accepted its finding.
-    #[arg(long = "sink", env = "KEYWATCH_SINKS", value_name = "SINK", value_enum, value_delimiter = ',', default_value = "eventbridge")]
-    pub sinks: Vec<SinkKind>,
-
-    /// Document the `eventbridge` and `stdout` sinks publish: `native`
-    /// (keywatch's finding) or `ocsf` (an OCSF 1.6.0 Compliance Finding).
-    /// Security Hub always gets ASFF.
-    #[arg(long, env = "KEYWATCH_FINDING_FORMAT", value_name = "FORMAT", value_enum, default_value_t = FindingFormat::Native)]
-    pub finding_format: FindingFormat,
-
-    /// `Source` of the published finding events. Rules on the findings bus
-    /// match on it.
-    #[arg(long, env = "KEYWATCH_FINDING_SOURCE", value_name = "SOURCE", default_value = "keywatch", value_parser = parse_non_empty)]
-    pub finding_source: String,
-
-    /// IAM requests per second per account (token bucket, also the burst);
-    /// halved on throttling, recovered on success. 0 turns limiting off.
-    #[arg(long, env = "KEYWATCH_IAM_RATE_PER_ACCOUNT", value_name = "RPS", default_value_t = 20.0)]
-    pub iam_rate_per_account: f64,
-
-    /// Attempts per IAM call (throttling, 5xx and timeouts are retried with
-    /// exponential backoff and full jitter).
-    #[arg(long, env = "KEYWATCH_IAM_MAX_ATTEMPTS", value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
-    pub iam_max_attempts: u32,
-
-    /// Approved exceptions: a file path, `ssm:<parameter name>` (SSM
-    /// Parameter Store) or `s3://<bucket>/<key>`, holding YAML or TOML
-    /// entries with account, user (glob, any case), reason, owner and expiry
-    /// date (see docs/configuration.md). A matching unexpired exception marks
-    /// a FAILED finding `suppressed`; it is still published. Reloaded when it
-    /// changes (see --exceptions-poll-secs) and on SIGHUP; a broken version
-    /// keeps the previous exceptions.
-    #[arg(long = "exceptions", env = "KEYWATCH_EXCEPTIONS_FILE", value_name = "FILE|ssm:NAME|s3://BUCKET/KEY", value_parser = Location::parse)]
-    pub exceptions: Option<Location>,
-
-    /// How often to look for a new version of the exceptions, in seconds (a
-    /// file's content, the SSM parameter's version, the S3 object's ETag); 0
-    /// looks only on SIGHUP.
-    #[arg(long, env = "KEYWATCH_EXCEPTIONS_POLL_SECS", value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=86400))]
-    pub exceptions_poll_secs: u64,
-
-    /// Accounts keywatch may act in besides its own: account ids separated by
-    /// commas, or `organization` (the organisation's ACTIVE accounts, from
-    /// Organizations ListAccounts). An event for any other account is
-    /// acknowledged and counted (outcome foreign_account); no role is
-    /// assumed there. Unset: only the worker's own account.
-    #[arg(long, env = "KEYWATCH_ACCOUNTS", value_name = "IDS|organization")]
-    pub accounts: Option<crate::accounts::Scope>,
-
-    /// Role name to assume in member accounts: IAM calls for an account
-    /// other than the worker's own go to arn:aws:iam::<account>:role/<NAME>.
-    /// Needs KEYWATCH_ACCOUNTS. Unset, every call uses the worker's own
-    /// credentials.
-    #[arg(long, env = "KEYWATCH_MEMBER_ROLE", value_name = "NAME", value_parser = parse_non_empty)]
-    pub member_role: Option<String>,
-
-    /// External id that the member role's trust policy requires.
-    #[arg(long, env = "KEYWATCH_MEMBER_ROLE_EXTERNAL_ID", value_name = "ID", requires = "member_role")]
-    pub member_role_external_id: Option<String>,
-
-    /// Region to sign IAM requests with (IAM is global; us-east-1 in the
-    /// aws partition).
-    #[arg(long, env = "KEYWATCH_IAM_REGION", value_name = "REGION", default_value = "us-east-1")]
-    pub iam_region: String,
-}
-
-impl CommonArgs {
-    pub fn exceptions_poll(&self) -> Option<Duration> {
-        (self.exceptions_poll_secs > 0).then(|| Duration::from_secs(self.exceptions_poll_secs))
-    }
-    /// The selected sinks, each once, in the order first named.
-    pub fn sinks(&self) -> Vec<SinkKind> {
-        let mut out = Vec::new();
-        for s in &self.sinks {
-            if !out.contains(s) {
-                out.push(*s);
-            }
-        }
-        out
-    }
-}
-
-/// How an event is checked against IAM (`run` and `replay`).
-#[derive(Debug, Clone, Args)]
-pub struct CheckArgs {
-    /// IAM propagation window, in seconds. For an event younger than this, a
-    /// listing that does not show the event's change yet is re-read and,
-    /// failing that, the event's own key state is counted (the finding says
-    /// so). For an older event, the listing is the truth.
-    #[arg(long, env = "KEYWATCH_CONSISTENCY_WINDOW_SECS", value_name = "SECS", default_value_t = 120)]
-    pub consistency_window_secs: u64,
-
-    /// Total time, in milliseconds, spent re-reading a listing that does not
-    /// show a fresh event's change yet (doubling pauses from 100 ms).
-    #[arg(long, env = "KEYWATCH_RELIST_BUDGET_MS", value_name = "MS", default_value_t = 2000)]
-    pub relist_budget_ms: u64,
-
-    /// Messages checked at once across all receive loops (bounds IAM calls
-    /// in flight).
-    #[arg(long, env = "KEYWATCH_MAX_CONCURRENT_CHECKS", value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
-    pub max_concurrent_checks: u64,
-
-    /// How long a key's last-use answer (GetAccessKeyLastUsed) is reused, in
-    /// seconds; 0 asks every time.
-    #[arg(long, env = "KEYWATCH_LAST_USED_CACHE_SECS", value_name = "SECS", default_value_t = 600)]
-    pub last_used_cache_secs: u64,
-
-    /// How long a user's key listing may serve events that happened before
-    /// it started, in seconds; 0 lists for every event. From a backlog, a
-    /// user's events then share one ListAccessKeys: the listing already shows
-    /// their changes, and a change after it has its own event, which always
-    /// lists again.
-    #[arg(long, env = "KEYWATCH_LISTING_REUSE_SECS", value_name = "SECS", default_value_t = 300)]
-    pub listing_reuse_secs: u64,
 }
 
 /// `keywatch scan`: every user of every account, now.
@@ -375,15 +226,6 @@ fn parse_url(s: &str) -> Result<String, String> {
         Ok(s.to_string())
     } else {
         Err(format!("{s:?} is not a queue URL (expected https://sqs.<region>.amazonaws.com/<account>/<name>)"))
-    }
-}
-
-fn parse_non_empty(s: &str) -> Result<String, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        Err("must not be empty".into())
-    } else {
-        Ok(s.to_string())
     }
 }
 

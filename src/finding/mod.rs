@@ -1,0 +1,203 @@
+//! Finding: a verdict → the document keywatch publishes.
+//!
+//! The finding's `detail` is a public interface: SIEM pipelines and alert
+//! rules parse it, so fields are added, never renamed (see
+//! docs/findings.md). `finding_id` is stable for (control, account, user) so
+//! that consumers update one alert instead of piling up new ones; the same id
+//! carries the `FAILED` and the later `PASSED`.
+//!
+//! The other document keywatch publishes, a scan's summary of one account
+//! ([`ScanSummary`]), lives here too: the sinks publish it, so it belongs
+//! below them, not in the scan that fills it in.
+//!
+//! This file holds the document's types; `control.rs` the CIS numbering,
+//! `arn.rs` the partition and user ARN, `build.rs` the builders,
+//! `summary.rs` the scan summary. Callers name everything through
+//! `finding::`, so where an item sits inside is not their concern.
+
+mod arn;
+mod build;
+mod control;
+mod summary;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::event::KeyEvent;
+use crate::exceptions::Exception;
+
+pub use self::arn::{actor_is_target, partition_of, partition_of_region, user_arn, ROOT_USER};
+pub use self::build::{build, build_root, build_scan, recommend_key};
+pub use self::control::{
+    compliance_of, ControlRef, CIS_NO_ROOT_KEY, CIS_ONE_ACTIVE_KEY, CIS_STANDARD, CONTROL_ID, CONTROL_TITLE, ROOT_CONTROL_ID,
+    ROOT_CONTROL_TITLE,
+};
+pub use self::summary::{ScanSummary, SUMMARY_DETAIL_TYPE};
+
+/// Version of the `detail` document; bumped only on incompatible change
+/// (an added field is not one).
+pub const SCHEMA_VERSION: &str = "1.0";
+/// keywatch's own version, in every finding.
+pub const KEYWATCH_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Status {
+    #[serde(rename = "FAILED")]
+    Failed,
+    #[serde(rename = "PASSED")]
+    Passed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Failed => "FAILED",
+            Status::Passed => "PASSED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Severity {
+    Informational,
+    Medium,
+    High,
+    Critical,
+}
+
+/// The `detail` of a finding event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub schema_version: &'static str,
+    pub finding_id: String,
+    pub control_id: &'static str,
+    pub control_title: &'static str,
+    pub status: Status,
+    pub severity: Severity,
+    pub account_id: String,
+    pub user_name: String,
+    /// The user's ARN (`arn:<partition>:iam::<account>:user/<name>`; the
+    /// root user's `arn:<partition>:iam::<account>:root`).
+    pub user_arn: String,
+    pub active_key_count: usize,
+    pub active_keys: Vec<KeyView>,
+    /// True when IAM's listing did not show the event's change yet and the
+    /// event's own key state was counted instead.
+    pub event_state_assumed: bool,
+    pub trigger: Trigger,
+    pub detected_at: String,
+    /// When the IAM listing (or account summary) this finding rests on
+    /// started: of two findings with one `finding_id`, the one with the
+    /// later `observed_at` is the truth.
+    #[serde(serialize_with = "serialize_time")]
+    pub observed_at: OffsetDateTime,
+    pub detection_latency_seconds: f64,
+    /// For a `FAILED` CIS-1.13 finding: the key to deactivate, the one
+    /// never used or else the least recently used (of several never used,
+    /// the newest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recommended_key_to_deactivate: Option<String>,
+    /// What to do, for a `FAILED` finding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remediation: Option<String>,
+    /// True when an unexpired approved exception covers this user: the
+    /// finding is kept for the record, alerting should skip it.
+    pub suppressed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exception: Option<Exception>,
+    /// The control's number in each CIS AWS Foundations version.
+    pub compliance: &'static [ControlRef],
+    /// The keywatch version that made the finding.
+    pub keywatch_version: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyView {
+    pub access_key_id: String,
+    pub status: String,
+    pub created_at: Option<String>,
+    /// `GetAccessKeyLastUsed`; all three null for a key never used (or
+    /// when the look-up failed).
+    pub last_used_at: Option<String>,
+    pub last_used_service: Option<String>,
+    pub last_used_region: Option<String>,
+    /// False when the key's last use is unknown (the look-up failed or was
+    /// left out under a burst): the three fields above are then null
+    /// without meaning "never used".
+    pub last_use_known: bool,
+}
+
+/// The CloudTrail event that made keywatch look.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Trigger {
+    pub event_id: String,
+    pub event_name: &'static str,
+    pub event_time: String,
+    pub actor_arn: Option<String>,
+    pub actor_type: Option<String>,
+}
+
+/// `finding_id` for (control, account, user): 32 hex digits of SHA-256.
+pub fn finding_id(control_id: &str, account_id: &str, user_name: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(control_id.as_bytes());
+    h.update([0]);
+    h.update(account_id.as_bytes());
+    h.update([0]);
+    h.update(user_name.as_bytes());
+    let digest = h.finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn serialize_time<S: serde::Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*t))
+}
+
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+impl Trigger {
+    /// The CloudTrail event that made keywatch look.
+    pub fn of(event: &KeyEvent) -> Trigger {
+        Trigger {
+            event_id: event.event_id.clone(),
+            event_name: event.event_name.as_str(),
+            event_time: rfc3339(event.event_time),
+            actor_arn: event.actor.arn.clone(),
+            actor_type: event.actor.identity_type.clone(),
+        }
+    }
+
+    /// A scan that started at `started`: `event_name` is `Scan`, the id
+    /// names the account and the scan's start.
+    pub fn scan(account_id: &str, started: OffsetDateTime) -> Trigger {
+        Trigger {
+            event_id: format!("scan:{account_id}:{}", rfc3339(started)),
+            event_name: SCAN_TRIGGER,
+            event_time: rfc3339(started),
+            actor_arn: None,
+            actor_type: None,
+        }
+    }
+}
+
+/// `trigger.event_name` of findings a scan made.
+pub const SCAN_TRIGGER: &str = "Scan";
+
+impl Finding {
+    /// Says when the IAM answer the finding rests on was taken.
+    pub fn observed(mut self, at: OffsetDateTime) -> Self {
+        self.observed_at = at;
+        self
+    }
+
+    /// Marks the finding as covered by an approved exception.
+    pub fn suppress(&mut self, exception: &Exception) {
+        self.suppressed = true;
+        self.exception = Some(exception.clone());
+    }
+}

@@ -1,0 +1,31 @@
+//! Scan summary: what a scan found in one account, published once per
+//! account beside the scan's findings (see the parent module for why it
+//! lives here and not in the scan).
+
+use serde::Serialize;
+
+/// `DetailType` of the summary event a scan publishes per account.
+pub const SUMMARY_DETAIL_TYPE: &str = "IAM Access Key Scan Summary";
+
+/// What one account's scan found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScanSummary {
+    pub account_id: String,
+    pub users_checked: usize,
+    pub users_failing: usize,
+    pub keys_active: usize,
+    pub findings_published: usize,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_seconds: f64,
+    /// Look-ups and publications that failed; the scan is complete only
+    /// when this is 0.
+    pub errors: usize,
+    pub error_samples: Vec<String>,
+}
+
+impl ScanSummary {
+    pub fn complete(&self) -> bool {
+        self.errors == 0
+    }
+}
