@@ -6,26 +6,38 @@
 //!
 //! - **Core, pure** (no async, no AWS types, no clock): [`keys`] (the IAM
 //!   key model), [`event`] (a message body → a typed key event),
-//!   [`evaluate`] (keys + event → verdict), [`decide`]
+//!   [`message`] (a message as a source hands it over, and what to do with
+//!   it), [`evaluate`] (keys + event → verdict), [`decide`]
 //!   (event + IAM's answer + last use + exceptions + now → [`decide::Outcome`]),
-//!   [`finding`] (the published document), [`exceptions`].
+//!   [`finding`] (the published document), [`exceptions`], [`replay`]'s
+//!   parsers (CloudTrail files and EventBridge exports → messages).
 //! - **Formats**: [`format`] turns a finding into OCSF and into ASFF (pure
 //!   mappings, no I/O; ASFF is built from the Security Hub SDK's types).
 //! - **Ports**: [`error`] (a failed AWS call as the core sees it), [`source`] (where messages come from, and the loop that
 //!   drives any source), [`sink`] (where findings go), [`inventory`] (what
 //!   IAM says, with [`inventory::cached`] as a caching decorator),
 //!   [`exceptions_source`] (where the approved exceptions come from, and the
-//!   loop that keeps them current).
+//!   loop that keeps them current), [`accounts`] (the accounts keywatch may
+//!   act in, and the organisation's list kept current).
 //! - **Processor**: [`processor`] gathers the facts for each message through
 //!   the ports, lets `decide` decide, publishes, and says per message what
 //!   to do with it ([`message::Disposition`]); [`last_word`] drops a
-//!   finding older than one already published for its id; [`record`] logs
-//!   and counts each outcome.
+//!   finding older than one already published for its id; `record` logs
+//!   and counts each outcome. [`scan`] checks every user of an account
+//!   through the same ports; [`replay`] hands the processor the events of
+//!   files.
+//! - **Shared pieces**: `cache` (a bounded map with a time to live, and
+//!   single-flight coalescing of concurrent look-ups), [`health`] (liveness
+//!   and readiness as the loops report them).
 //! - **Adapters**: [`aws`] (SQS, IAM, EventBridge, Security Hub, STS, Organizations, SSM, S3; every call through
 //!   one timed, counted path), [`limit`] (IAM rate limiting and retries),
 //!   [`admin`] (the HTTP port), [`telemetry`] (every metric).
 //! - **Wiring**: [`app`] builds and runs it all from [`config`]; the binary,
 //!   the tests and the benchmarks use it.
+//!
+//! The `aws` feature (on by default) holds the ports' drivers, the
+//! adapters, the wiring and the command line. Without it the crate is the
+//! core alone: what the fuzz targets link, without the AWS SDK crates.
 
 // Without `aws` (the fuzz targets' build) the core's helpers that only the
 // adapters call are unused: that is expected there, not dead code.

@@ -247,7 +247,7 @@ impl EventOutcome {
 }
 
 /// Records one event's outcome. `event_name` must come from a fixed set
-/// (see [`crate::event::EventName::metric_label`]).
+/// ([`crate::event::EventName::as_str`], or `other`).
 pub fn event(event_name: &'static str, outcome: EventOutcome) {
     counter!(EVENTS, "event_name" => event_name, "outcome" => outcome.as_str()).increment(1);
 }
