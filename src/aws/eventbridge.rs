@@ -18,7 +18,7 @@ use futures_util::FutureExt;
 
 use super::call;
 use crate::finding::{Finding, ScanSummary, SUMMARY_DETAIL_TYPE};
-use crate::format::{parse_time, FindingFormat};
+use crate::format::FindingFormat;
 use crate::sink::{FindingSink, SinkError};
 use crate::telemetry::Service;
 
@@ -126,8 +126,8 @@ impl EventBridgeSink {
                     continue;
                 }
             };
-            let time = parse_time(&finding.detected_at)
-                .map(|t| aws_smithy_types::DateTime::from_secs_and_nanos(t.unix_timestamp(), t.nanosecond()));
+            let t = finding.detected_at;
+            let time = Some(aws_smithy_types::DateTime::from_secs_and_nanos(t.unix_timestamp(), t.nanosecond()));
             // EventBridge counts Source, DetailType, Detail, each resource
             // and 14 bytes for a Time.
             let size = detail.len() + self.source.len() + DETAIL_TYPE.len() + finding.user_arn.len() + 14;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use time::OffsetDateTime;
 
 use super::{
-    actor_is_target, compliance_of, finding_id, rfc3339, user_arn, Finding, KeyView, Severity, Status, Trigger, CONTROL_ID, CONTROL_TITLE,
+    actor_is_target, compliance_of, finding_id, user_arn, Finding, KeyView, Severity, Status, Trigger, CONTROL_ID, CONTROL_TITLE,
     KEYWATCH_VERSION, ROOT_CONTROL_ID, ROOT_CONTROL_TITLE, ROOT_USER, SCHEMA_VERSION,
 };
 use crate::evaluate::{Assessment, Verdict};
@@ -17,8 +17,8 @@ fn key_view(k: &AccessKey, usage: Option<&KeyUsage>) -> KeyView {
     KeyView {
         access_key_id: k.access_key_id.clone(),
         status: k.status.as_str().to_string(),
-        created_at: k.created_at.map(rfc3339),
-        last_used_at: usage.and_then(|u| u.last_used_at).map(rfc3339),
+        created_at: k.created_at,
+        last_used_at: usage.and_then(|u| u.last_used_at),
         last_used_service: usage.and_then(|u| u.service.clone()),
         last_used_region: usage.and_then(|u| u.region.clone()),
         last_use_known: usage.is_some(),
@@ -157,7 +157,7 @@ impl Base<'_> {
             active_keys: self.active_keys,
             event_state_assumed: self.event_state_assumed,
             trigger: self.trigger,
-            detected_at: rfc3339(self.detected_at),
+            detected_at: self.detected_at,
             observed_at: self.detected_at,
             detection_latency_seconds: latency,
             recommended_key_to_deactivate: None,

@@ -30,7 +30,7 @@ use aws_sdk_securityhub::types::{
     Severity, SeverityLabel, Workflow, WorkflowStatus,
 };
 
-use super::{describe, exception_expiry, parse_time, partition, truncate, FINDING_TYPE, REMEDIATION_URL};
+use super::{describe, exception_expiry, partition, truncate, FINDING_TYPE, REMEDIATION_URL};
 use crate::finding::{rfc3339, Finding, Severity as NativeSeverity, Status, ROOT_USER};
 
 /// ASFF's schema version.
@@ -102,7 +102,7 @@ pub fn product_fields(f: &Finding) -> HashMap<String, String> {
         ("detection_latency_seconds", Some(format!("{:.3}", f.detection_latency_seconds))),
         ("trigger_event_id", Some(f.trigger.event_id.clone())),
         ("trigger_event_name", Some(f.trigger.event_name.to_string())),
-        ("trigger_event_time", Some(f.trigger.event_time.clone())),
+        ("trigger_event_time", Some(rfc3339(f.trigger.event_time))),
         ("actor_arn", f.trigger.actor_arn.clone()),
         ("actor_type", f.trigger.actor_type.clone()),
         ("suppressed", Some(f.suppressed.to_string())),
@@ -137,8 +137,8 @@ fn resources(f: &Finding, target: &Target) -> Vec<Resource> {
             .principal_type("IAMUser")
             .account_id(&f.account_id)
             .status(AwsIamAccessKeyStatus::from(k.status.as_str()));
-        if let Some(created) = &k.created_at {
-            details = details.created_at(created);
+        if let Some(created) = k.created_at {
+            details = details.created_at(rfc3339(created));
         }
         out.push(
             Resource::builder()
@@ -156,13 +156,9 @@ fn resources(f: &Finding, target: &Target) -> Vec<Resource> {
 /// The ASFF finding for `f`, to import into `target`.
 pub fn finding(f: &Finding, target: &Target) -> AwsSecurityFinding {
     let (label, original) = severity_label(f.severity);
-    let event_time = parse_time(&f.trigger.event_time);
-    let detected = parse_time(&f.detected_at);
+    let event_time = rfc3339(f.trigger.event_time);
     // UpdatedAt is when keywatch decided; never before CreatedAt.
-    let updated = match (event_time, detected) {
-        (Some(e), Some(d)) => rfc3339(e.max(d)),
-        _ => f.detected_at.clone(),
-    };
+    let updated = rfc3339(f.trigger.event_time.max(f.detected_at));
     let (compliance_status, record_state) = match f.status {
         Status::Failed => (ComplianceStatus::Failed, RecordState::Active),
         Status::Passed => (ComplianceStatus::Passed, RecordState::Archived),
@@ -176,10 +172,10 @@ pub fn finding(f: &Finding, target: &Target) -> AwsSecurityFinding {
         .generator_id(format!("keywatch/{}", f.control_id))
         .aws_account_id(&target.account_id)
         .types(FINDING_TYPE)
-        .created_at(&f.trigger.event_time)
-        .first_observed_at(&f.trigger.event_time)
+        .created_at(&event_time)
+        .first_observed_at(event_time)
         .updated_at(updated)
-        .last_observed_at(&f.detected_at)
+        .last_observed_at(rfc3339(f.detected_at))
         .severity(Severity::builder().label(label.clone()).original(original).build())
         .finding_provider_fields(
             FindingProviderFields::builder()

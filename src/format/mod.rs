@@ -16,7 +16,6 @@
 pub mod asff;
 pub mod ocsf;
 
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::finding::{Finding, Status, ROOT_USER};
@@ -56,14 +55,9 @@ pub const FINDING_TYPE: &str = "Software and Configuration Checks/Industry and R
 /// Where the user's access keys are documented, for remediation.
 pub const REMEDIATION_URL: &str = "https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_access-keys.html";
 
-/// An RFC 3339 time (as the native finding writes them), parsed.
-pub fn parse_time(s: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(s, &Rfc3339).ok()
-}
-
-/// Milliseconds since the Unix epoch of an RFC 3339 time.
-pub fn epoch_ms(s: &str) -> Option<i64> {
-    parse_time(s).map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+/// Milliseconds since the Unix epoch (OCSF's timestamps).
+pub fn epoch_ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 /// The partition in the user's ARN (`arn:<partition>:iam::…`).

@@ -25,7 +25,7 @@
 use serde_json::{json, Map, Value};
 
 use super::{describe, epoch_ms, partition, FINDING_TYPE, REMEDIATION_URL};
-use crate::finding::{Finding, Severity, Status, ROOT_USER};
+use crate::finding::{rfc3339, Finding, Severity, Status, ROOT_USER};
 
 /// The OCSF schema version the documents follow.
 pub const OCSF_VERSION: &str = "1.6.0";
@@ -87,8 +87,8 @@ pub fn compliance_finding(f: &Finding) -> Value {
     let (status_id, status_name) = status(f);
     let (compliance_status_id, compliance_status_name) = compliance_status(f);
     let (severity_id, severity_name) = severity(f);
-    let time = epoch_ms(&f.detected_at).unwrap_or_default();
-    let event_time = epoch_ms(&f.trigger.event_time);
+    let time = epoch_ms(f.detected_at);
+    let event_time = epoch_ms(f.trigger.event_time);
     let partition = partition(f);
     let root = f.user_name == ROOT_USER;
 
@@ -123,13 +123,13 @@ pub fn compliance_finding(f: &Finding) -> Value {
         key.insert("uid".into(), json!(k.access_key_id));
         key.insert("type".into(), json!("AWS::IAM::AccessKey"));
         key.insert("cloud_partition".into(), json!(partition));
-        put(&mut key, "created_time", json!(k.created_at.as_deref().and_then(epoch_ms)));
+        put(&mut key, "created_time", json!(k.created_at.map(epoch_ms)));
         key.insert("owner".into(), json!({"uid": f.user_arn, "name": f.user_name}));
         key.insert(
             "data".into(),
             json!({
                 "status": k.status,
-                "last_used_at": k.last_used_at,
+                "last_used_at": k.last_used_at.map(rfc3339),
                 "last_used_service": k.last_used_service,
                 "last_used_region": k.last_used_region,
                 "last_use_known": k.last_use_known,
@@ -147,7 +147,7 @@ pub fn compliance_finding(f: &Finding) -> Value {
         json!({
             "event_id": f.trigger.event_id,
             "event_name": f.trigger.event_name,
-            "event_time": f.trigger.event_time,
+            "event_time": rfc3339(f.trigger.event_time),
             "actor_arn": f.trigger.actor_arn,
             "actor_type": f.trigger.actor_type,
         }),
@@ -180,7 +180,7 @@ pub fn compliance_finding(f: &Finding) -> Value {
             "profiles": PROFILES,
             "uid": format!("{}:{}", f.finding_id, f.trigger.event_id),
             "correlation_uid": f.finding_id,
-            "original_time": f.trigger.event_time,
+            "original_time": rfc3339(f.trigger.event_time),
             "product": {
                 "name": "keywatch",
                 "vendor_name": "keywatch",

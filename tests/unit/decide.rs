@@ -11,6 +11,7 @@ use keywatch::decide::{
 };
 use keywatch::event::{parse, KeyEvent, Parsed, Target};
 use keywatch::exceptions::{Exception, Exceptions};
+use keywatch::finding::rfc3339;
 use keywatch::finding::{finding_id, Status, CONTROL_ID, ROOT_CONTROL_ID};
 use keywatch::inventory::InventoryError;
 use keywatch::keys::{AccessKey, KeyLastUsed, KeyStatus, KeyUsage, Listing};
@@ -135,7 +136,7 @@ fn one_active_key_is_compliant_and_two_publish_a_failed_finding_wanting_usage() 
     carries(&outcome, Disposition::Ack, Some(EventOutcome::Finding));
     let Outcome::Publish(f) = &outcome else { panic!("{outcome:?}") };
     assert_eq!(
-        (f.status, f.active_key_count, f.detected_at.as_str()),
+        (f.status, f.active_key_count, rfc3339(f.detected_at).as_str()),
         (Status::Failed, 2, "2026-11-20T14:03:10Z"),
         "detected at the `now` passed in"
     );

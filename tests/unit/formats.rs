@@ -6,7 +6,7 @@
 use crate::common::*;
 use aws_sdk_securityhub::types::{ComplianceStatus, RecordState, SeverityLabel, WorkflowStatus};
 use keywatch::exceptions::Exceptions;
-use keywatch::finding::{Status, KEYWATCH_VERSION};
+use keywatch::finding::{rfc3339, Status, KEYWATCH_VERSION};
 use keywatch::format::asff::{self, Target};
 use keywatch::format::{epoch_ms, ocsf, FindingFormat, FINDING_TYPE};
 use serde_json::Value;
@@ -31,10 +31,10 @@ fn asff_failed_finding_is_imported_into_the_workers_account_with_the_users_accou
     assert_eq!(a.aws_account_id(), Some(OWN), "Security Hub takes only the importing account's findings under its default product");
     assert_eq!(a.generator_id(), Some("keywatch/CIS-AWS-1.13"));
     assert_eq!(a.types(), [FINDING_TYPE]);
-    assert_eq!(a.created_at(), Some(f.trigger.event_time.as_str()));
-    assert_eq!(a.first_observed_at(), Some(f.trigger.event_time.as_str()));
-    assert_eq!(a.updated_at(), Some(f.detected_at.as_str()));
-    assert_eq!(a.last_observed_at(), Some(f.detected_at.as_str()));
+    assert_eq!(a.created_at(), Some(rfc3339(f.trigger.event_time).as_str()));
+    assert_eq!(a.first_observed_at(), Some(rfc3339(f.trigger.event_time).as_str()));
+    assert_eq!(a.updated_at(), Some(rfc3339(f.detected_at).as_str()));
+    assert_eq!(a.last_observed_at(), Some(rfc3339(f.detected_at).as_str()));
     assert_eq!(a.severity().and_then(|s| s.label()), Some(&SeverityLabel::High));
     let provider = a.finding_provider_fields().unwrap();
     assert_eq!(provider.severity().and_then(|s| s.label()), Some(&SeverityLabel::High));
@@ -168,8 +168,8 @@ fn ocsf_failed_finding_maps_every_fact() {
     assert_eq!(o["compliance"]["requirements"][5], "CIS AWS Foundations Benchmark v5.0.0/1.12");
     assert_eq!(o["status_id"], 1, "New");
     assert_eq!(o["severity_id"], 4, "High");
-    assert_eq!(o["time"].as_i64(), epoch_ms(&f.detected_at));
-    assert_eq!(o["finding_info"]["created_time"].as_i64(), epoch_ms(&f.trigger.event_time));
+    assert_eq!(o["time"].as_i64(), Some(epoch_ms(f.detected_at)));
+    assert_eq!(o["finding_info"]["created_time"].as_i64(), Some(epoch_ms(f.trigger.event_time)));
     assert_eq!(o["cloud"]["provider"], "AWS");
     assert_eq!(o["cloud"]["account"]["uid"], MEMBER);
     assert_eq!(o["resources"][0]["uid"], f.user_arn.as_str());
