@@ -12,19 +12,16 @@
 #                      deploys infra/member.yaml next to it)
 # The lint tools live in their own venv (.venv-lint, pinned in
 # scripts/requirements-lint.txt); the emulator comes from .venv
-# (scripts/python-env.sh). Both are created on first use, so this runs on a
-# fresh machine with only python3.11 and pip. Every step runs even after a
-# failure; the last line is the summary and the exit status is non-zero when any
-# step failed.
+# (scripts/python-env.sh). scripts/venv.sh makes both on first use, so this
+# runs on a fresh machine with only python3.11 and pip. Every step runs even
+# after a failure; the last line is the summary and the exit status is
+# non-zero when any step failed.
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 1
 
 K8S_VERSION=1.30.0
-venv="$root/.venv-lint"
-req="$root/scripts/requirements-lint.txt"
-stamp="$venv/.requirements.sha256"
 work=$(mktemp -d "${TMPDIR:-/tmp}/check-infra.XXXXXX")
 moto_pid=""
 
@@ -37,33 +34,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-python_bin() {
-  for py in "${PYTHON:-}" python3.11 python3; do
-    if [ -n "$py" ] && command -v "$py" >/dev/null 2>&1; then
-      echo "$py"
-      return 0
-    fi
-  done
-  return 1
-}
-
-# Idempotent: reinstalls only when the pinned requirements or the interpreter change.
-install_lint_venv() {
-  local py want
-  py=$(python_bin) || { echo "no python3.11/python3 on PATH" >&2; return 1; }
-  want=$( { cat "$req"; "$py" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)
-  if [ ! -x "$venv/bin/python" ]; then
-    echo "creating $venv with $("$py" --version)" >&2
-    "$py" -m venv "$venv" >&2 || return 1
-  fi
-  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "installing lint tools from $req (checkov takes a minute or two)" >&2
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2 || return 1
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" >&2 || return 1
-    echo "$want" > "$stamp"
-  fi
-}
 
 passed=0
 failed=0
@@ -197,8 +167,10 @@ run_emulator_verify() {
   return "$rc"
 }
 
-if ! install_lint_venv; then
-  echo "check-infra: could not install the lint venv at $venv"
+# Idempotent: pip runs only when the pins or the interpreter changed (a first
+# install, checkov's, takes a minute or two).
+if ! venv=$(scripts/venv.sh .venv-lint scripts/requirements-lint.txt); then
+  echo "check-infra: could not install the lint venv at .venv-lint"
   echo "check-infra: 0 passed, 1 failed"
   exit 1
 fi
