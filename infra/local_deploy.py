@@ -43,6 +43,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "scripts"))
+from kwtools import cloudtrail  # noqa: E402  (the CloudTrail records the demo and benchmarks use too)
+
 DEFAULT_TEMPLATE = HERE / "central.yaml"
 # --verify also deploys the member stack next to it (organization bus present).
 MEMBER_TEMPLATE = HERE / "member.yaml"
@@ -93,7 +96,6 @@ VERIFY_EXCEPTIONS_PARAMETER = "/keywatch-local/exceptions"
 SCAN_REQUEST = {"keywatch": "scan-request"}
 DEFAULT_SCAN_SCHEDULE = "rate(1 day)"
 
-CLOUDTRAIL_DETAIL_TYPE = "AWS API Call via CloudTrail"
 FINDING_DETAIL_TYPE = "IAM Access Key Finding"
 
 
@@ -369,40 +371,13 @@ def drain(sqs: Any, queue_url: str, want: int, timeout: float) -> list[dict[str,
 
 
 def cloudtrail_event(bus: str, event_name: str, account: str) -> tuple[str, dict[str, Any]]:
+    """A PutEvents entry with the record of alice calling `event_name` on bob's keys in `account`."""
     event_id = str(uuid.uuid4())
-    detail: dict[str, Any] = {
-        "eventVersion": "1.09",
-        "eventID": event_id,
-        "eventTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "eventSource": "iam.amazonaws.com",
-        "eventName": event_name,
-        "awsRegion": "us-east-1",
-        "recipientAccountId": account,
-        "userIdentity": {
-            "type": "IAMUser",
-            "accountId": account,
-            "arn": f"arn:aws:iam::{account}:user/alice",
-            "userName": "alice",
-        },
-        "requestParameters": {"userName": "bob"},
-        "responseElements": None,
-    }
     if event_name == "CreateAccessKey":
-        detail["responseElements"] = {
-            "accessKey": {
-                "userName": "bob",
-                "accessKeyId": "AKIAEXAMPLEVERIFY001",
-                "status": "Active",
-                "createDate": "Sep 27, 2022 5:09:18 PM",
-            }
-        }
-    entry = {
-        "Source": "aws.iam",
-        "DetailType": CLOUDTRAIL_DETAIL_TYPE,
-        "Detail": json.dumps(detail),
-        "EventBusName": bus,
-    }
-    return event_id, entry
+        detail = cloudtrail.create_key(event_id, "alice", "bob", "AKIAEXAMPLEVERIFY001", account=account)
+    else:
+        detail = cloudtrail.record(event_name, event_id, "alice", {"userName": "bob"}, None, account=account)
+    return event_id, cloudtrail.put_entry(detail, bus)
 
 
 def put_events(events: Any, entries: list[dict[str, Any]]) -> None:
@@ -494,7 +469,7 @@ def verify(
         seen = {}
         for body in got:
             assert body.get("source") == "aws.iam", f"unexpected source {body.get('source')}"
-            assert body.get("detail-type") == CLOUDTRAIL_DETAIL_TYPE, f"unexpected detail-type {body.get('detail-type')}"
+            assert body.get("detail-type") == cloudtrail.DETAIL_TYPE, f"unexpected detail-type {body.get('detail-type')}"
             seen[body["detail"]["eventID"]] = body["detail"]["eventName"]
         assert seen == sent, f"expected {sorted(sent.values())} on the input queue, got {sorted(seen.values())}"
         return "CreateAccessKey, UpdateAccessKey, DeleteAccessKey arrived as raw envelopes"
