@@ -23,16 +23,7 @@ cd "$root" || exit 1
 
 K8S_VERSION=1.30.0
 work=$(mktemp -d "${TMPDIR:-/tmp}/check-infra.XXXXXX")
-moto_pid=""
-
-cleanup() {
-  if [ -n "$moto_pid" ] && kill -0 "$moto_pid" 2>/dev/null; then
-    kill "$moto_pid" 2>/dev/null
-    wait "$moto_pid" 2>/dev/null
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM
 
 passed=0
@@ -130,40 +121,15 @@ run_check_k8s() {
   "$venv/bin/python" infra/check_k8s.py infra/k8s
 }
 
-free_port() {
-  "$1" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
+# The emulator (scripts/kwtools/emulator.py) on a free 127.0.0.1 port, stopped
+# by its pid when the deploy is done.
 run_emulator_verify() {
-  local appvenv port
+  local appvenv rc=0
   appvenv=$(bash scripts/python-env.sh) || return 1
-  port=$(free_port "$appvenv/bin/python") || return 1
-  (cd "$work" && exec "$appvenv/bin/moto_server" -H 127.0.0.1 -p "$port") >"$work/moto.log" 2>&1 &
-  moto_pid=$!
-  local ready=""
-  for _ in $(seq 1 100); do
-    if "$appvenv/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/', timeout=1)" 2>/dev/null; then
-      ready=1
-      break
-    fi
-    if ! kill -0 "$moto_pid" 2>/dev/null; then
-      break
-    fi
-    sleep 0.2
-  done
-  if [ -z "$ready" ]; then
-    echo "moto server did not come up on 127.0.0.1:$port; its log:"
-    cat "$work/moto.log"
-    return 1
-  fi
-  echo "moto server pid $moto_pid on 127.0.0.1:$port"
-  local rc=0
-  timeout 300 "$appvenv/bin/python" infra/local_deploy.py --endpoint-url "http://127.0.0.1:$port" --verify \
+  "$appvenv/bin/python" scripts/kwtools/emulator.py "$appvenv/bin/moto_server" -- \
+    timeout 300 "$appvenv/bin/python" infra/local_deploy.py --endpoint-url '{endpoint}' --verify \
     >"$work/outputs.json" || rc=1
   [ "$rc" -eq 0 ] && echo "stack outputs: $(tr -d '\n ' <"$work/outputs.json")"
-  kill "$moto_pid" 2>/dev/null
-  wait "$moto_pid" 2>/dev/null
-  moto_pid=""
   return "$rc"
 }
 
