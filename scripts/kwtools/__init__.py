@@ -7,6 +7,8 @@
   emulator (needs boto3: the venv of scripts/python-env.sh)
 - bench:      what the moto benchmarks measure with (/proc accounting, the
   floor worker, percentiles)
+- markdown:   GitHub's heading anchors, for the link and runbook checks
+  (standard library)
 
 Importers put scripts/ on sys.path (a script in scripts/ has it already).
 """
