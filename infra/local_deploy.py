@@ -45,6 +45,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "scripts"))
 from kwtools import cloudtrail  # noqa: E402  (the CloudTrail records the demo and benchmarks use too)
+from kwtools.checks import Checks  # noqa: E402
 
 DEFAULT_TEMPLATE = HERE / "central.yaml"
 # --verify also deploys the member stack next to it (organization bus present).
@@ -336,28 +337,6 @@ class Resolver:
 # ---------------------------------------------------------------- verification
 
 
-class Checks:
-    """Runs named checks, records pass/fail, never stops at the first failure."""
-
-    def __init__(self) -> None:
-        self.passed = 0
-        self.failed = 0
-
-    def run(self, name: str, fn: Callable[[], str | None]) -> None:
-        try:
-            detail = fn()
-        except AssertionError as e:
-            self.failed += 1
-            log(f"FAIL {name}: {e}")
-            return
-        except (ClientError, BotoCoreError, KeyError, ValueError) as e:
-            self.failed += 1
-            log(f"FAIL {name}: {type(e).__name__}: {e}")
-            return
-        self.passed += 1
-        log(f"PASS {name}" + (f" ({detail})" if detail else ""))
-
-
 def drain(sqs: Any, queue_url: str, want: int, timeout: float) -> list[dict[str, Any]]:
     """Receive (and delete) messages until `want` arrived or `timeout` passed."""
     got: list[dict[str, Any]] = []
@@ -393,7 +372,7 @@ def verify(
     verify_queue_url: str,
 ) -> Checks:
     sqs, events, iam, cfn, kms = c["sqs"], c["events"], c["iam"], c["cloudformation"], c["kms"]
-    checks = Checks()
+    checks = Checks(errors=(AssertionError, ClientError, BotoCoreError, KeyError, ValueError), out=sys.stderr)
     stack_name, timeout = args.stack_name, args.delivery_timeout_secs
     queue_url = outputs.get("QueueUrl", "")
     account = outputs.get("QueueArn", "arn:aws:sqs:us-east-1:123456789012:x").split(":")[4]

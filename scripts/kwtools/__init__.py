@@ -7,6 +7,8 @@
   emulator (needs boto3: the venv of scripts/python-env.sh)
 - bench:      what the moto benchmarks measure with (/proc accounting, the
   floor worker, percentiles)
+- checks:     named checks that all run, failures counted (infra/check_k8s.py,
+  infra/local_deploy.py --verify; standard library)
 - markdown:   GitHub's heading anchors, for the link and runbook checks
   (standard library)
 
