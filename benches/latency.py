@@ -41,61 +41,18 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from datetime import datetime, timezone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "scripts"))
 
-import motobench as mb  # noqa: E402
+from kwtools import bench, cloudtrail, emulator  # noqa: E402
 
 WORKERS = ("floor", "baseline", "keywatch")
 
 
-def wait_ready(port, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.1)
-    return False
-
-
 def ms(v):
     return "–" if v is None else f"{v * 1e3:.1f}"
-
-
-# ------------------------------------------------------------------ floor worker
-
-
-def floor_worker(args):
-    """Receive (long poll), note each message's receipt, delete the batch;
-    until SIGTERM. Receipts go to --receipts as JSON lines."""
-    import boto3
-
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    sqs = boto3.client("sqs")
-    with open(args.receipts, "w") as out:
-        while not stop.is_set():
-            got = sqs.receive_message(QueueUrl=args.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-            now = time.time()
-            messages = got.get("Messages", [])
-            if not messages:
-                continue
-            for m in messages:
-                event_id = json.loads(m["Body"]).get("detail", {}).get("eventID")
-                out.write(json.dumps({"event_id": event_id, "t": now}) + "\n")
-            out.flush()
-            sqs.delete_message_batch(
-                QueueUrl=args.queue_url,
-                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
-            )
-    return 0
 
 
 # ------------------------------------------------------------------ one worker
@@ -119,28 +76,24 @@ class Keys:
 
 def start_worker(worker, args, pipeline, moto, receipts):
     env = moto.env()
-    admin_port = None
+    admin = None
     if worker == "floor":
         cmd = [sys.executable, os.path.abspath(__file__), "--role", "floor", "--queue-url", pipeline.queue_url,
                "--receipts", receipts]
     elif worker == "baseline":
         cmd = [sys.executable, os.path.join(HERE, "baseline_worker.py"), "--queue-url", pipeline.queue_url,
-               "--bus", mb.FINDINGS_BUS, "--idle-secs", "100000"]
+               "--bus", emulator.FINDINGS_BUS, "--idle-secs", "100000"]
     else:
-        admin_port = mb.free_port()
+        admin = f"127.0.0.1:{emulator.free_port()}"
         cmd = [args.other_keywatch.get(worker, args.keywatch), "run"]
-        env.update(
-            KEYWATCH_QUEUE_URL=pipeline.queue_url,
-            KEYWATCH_FINDINGS_BUS=mb.FINDINGS_BUS,
-            KEYWATCH_METRICS_ADDR=f"127.0.0.1:{admin_port}",
-        )
+        env = pipeline.keywatch_env(admin)
     log_path = os.path.join(moto.dir, f"{worker}.log")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    if admin_port is not None and not wait_ready(admin_port):
-        mb.kill(proc)
+    if admin is not None and not emulator.wait_http(f"http://{admin}/readyz", 30, proc):
+        bench.kill(proc)
         raise SystemExit(f"keywatch did not become ready; see {log_path}")
-    if admin_port is None:
+    if admin is None:
         time.sleep(2)  # the Python workers' imports and first receive
     return proc, log_path
 
@@ -148,7 +101,7 @@ def start_worker(worker, args, pipeline, moto, receipts):
 def run_one(worker, args):
     moto = args.moto
     moto.reset()
-    pipeline = mb.Pipeline(moto)
+    pipeline = emulator.Pipeline(moto)
     initial = 2 if args.keys == "existing" else 1
     keys = Keys(pipeline.iam, {u: list(k) for u, k in pipeline.users(args.users, keys=initial).items()})
     names = sorted(keys.keys)
@@ -162,7 +115,7 @@ def run_one(worker, args):
 
     def sample():
         while not sampling.wait(0.25):
-            hwm[0] = mb.proc_status_kb(proc.pid) or hwm[0]
+            hwm[0] = bench.proc_status_kb(proc.pid) or hwm[0]
 
     sampler = threading.Thread(target=sample)
     sampler.start()
@@ -200,10 +153,8 @@ def run_one(worker, args):
         else:
             key_id, _ = keys.renew(user)
         event_time = datetime.now(timezone.utc)
-        record = mb.create_key_record(event_id, "admin", user, key_id, mb.rfc3339(event_time))
-        out = pipeline.events.put_events(
-            Entries=[{"Source": "aws.iam", "DetailType": "AWS API Call via CloudTrail", "Detail": json.dumps(record)}]
-        )
+        record = cloudtrail.create_key(event_id, "admin", user, key_id, event_time=cloudtrail.rfc3339(event_time))
+        out = pipeline.events.put_events(Entries=[cloudtrail.put_entry(record)])
         assert out["FailedEntryCount"] == 0, out
         sent[event_id] = event_time.timestamp()
 
@@ -219,8 +170,8 @@ def run_one(worker, args):
     deadline = time.monotonic() + 30
     while len(received()) < n and time.monotonic() < deadline:
         time.sleep(0.2)
-    cpu = mb.proc_cpu_seconds(proc.pid)
-    hwm[0] = mb.proc_status_kb(proc.pid) or hwm[0]
+    cpu = bench.proc_cpu_seconds(proc.pid)
+    hwm[0] = bench.proc_status_kb(proc.pid) or hwm[0]
     stop.set()
     sampling.set()
     sampler.join()
@@ -230,9 +181,9 @@ def run_one(worker, args):
     try:
         proc.wait(timeout=40)
     except subprocess.TimeoutExpired:
-        mb.kill(proc)
+        bench.kill(proc)
     moto.recorder("stop-recording")
-    ops = mb.count_operations(moto.recording())
+    ops = emulator.count_operations(moto.recording())
     got = received()
     observed = [t - sent[e] for e, (t, _) in got.items() if e in sent]
     own = [d["detection_latency_seconds"] for (_, d) in got.values() if d and "detection_latency_seconds" in d]
@@ -247,7 +198,7 @@ def run_one(worker, args):
         "peak_rss_kb": hwm[0],
         "log": log_path,
     }
-    p = mb.percentile
+    p = bench.percentile
     print(f"  {worker}: {len(got)}/{n}, p50 {ms(p(observed, .5))} ms, p99 {ms(p(observed, .99))} ms, "
           f"calls {dict(ops)}, cpu {cpu} s, VmHWM {hwm[0]} kB", file=sys.stderr, flush=True)
     return result
@@ -257,14 +208,14 @@ def run_one(worker, args):
 
 
 def report(results, args):
-    p = mb.percentile
+    p = bench.percentile
     n = int(args.rate * args.seconds)
     print()
     print("### Detection latency at a steady rate, on moto: floor, plain loop, keywatch")
     print()
     how = ("each event a real CreateAccessKey made the moment before (the user's older key deleted first once it "
            "has two)" if args.keys == "created" else "each event naming one of two keys made before the run")
-    print(f"Machine: {mb.machine()}. {n} CreateAccessKey events at {args.rate:g}/s for {args.seconds:g} s over "
+    print(f"Machine: {bench.machine()}. {n} CreateAccessKey events at {args.rate:g}/s for {args.seconds:g} s over "
           f"{args.users} users, {how}; default bus → rule → input queue → worker → findings bus → rule → findings "
           f"queue (read by a long-polling reader). Each worker on a freshly reset moto.")
     print()
@@ -307,16 +258,16 @@ def main():
     ap.add_argument("--json-out")
     args = ap.parse_args()
     if args.role == "floor":
-        return floor_worker(args)
+        return bench.floor(args.queue_url, receipts=args.receipts)
     workers = [w.strip() for w in args.workers.split(",") if w.strip()]
-    others = args.other_keywatch = mb.other_keywatch(args.other_keywatch)
+    others = args.other_keywatch = bench.other_keywatch(args.other_keywatch)
     unknown = [w for w in workers if w not in WORKERS and w not in others]
     if unknown:
         raise SystemExit(f"unknown worker(s) {unknown}: choose from {', '.join(WORKERS + tuple(others))}")
     if "keywatch" in workers and not os.access(args.keywatch, os.X_OK):
         raise SystemExit(f"{args.keywatch} not found: cargo build --release --bin keywatch")
 
-    args.moto = mb.Moto(os.path.abspath(args.moto_server))
+    args.moto = emulator.Moto(os.path.abspath(args.moto_server))
     print(f"latency: moto on {args.moto.url} (pid {args.moto.proc.pid}, dir {args.moto.dir}), workers {workers}",
           file=sys.stderr, flush=True)
     try:
@@ -326,7 +277,7 @@ def main():
     report(results, args)
     if args.json_out:
         with open(args.json_out, "w") as f:
-            json.dump({"machine": mb.machine(), "rate": args.rate, "seconds": args.seconds, "keys": args.keys,
+            json.dump({"machine": bench.machine(), "rate": args.rate, "seconds": args.seconds, "keys": args.keys,
                        "results": results}, f, indent=2)
     return 0 if all(r["received"] == int(args.rate * args.seconds) for r in results) else 1
 

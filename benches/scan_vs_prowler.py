@@ -64,14 +64,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-import motobench as mb  # noqa: E402
+from kwtools import bench, cloudtrail, emulator  # noqa: E402
 
 import boto3  # noqa: E402
 from botocore.config import Config  # noqa: E402
 
-OWN = mb.ACCOUNT
+OWN = cloudtrail.ACCOUNT
 STATES = ("no-key", "one-active", "two-active", "active-inactive", "two-inactive")
 FAILING_STATE = "two-active"
 # (letters and digits around each character IAM allows beyond [A-Za-z0-9_-])
@@ -92,7 +92,7 @@ IAM_OPS = {
 def clients_for(moto, account, member_role):
     """boto3 IAM client acting in `account` (AssumeRole unless it is the
     own account), tagged as this script's own traffic."""
-    cfg = Config(user_agent_extra=mb.MONITOR_AGENT, retries={"max_attempts": 5, "mode": "standard"})
+    cfg = Config(user_agent_extra=emulator.MONITOR_AGENT, retries={"max_attempts": 5, "mode": "standard"})
     kw = dict(endpoint_url=moto.url, region_name="us-east-1", config=cfg)
     creds = static_credentials()
     if account != OWN:
@@ -107,7 +107,7 @@ def static_credentials():
 def assume(moto, account, role):
     sts = boto3.client(
         "sts", endpoint_url=moto.url, region_name="us-east-1",
-        config=Config(user_agent_extra=mb.MONITOR_AGENT), **static_credentials(),
+        config=Config(user_agent_extra=emulator.MONITOR_AGENT), **static_credentials(),
     )
     c = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/{role}", RoleSessionName="kwbench-seed")["Credentials"]
     return dict(aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"], aws_session_token=c["SessionToken"])
@@ -153,7 +153,7 @@ def measure(moto, cmd, env, stdout_path, timeout, label):
     RSS, requests by operation, moto's and the other processes' CPU."""
     moto.recorder("reset-recording")
     moto.recorder("start-recording")
-    load = mb.OtherLoad(moto.proc.pid)
+    load = bench.OtherLoad(moto.proc.pid)
     log_path = stdout_path + ".log"
     with open(stdout_path, "wb") as out, open(log_path, "wb") as log:
         started = time.monotonic()
@@ -162,13 +162,13 @@ def measure(moto, cmd, env, stdout_path, timeout, label):
     code = rusage = None
     deadline = started + timeout
     while True:
-        cpu = mb.proc_cpu_seconds(proc.pid) or cpu
-        hwm_kb = mb.proc_status_kb(proc.pid) or hwm_kb
-        code, rusage = mb.wait4(proc, 0)
+        cpu = bench.proc_cpu_seconds(proc.pid) or cpu
+        hwm_kb = bench.proc_status_kb(proc.pid) or hwm_kb
+        code, rusage = bench.wait4(proc, 0)
         if code is not None:
             break
         if time.monotonic() >= deadline:
-            mb.kill(proc)
+            bench.kill(proc)
             code = "killed (timeout)"
             break
         time.sleep(0.1)
@@ -177,7 +177,7 @@ def measure(moto, cmd, env, stdout_path, timeout, label):
     other = load.cores(cpu_s)
     moto_cpu = load.moto_seconds()
     moto.recorder("stop-recording")
-    ops = mb.count_operations(moto.recording())
+    ops = emulator.count_operations(moto.recording())
     result = {
         "run": label,
         "cmd": cmd,
@@ -326,7 +326,7 @@ def report(res, args):
     print()
     print("### keywatch scan beside Prowler on one moto server")
     print()
-    print(f"Machine: {mb.machine()}. {users} IAM users in {n_acc} accounts ({args.users_per_account} each: own "
+    print(f"Machine: {bench.machine()}. {users} IAM users in {n_acc} accounts ({args.users_per_account} each: own "
           f"{OWN}, member {args.member_account} through AssumeRole), evenly in 5 key states "
           f"({', '.join(STATES)}); {res['comparison']['truth_failing']} fail (two active keys). "
           f"moto's request recorder on (it slows moto for every run alike).")
@@ -460,10 +460,10 @@ def main():
         raise SystemExit(f"{args.prowler} not found: scripts/bench-scan.sh makes .venv-prowler")
     args.tmp = tempfile.mkdtemp(prefix="kwbench-scan-")
     accounts = [OWN, args.member_account]
-    args.moto = mb.Moto(os.path.abspath(args.moto_server))
+    args.moto = emulator.Moto(os.path.abspath(args.moto_server))
     print(f"scan vs prowler: {args.users_per_account} users × {len(accounts)} accounts; moto on {args.moto.url} "
           f"(pid {args.moto.proc.pid}); output in {args.tmp}", file=sys.stderr, flush=True)
-    res = {"machine": mb.machine(), "accounts": accounts, "users_per_account": args.users_per_account}
+    res = {"machine": bench.machine(), "accounts": accounts, "users_per_account": args.users_per_account}
     try:
         t = time.monotonic()
         truth = {}

@@ -42,47 +42,13 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "scripts"))
 
-import motobench as mb  # noqa: E402
-
-
-# ------------------------------------------------------------------ floor worker
-
-
-def floor_worker(args):
-    """Receive 10, delete them in one batch; --receivers threads; exit once
-    the queue has been empty for --idle-secs."""
-    import boto3
-
-    def loop():
-        sqs = boto3.client("sqs")
-        idle_since = None
-        while True:
-            out = sqs.receive_message(QueueUrl=args.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-            messages = out.get("Messages", [])
-            if not messages:
-                idle_since = idle_since or time.monotonic()
-                if time.monotonic() - idle_since >= args.idle_secs:
-                    return
-                continue
-            idle_since = None
-            sqs.delete_message_batch(
-                QueueUrl=args.queue_url,
-                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
-            )
-
-    threads = [threading.Thread(target=loop) for _ in range(args.receivers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return 0
+from kwtools import bench, cloudtrail, emulator  # noqa: E402
 
 
 # ------------------------------------------------------------------ one run
@@ -98,8 +64,8 @@ def enqueue(pipeline, users, n, order, seed):
     entries = []
     for i, user, k in plan:
         event_id = f"bench-{i:06d}-0000-4000-8000-000000000000"
-        record = mb.create_key_record(event_id, "admin", user, users[user][k])
-        entries.append({"Id": str(len(entries) % 10), "MessageBody": json.dumps(mb.envelope(record, f"env-{event_id}"))})
+        record = cloudtrail.create_key(event_id, "admin", user, users[user][k])
+        entries.append({"Id": str(len(entries) % 10), "MessageBody": json.dumps(cloudtrail.envelope(record, f"env-{event_id}"))})
     batches = [entries[j:j + 10] for j in range(0, len(entries), 10)]
 
     def send(batch):
@@ -113,31 +79,29 @@ def enqueue(pipeline, users, n, order, seed):
 
 
 def command_for(worker, args, pipeline, tmp):
-    env = args.moto.env()
     if worker == "floor":
         cmd = [sys.executable, os.path.abspath(__file__), "--role", "floor", "--queue-url", pipeline.queue_url,
                "--receivers", str(args.receivers)]
     elif worker == "baseline":
         cmd = [sys.executable, os.path.join(HERE, "baseline_worker.py"), "--queue-url", pipeline.queue_url,
-               "--bus", mb.FINDINGS_BUS]
+               "--bus", emulator.FINDINGS_BUS]
     else:
         cmd = [args.other_keywatch.get(worker, args.keywatch), "run"]
-        if worker == "keywatch-unlimited":
-            env["KEYWATCH_IAM_RATE_PER_ACCOUNT"] = "0"
-        env.update(
-            KEYWATCH_QUEUE_URL=pipeline.queue_url,
-            KEYWATCH_FINDINGS_BUS=mb.FINDINGS_BUS,
-            KEYWATCH_METRICS_ADDR=f"127.0.0.1:{mb.free_port()}",
+        env = pipeline.keywatch_env(
+            f"127.0.0.1:{emulator.free_port()}",
             KEYWATCH_RECEIVERS=str(args.receivers),
             KEYWATCH_WAIT_SECS=str(args.keywatch_wait_secs),
         )
-    return cmd, env
+        if worker == "keywatch-unlimited":
+            env["KEYWATCH_IAM_RATE_PER_ACCOUNT"] = "0"
+        return cmd, env
+    return cmd, args.moto.env()
 
 
 def run_one(worker, args):
     moto = args.moto
     moto.reset()
-    pipeline = mb.Pipeline(moto)
+    pipeline = emulator.Pipeline(moto)
     t = time.monotonic()
     users = pipeline.users(args.users, keys=2)
     enqueue(pipeline, users, args.events, args.order, args.seed)
@@ -149,7 +113,7 @@ def run_one(worker, args):
     log_path = os.path.join(moto.dir, f"{worker}.log")
     moto.recorder("reset-recording")
     moto.recorder("start-recording")
-    load = mb.OtherLoad(moto.proc.pid)
+    load = bench.OtherLoad(moto.proc.pid)
     with open(log_path, "wb") as log:
         started = time.monotonic()
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -169,15 +133,15 @@ def run_one(worker, args):
     rusage = None
     deadline = started + args.timeout
     while time.monotonic() < deadline:
-        cpu = mb.proc_cpu_seconds(proc.pid)
-        hwm_kb = mb.proc_status_kb(proc.pid) or hwm_kb
+        cpu = bench.proc_cpu_seconds(proc.pid)
+        hwm_kb = bench.proc_status_kb(proc.pid) or hwm_kb
         visible, in_flight = pipeline.depth()
         if cpu_at_first is None and visible < args.events:
             cpu_at_first = cpu
         if visible == 0 and in_flight == 0:
             drained_at = time.monotonic()
             break
-        code, ru = mb.wait4(proc, 0)
+        code, ru = bench.wait4(proc, 0)
         if code is not None:
             exit_early, rusage = code, ru
             break
@@ -192,18 +156,18 @@ def run_one(worker, args):
         try:
             profiler.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            mb.kill(profiler)
+            bench.kill(profiler)
     if rusage is None:
-        hwm_kb = mb.proc_status_kb(proc.pid) or hwm_kb
+        hwm_kb = bench.proc_status_kb(proc.pid) or hwm_kb
         if worker.startswith("keywatch"):
             os.kill(proc.pid, signal.SIGTERM)
-        code, rusage = mb.wait4(proc, 45)
+        code, rusage = bench.wait4(proc, 45)
         if code is None:
-            mb.kill(proc)
+            bench.kill(proc)
             code = "killed"
     else:
         code = exit_early
-    ops = mb.count_operations(moto.recording())
+    ops = emulator.count_operations(moto.recording())
     findings_visible, findings_in_flight = pipeline.depth(pipeline.findings_url)
     latencies = finding_latencies(pipeline) if worker != "floor" else []
     cpu_total = (rusage.ru_utime + rusage.ru_stime) if rusage else None
@@ -261,7 +225,7 @@ def fmt(v, spec):
 def latency_cell(values):
     if not values:
         return "–"
-    p = mb.percentile
+    p = bench.percentile
     return f"{p(values, .5):.1f} / {p(values, .99):.1f}"
 
 
@@ -271,7 +235,7 @@ def report(results, args):
     print()
     print("### keywatch beside a plain boto3 worker, on one moto server")
     print()
-    print(f"Machine: {mb.machine()}. Backlog: {n} CreateAccessKey events over {args.users} users with 2 active keys each "
+    print(f"Machine: {bench.machine()}. Backlog: {n} CreateAccessKey events over {args.users} users with 2 active keys each "
           f"(every event a violation), order {args.order}; receivers/threads {args.receivers} (baseline: 1); "
           f"moto's request recorder on (it slows moto for every worker alike).")
     print()
@@ -357,17 +321,17 @@ def main():
     ap.add_argument("--json-out")
     args = ap.parse_args()
     if args.role == "floor":
-        return floor_worker(args)
+        return bench.floor(args.queue_url, args.receivers, args.idle_secs)
 
     workers = [w.strip() for w in args.workers.split(",") if w.strip()]
     if any(w.startswith("keywatch") for w in workers) and not os.access(args.keywatch, os.X_OK):
         raise SystemExit(f"{args.keywatch} not found: cargo build --release --bin keywatch")
-    others = args.other_keywatch = mb.other_keywatch(args.other_keywatch)
+    others = args.other_keywatch = bench.other_keywatch(args.other_keywatch)
     unknown = [w for w in workers if w.startswith("keywatch-") and w != "keywatch-unlimited" and w not in others]
     if unknown:
         raise SystemExit(f"worker(s) {unknown} need --other-keywatch NAME=PATH")
     print(f"side-by-side: {args.events} events, {args.users} users, workers {workers}", file=sys.stderr, flush=True)
-    args.moto = mb.Moto(os.path.abspath(args.moto_server))
+    args.moto = emulator.Moto(os.path.abspath(args.moto_server))
     print(f"  moto on {args.moto.url} (pid {args.moto.proc.pid}, dir {args.moto.dir})", file=sys.stderr, flush=True)
     try:
         results = [run_one(w, args) for w in workers]
@@ -376,7 +340,7 @@ def main():
     report(results, args)
     if args.json_out:
         with open(args.json_out, "w") as f:
-            json.dump({"machine": mb.machine(), "events": args.events, "users": args.users, "results": results}, f, indent=2)
+            json.dump({"machine": bench.machine(), "events": args.events, "users": args.users, "results": results}, f, indent=2)
     return 0 if all(r["drained"] for r in results) else 1
 
 

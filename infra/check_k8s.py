@@ -32,11 +32,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jsonschema
 import yaml
 from kubernetes_validate import utils as kv
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+from kwtools.checks import Checks  # noqa: E402
 
 K8S_VERSION = "1.30.0"
 METRICS_PORT = 9464
@@ -270,22 +273,6 @@ KUSTOMIZATION_SCHEMA: dict[str, Any] = {
 }
 
 
-class Checker:
-    def __init__(self) -> None:
-        self.passed = 0
-        self.failed = 0
-
-    def check(self, name: str, fn: Callable[[], None]) -> None:
-        try:
-            fn()
-        except (AssertionError, KeyError, IndexError, TypeError, ValueError, jsonschema.ValidationError) as e:
-            self.failed += 1
-            msg = e.message if isinstance(e, jsonschema.ValidationError) else str(e)
-            print(f"FAIL {name}: {type(e).__name__}: {msg}")
-            return
-        self.passed += 1
-
-
 def image_name(ref: str) -> str:
     """registry/repo[:tag][@digest] without tag and digest."""
     ref = ref.split("@", 1)[0]
@@ -313,7 +300,8 @@ def main(argv: list[str]) -> int:
         print("usage: check_k8s.py DIR", file=sys.stderr)
         return 2
     docs = load(Path(argv[0]))
-    c = Checker()
+    c = Checks(errors=(AssertionError, KeyError, IndexError, TypeError, ValueError, jsonschema.ValidationError),
+               show_passes=False)
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for _, d in docs:
         by_kind.setdefault(d.get("kind", "?"), []).append(d)
@@ -328,10 +316,10 @@ def main(argv: list[str]) -> int:
         key = (d.get("apiVersion", ""), d.get("kind", ""))
         label = f"{fname}: {key[1]}/{d.get('metadata', {}).get('name')}"
         if key == KUSTOMIZATION:
-            c.check(f"{fname} matches the Kustomization fields", lambda d=d: jsonschema.validate(d, KUSTOMIZATION_SCHEMA))
+            c.run(f"{fname} matches the Kustomization fields", lambda d=d: jsonschema.validate(d, KUSTOMIZATION_SCHEMA))
             continue
         if key in CRD_SCHEMAS:
-            c.check(f"{label} matches its CRD schema", lambda d=d, key=key: jsonschema.validate(d, CRD_SCHEMAS[key]))
+            c.run(f"{label} matches its CRD schema", lambda d=d, key=key: jsonschema.validate(d, CRD_SCHEMAS[key]))
         else:
 
             def core(d: dict[str, Any] = d) -> None:
@@ -342,8 +330,8 @@ def main(argv: list[str]) -> int:
                 except kv.ValidationError as e:
                     raise AssertionError(f"{'.'.join(map(str, e.path))}: {e.message}")
 
-            c.check(f"{label} validates strictly against Kubernetes {K8S_VERSION}", core)
-        c.check(f"{label} is namespaced to keywatch", lambda d=d: (
+            c.run(f"{label} validates strictly against Kubernetes {K8S_VERSION}", core)
+        c.run(f"{label} is namespaced to keywatch", lambda d=d: (
             None if d["kind"] == "Namespace" else _assert(d["metadata"].get("namespace") == "keywatch", "namespace is not keywatch")
         ))
 
@@ -489,17 +477,17 @@ def main(argv: list[str]) -> int:
             _assert(entry["name"] in images, f"images entry {entry['name']} matches no container image ({sorted(images)})")
         _assert(kust[0].get("images"), "kustomization.yaml has no images entry for `kustomize edit set image`")
 
-    c.check("probes hit /healthz and /readyz on 9464", probes)
-    c.check("terminationGracePeriodSeconds exceeds the drain timeout", grace_exceeds_drain)
-    c.check("ConfigMap carries the worker settings and is loaded", config_complete)
-    c.check("ServiceAccount exists with the IRSA annotation", service_account)
-    c.check("pod runs non-root, read-only, with limits", non_root)
-    c.check("ScaledObject scales the Deployment on the worker's queue", scaled_object)
-    c.check("Service and ServiceMonitor select the worker pods", service_selects_pods)
-    c.check("exceptions ConfigMap is mounted as the directory of KEYWATCH_EXCEPTIONS_FILE", exceptions_mounted)
-    c.check("PodDisruptionBudget lets a drain evict a single replica", disruption_budget)
-    c.check(f"PrometheusRule groups are those of {ALERT_RULES.parent.name}/{ALERT_RULES.name}", rules_match_alerts)
-    c.check("kustomization.yaml lists every manifest and the Deployment's image", kustomization)
+    c.run("probes hit /healthz and /readyz on 9464", probes)
+    c.run("terminationGracePeriodSeconds exceeds the drain timeout", grace_exceeds_drain)
+    c.run("ConfigMap carries the worker settings and is loaded", config_complete)
+    c.run("ServiceAccount exists with the IRSA annotation", service_account)
+    c.run("pod runs non-root, read-only, with limits", non_root)
+    c.run("ScaledObject scales the Deployment on the worker's queue", scaled_object)
+    c.run("Service and ServiceMonitor select the worker pods", service_selects_pods)
+    c.run("exceptions ConfigMap is mounted as the directory of KEYWATCH_EXCEPTIONS_FILE", exceptions_mounted)
+    c.run("PodDisruptionBudget lets a drain evict a single replica", disruption_budget)
+    c.run(f"PrometheusRule groups are those of {ALERT_RULES.parent.name}/{ALERT_RULES.name}", rules_match_alerts)
+    c.run("kustomization.yaml lists every manifest and the Deployment's image", kustomization)
 
     print(f"k8s: {c.passed} passed, {c.failed} failed")
     return 0 if c.failed == 0 else 1

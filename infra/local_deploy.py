@@ -43,6 +43,10 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "scripts"))
+from kwtools import cloudtrail  # noqa: E402  (the CloudTrail records the demo and benchmarks use too)
+from kwtools.checks import Checks  # noqa: E402
+
 DEFAULT_TEMPLATE = HERE / "central.yaml"
 # --verify also deploys the member stack next to it (organization bus present).
 MEMBER_TEMPLATE = HERE / "member.yaml"
@@ -93,7 +97,6 @@ VERIFY_EXCEPTIONS_PARAMETER = "/keywatch-local/exceptions"
 SCAN_REQUEST = {"keywatch": "scan-request"}
 DEFAULT_SCAN_SCHEDULE = "rate(1 day)"
 
-CLOUDTRAIL_DETAIL_TYPE = "AWS API Call via CloudTrail"
 FINDING_DETAIL_TYPE = "IAM Access Key Finding"
 
 
@@ -334,28 +337,6 @@ class Resolver:
 # ---------------------------------------------------------------- verification
 
 
-class Checks:
-    """Runs named checks, records pass/fail, never stops at the first failure."""
-
-    def __init__(self) -> None:
-        self.passed = 0
-        self.failed = 0
-
-    def run(self, name: str, fn: Callable[[], str | None]) -> None:
-        try:
-            detail = fn()
-        except AssertionError as e:
-            self.failed += 1
-            log(f"FAIL {name}: {e}")
-            return
-        except (ClientError, BotoCoreError, KeyError, ValueError) as e:
-            self.failed += 1
-            log(f"FAIL {name}: {type(e).__name__}: {e}")
-            return
-        self.passed += 1
-        log(f"PASS {name}" + (f" ({detail})" if detail else ""))
-
-
 def drain(sqs: Any, queue_url: str, want: int, timeout: float) -> list[dict[str, Any]]:
     """Receive (and delete) messages until `want` arrived or `timeout` passed."""
     got: list[dict[str, Any]] = []
@@ -369,40 +350,13 @@ def drain(sqs: Any, queue_url: str, want: int, timeout: float) -> list[dict[str,
 
 
 def cloudtrail_event(bus: str, event_name: str, account: str) -> tuple[str, dict[str, Any]]:
+    """A PutEvents entry with the record of alice calling `event_name` on bob's keys in `account`."""
     event_id = str(uuid.uuid4())
-    detail: dict[str, Any] = {
-        "eventVersion": "1.09",
-        "eventID": event_id,
-        "eventTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "eventSource": "iam.amazonaws.com",
-        "eventName": event_name,
-        "awsRegion": "us-east-1",
-        "recipientAccountId": account,
-        "userIdentity": {
-            "type": "IAMUser",
-            "accountId": account,
-            "arn": f"arn:aws:iam::{account}:user/alice",
-            "userName": "alice",
-        },
-        "requestParameters": {"userName": "bob"},
-        "responseElements": None,
-    }
     if event_name == "CreateAccessKey":
-        detail["responseElements"] = {
-            "accessKey": {
-                "userName": "bob",
-                "accessKeyId": "AKIAEXAMPLEVERIFY001",
-                "status": "Active",
-                "createDate": "Sep 27, 2022 5:09:18 PM",
-            }
-        }
-    entry = {
-        "Source": "aws.iam",
-        "DetailType": CLOUDTRAIL_DETAIL_TYPE,
-        "Detail": json.dumps(detail),
-        "EventBusName": bus,
-    }
-    return event_id, entry
+        detail = cloudtrail.create_key(event_id, "alice", "bob", "AKIAEXAMPLEVERIFY001", account=account)
+    else:
+        detail = cloudtrail.record(event_name, event_id, "alice", {"userName": "bob"}, None, account=account)
+    return event_id, cloudtrail.put_entry(detail, bus)
 
 
 def put_events(events: Any, entries: list[dict[str, Any]]) -> None:
@@ -418,7 +372,7 @@ def verify(
     verify_queue_url: str,
 ) -> Checks:
     sqs, events, iam, cfn, kms = c["sqs"], c["events"], c["iam"], c["cloudformation"], c["kms"]
-    checks = Checks()
+    checks = Checks(errors=(AssertionError, ClientError, BotoCoreError, KeyError, ValueError), out=sys.stderr)
     stack_name, timeout = args.stack_name, args.delivery_timeout_secs
     queue_url = outputs.get("QueueUrl", "")
     account = outputs.get("QueueArn", "arn:aws:sqs:us-east-1:123456789012:x").split(":")[4]
@@ -494,7 +448,7 @@ def verify(
         seen = {}
         for body in got:
             assert body.get("source") == "aws.iam", f"unexpected source {body.get('source')}"
-            assert body.get("detail-type") == CLOUDTRAIL_DETAIL_TYPE, f"unexpected detail-type {body.get('detail-type')}"
+            assert body.get("detail-type") == cloudtrail.DETAIL_TYPE, f"unexpected detail-type {body.get('detail-type')}"
             seen[body["detail"]["eventID"]] = body["detail"]["eventName"]
         assert seen == sent, f"expected {sorted(sent.values())} on the input queue, got {sorted(seen.values())}"
         return "CreateAccessKey, UpdateAccessKey, DeleteAccessKey arrived as raw envelopes"

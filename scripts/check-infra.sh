@@ -12,58 +12,19 @@
 #                      deploys infra/member.yaml next to it)
 # The lint tools live in their own venv (.venv-lint, pinned in
 # scripts/requirements-lint.txt); the emulator comes from .venv
-# (scripts/python-env.sh). Both are created on first use, so this runs on a
-# fresh machine with only python3.11 and pip. Every step runs even after a
-# failure; the last line is the summary and the exit status is non-zero when any
-# step failed.
+# (scripts/python-env.sh). scripts/venv.sh makes both on first use, so this
+# runs on a fresh machine with only python3.11 and pip. Every step runs even
+# after a failure; the last line is the summary and the exit status is
+# non-zero when any step failed.
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root" || exit 1
 
 K8S_VERSION=1.30.0
-venv="$root/.venv-lint"
-req="$root/scripts/requirements-lint.txt"
-stamp="$venv/.requirements.sha256"
 work=$(mktemp -d "${TMPDIR:-/tmp}/check-infra.XXXXXX")
-moto_pid=""
-
-cleanup() {
-  if [ -n "$moto_pid" ] && kill -0 "$moto_pid" 2>/dev/null; then
-    kill "$moto_pid" 2>/dev/null
-    wait "$moto_pid" 2>/dev/null
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM
-
-python_bin() {
-  for py in "${PYTHON:-}" python3.11 python3; do
-    if [ -n "$py" ] && command -v "$py" >/dev/null 2>&1; then
-      echo "$py"
-      return 0
-    fi
-  done
-  return 1
-}
-
-# Idempotent: reinstalls only when the pinned requirements or the interpreter change.
-install_lint_venv() {
-  local py want
-  py=$(python_bin) || { echo "no python3.11/python3 on PATH" >&2; return 1; }
-  want=$( { cat "$req"; "$py" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)
-  if [ ! -x "$venv/bin/python" ]; then
-    echo "creating $venv with $("$py" --version)" >&2
-    "$py" -m venv "$venv" >&2 || return 1
-  fi
-  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "installing lint tools from $req (checkov takes a minute or two)" >&2
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2 || return 1
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" >&2 || return 1
-    echo "$want" > "$stamp"
-  fi
-}
 
 passed=0
 failed=0
@@ -160,45 +121,22 @@ run_check_k8s() {
   "$venv/bin/python" infra/check_k8s.py infra/k8s
 }
 
-free_port() {
-  "$1" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
+# The emulator (scripts/kwtools/emulator.py) on a free 127.0.0.1 port, stopped
+# by its pid when the deploy is done.
 run_emulator_verify() {
-  local appvenv port
+  local appvenv rc=0
   appvenv=$(bash scripts/python-env.sh) || return 1
-  port=$(free_port "$appvenv/bin/python") || return 1
-  (cd "$work" && exec "$appvenv/bin/moto_server" -H 127.0.0.1 -p "$port") >"$work/moto.log" 2>&1 &
-  moto_pid=$!
-  local ready=""
-  for _ in $(seq 1 100); do
-    if "$appvenv/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/', timeout=1)" 2>/dev/null; then
-      ready=1
-      break
-    fi
-    if ! kill -0 "$moto_pid" 2>/dev/null; then
-      break
-    fi
-    sleep 0.2
-  done
-  if [ -z "$ready" ]; then
-    echo "moto server did not come up on 127.0.0.1:$port; its log:"
-    cat "$work/moto.log"
-    return 1
-  fi
-  echo "moto server pid $moto_pid on 127.0.0.1:$port"
-  local rc=0
-  timeout 300 "$appvenv/bin/python" infra/local_deploy.py --endpoint-url "http://127.0.0.1:$port" --verify \
+  "$appvenv/bin/python" scripts/kwtools/emulator.py "$appvenv/bin/moto_server" -- \
+    timeout 300 "$appvenv/bin/python" infra/local_deploy.py --endpoint-url '{endpoint}' --verify \
     >"$work/outputs.json" || rc=1
   [ "$rc" -eq 0 ] && echo "stack outputs: $(tr -d '\n ' <"$work/outputs.json")"
-  kill "$moto_pid" 2>/dev/null
-  wait "$moto_pid" 2>/dev/null
-  moto_pid=""
   return "$rc"
 }
 
-if ! install_lint_venv; then
-  echo "check-infra: could not install the lint venv at $venv"
+# Idempotent: pip runs only when the pins or the interpreter changed (a first
+# install, checkov's, takes a minute or two).
+if ! venv=$(scripts/venv.sh .venv-lint scripts/requirements-lint.txt); then
+  echo "check-infra: could not install the lint venv at .venv-lint"
   echo "check-infra: 0 passed, 1 failed"
   exit 1
 fi

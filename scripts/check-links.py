@@ -13,7 +13,8 @@ not links.
     scripts/check-links.py FILE...    those files
 
 Prints one line per broken link and a summary; exits 1 when any link is broken.
-Python 3 standard library only.
+Python 3 standard library only (and scripts/kwtools/markdown.py, which the
+runbook check of scripts/check-monitoring.sh shares).
 """
 
 from __future__ import annotations
@@ -22,61 +23,26 @@ import re
 import sys
 from pathlib import Path
 
+from kwtools import markdown  # scripts/kwtools/markdown.py
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FILES = ["README.md", "docs/*.md", "infra/README.md", "dashboards/README.md", "benches/README.md", "fuzz/README.md"]
 
-FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
-HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
 INLINE_LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\[\]]*\])*\]\(\s*<?([^)\s>]*)>?(?:\s+\"[^\"]*\")?\s*\)")
 REFERENCE_DEF = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s+.*)?$")
 CODE_SPAN = re.compile(r"(`+)(.+?)\1")
-HTML_ANCHOR = re.compile(r"<a\s+(?:name|id)=\"([^\"]+)\"")
 EXTERNAL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
-
-
-def lines_outside_code(path: Path) -> list[tuple[int, str]]:
-    """(line number, text) of every line outside fenced code blocks."""
-    out, fence = [], None
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        m = FENCE.match(line)
-        if m:
-            if fence is None:
-                fence = m.group(1)[0]
-            elif m.group(1)[0] == fence:
-                fence = None
-            continue
-        if fence is None:
-            out.append((n, line))
-    return out
-
-
-def heading_text(raw: str) -> str:
-    """A heading's text as GitHub renders it: links to their text, no code or emphasis marks."""
-    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", raw)
-    text = re.sub(r"<[^>]+>", "", text)
-    return text.replace("`", "").replace("*", "")
 
 
 def anchors(path: Path, cache: dict[Path, set[str]]) -> set[str]:
     if path not in cache:
-        found: set[str] = set()
-        seen: dict[str, int] = {}
-        for _, line in lines_outside_code(path):
-            found.update(HTML_ANCHOR.findall(line))
-            m = HEADING.match(line)
-            if not m:
-                continue
-            slug = re.sub(r"[^\w\- ]", "", heading_text(m.group(2)).strip().lower()).replace(" ", "-")
-            n = seen.get(slug, 0)
-            seen[slug] = n + 1
-            found.add(slug if n == 0 else f"{slug}-{n}")
-        cache[path] = found
+        cache[path] = markdown.anchors(path)
     return cache[path]
 
 
 def links(path: Path) -> list[tuple[int, str]]:
     out = []
-    for n, line in lines_outside_code(path):
+    for n, line in markdown.lines_outside_code(path):
         m = REFERENCE_DEF.match(line)
         if m:
             out.append((n, m.group(1)))

@@ -315,41 +315,21 @@ PY
 check "dashboard structure and metric contract (keywatch.json, alerts, tests, sample)" lint_dashboard
 
 # Every alert has a runbook_url "docs/runbook.md#<anchor>" whose anchor is a heading of
-# docs/runbook.md under GitHub's rules (lower case, punctuation dropped, spaces to "-", "-1",
-# "-2" ... for repeats), and the heading is the alert's name; every "## Keywatch..." section is
+# docs/runbook.md under GitHub's rules (scripts/kwtools/markdown.py, as for check-links.py),
+# and the heading is the alert's name; every "## Keywatch..." section is
 # an alert that exists.
 check_runbook() {
   python3 -B - "$root" <<'PY'
 import re, sys
 root = sys.argv[1]
 sys.path.insert(0, f"{root}/tests")
+sys.path.insert(0, f"{root}/scripts")
 import promql_check  # noqa: E402
+from kwtools import markdown  # noqa: E402
 
 RUNBOOK = "docs/runbook.md"
-
-def github_anchors(path):
-    anchors, headings, seen, fence = [], [], {}, None
-    for line in open(path, encoding="utf-8"):
-        m = re.match(r"^\s{0,3}(`{3,}|~{3,})", line)
-        if m:
-            if fence is None:
-                fence = m.group(1)[0]
-            elif m.group(1)[0] == fence:
-                fence = None
-            continue
-        if fence:
-            continue
-        m = re.match(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$", line)
-        if not m:
-            continue
-        slug = re.sub(r"[^\w\- ]", "", m.group(2).strip().lower()).replace(" ", "-")
-        n = seen.get(slug, 0)
-        seen[slug] = n + 1
-        anchors.append(slug if n == 0 else f"{slug}-{n}")
-        headings.append((len(m.group(1)), m.group(2).strip()))
-    return anchors, headings
-
-anchors, headings = github_anchors(f"{root}/{RUNBOOK}")
+headings = markdown.headings(f"{root}/{RUNBOOK}")
+anchors = {anchor for _, _, anchor in headings}
 errors = []
 alerts = [r for r in promql_check.rules(f"{root}/dashboards/alerts.yaml") if r["kind"] == "alert"]
 for r in alerts:
@@ -366,7 +346,7 @@ for r in alerts:
     elif m.group(2) != r["name"].lower():
         errors.append(f"{r['name']}: runbook_url anchor #{m.group(2)} is not the alert's own section #{r['name'].lower()}")
 names = {r["name"] for r in alerts}
-for level, text in headings:
+for level, text, _ in headings:
     if level == 2 and text.startswith("Keywatch") and text not in names:
         errors.append(f"{RUNBOOK}: section '## {text}' names no alert in dashboards/alerts.yaml")
 for e in errors:

@@ -7,90 +7,22 @@ CloudTrail event that AWS would, and prints the findings as they arrive.
 
 import argparse
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
-import uuid
 from datetime import datetime, timezone
 
-import boto3
-
-ACCOUNT = "123456789012"
-FINDINGS_BUS = "keywatch-findings"
-PATTERN = {
-    "source": ["aws.iam"],
-    "detail-type": ["AWS API Call via CloudTrail"],
-    "detail": {
-        "eventSource": ["iam.amazonaws.com"],
-        "eventName": ["CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey"],
-    },
-}
+from kwtools import cloudtrail, emulator
 
 
 def say(msg):
     print(f"==> {msg}", file=sys.stderr, flush=True)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url, timeout, want=200):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == want:
-                    return True
-        except Exception:
-            pass
-        time.sleep(0.2)
-    return False
-
-
-def queue_arn(sqs, url):
-    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-
-
-def cloudtrail(event_name, actor, request, response):
-    """A CloudTrail record as EventBridge delivers it for IAM."""
-    return {
-        "eventVersion": "1.09",
-        "userIdentity": {
-            "type": "IAMUser",
-            "principalId": "AIDAADMINEXAMPLE",
-            "arn": f"arn:aws:iam::{ACCOUNT}:user/{actor}",
-            "accountId": ACCOUNT,
-            "userName": actor,
-        },
-        "eventTime": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        "eventSource": "iam.amazonaws.com",
-        "eventName": event_name,
-        "awsRegion": "us-east-1",
-        "sourceIPAddress": "203.0.113.10",
-        "userAgent": "aws-cli/2.15.0",
-        "requestParameters": request,
-        "responseElements": response,
-        "eventID": str(uuid.uuid4()),
-        "readOnly": False,
-        "eventType": "AwsApiCall",
-        "managementEvent": True,
-        "recipientAccountId": ACCOUNT,
-        "eventCategory": "Management",
-    }
-
-
 def put_cloudtrail(events, detail):
-    out = events.put_events(
-        Entries=[{"Source": "aws.iam", "DetailType": "AWS API Call via CloudTrail", "Detail": json.dumps(detail)}]
-    )
+    out = events.put_events(Entries=[cloudtrail.put_entry(detail)])
     if out["FailedEntryCount"]:
         raise SystemExit(f"PutEvents rejected the event: {out}")
 
@@ -124,102 +56,47 @@ def main():
     ap.add_argument("--moto-server", required=True)
     args = ap.parse_args()
 
-    procs = []
-    workdir = tempfile.mkdtemp(prefix="keywatch-demo-")
+    moto = emulator.Moto(args.moto_server)
+    worker = None
     try:
-        port = free_port()
-        say(f"Starting the AWS emulator on 127.0.0.1:{port}")
-        procs.append(
-            subprocess.Popen(
-                [args.moto_server, "-H", "127.0.0.1", "-p", str(port)],
-                cwd=workdir,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        endpoint = f"http://127.0.0.1:{port}"
-        if not wait_http(f"{endpoint}/moto-api/", 30):
-            raise SystemExit("the emulator did not start")
-        session = boto3.session.Session(aws_access_key_id="demo", aws_secret_access_key="demo", region_name="us-east-1")
-        sqs = session.client("sqs", endpoint_url=endpoint)
-        events = session.client("events", endpoint_url=endpoint)
-        iam = session.client("iam", endpoint_url=endpoint)
-
+        say(f"Started the AWS emulator on {moto.url} (pid {moto.proc.pid}, log {moto.log_path})")
         say("Creating the input queue with its DLQ, the CloudTrail rule, and the findings bus")
-        dlq = sqs.create_queue(QueueName="keywatch-dlq")["QueueUrl"]
-        queue = sqs.create_queue(
-            QueueName="keywatch-input",
-            Attributes={
-                "VisibilityTimeout": "30",
-                "RedrivePolicy": json.dumps({"deadLetterTargetArn": queue_arn(sqs, dlq), "maxReceiveCount": "5"}),
-            },
-        )["QueueUrl"]
-        events.put_rule(Name="keywatch-iam-key-events", EventPattern=json.dumps(PATTERN))
-        events.put_targets(Rule="keywatch-iam-key-events", Targets=[{"Id": "input", "Arn": queue_arn(sqs, queue)}])
-        events.create_event_bus(Name=FINDINGS_BUS)
-        findings = sqs.create_queue(QueueName="keywatch-findings-out")["QueueUrl"]
-        events.put_rule(
-            Name="findings-to-siem",
-            EventBusName=FINDINGS_BUS,
-            EventPattern=json.dumps({"source": ["keywatch"]}),
-        )
-        events.put_targets(
-            Rule="findings-to-siem", EventBusName=FINDINGS_BUS, Targets=[{"Id": "siem", "Arn": queue_arn(sqs, findings)}]
-        )
+        pipeline = emulator.Pipeline(moto, visibility_secs=30)
+        sqs, iam, events = pipeline.sqs, pipeline.iam, pipeline.events
 
-        admin = f"127.0.0.1:{free_port()}"
-        log_path = os.path.join(workdir, "keywatch.log")
+        admin = f"127.0.0.1:{emulator.free_port()}"
+        log_path = f"{moto.dir}/keywatch.log"
         say(f"Starting keywatch (admin port {admin}, log {log_path})")
-        env = {
-            "PATH": os.environ.get("PATH", ""),
-            "KEYWATCH_QUEUE_URL": queue,
-            "KEYWATCH_FINDINGS_BUS": FINDINGS_BUS,
-            "KEYWATCH_METRICS_ADDR": admin,
-            "KEYWATCH_QUEUE_METRICS_INTERVAL_SECS": "5",
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "demo",
-            "AWS_SECRET_ACCESS_KEY": "demo",
-            "AWS_EC2_METADATA_DISABLED": "true",
-        }
-        log = open(log_path, "w")
-        worker = subprocess.Popen([args.keywatch, "run"], env=env, stdout=log, stderr=log)
-        procs.insert(0, worker)
-        if not wait_http(f"http://{admin}/readyz", 30):
+        env = pipeline.keywatch_env(admin, KEYWATCH_QUEUE_METRICS_INTERVAL_SECS="5")
+        with open(log_path, "w") as log:
+            worker = subprocess.Popen([args.keywatch, "run"], env=env, stdout=log, stderr=log)
+
+        def fail(why):
             print(open(log_path).read(), file=sys.stderr)
-            raise SystemExit("keywatch did not become ready")
+            raise SystemExit(why)
+
+        if not emulator.wait_http(f"http://{admin}/readyz", 30, worker):
+            fail("keywatch did not become ready")
 
         say("alice has one access key; an administrator creates a second one")
         iam.create_user(UserName="alice")
         iam.create_access_key(UserName="alice")
-        second = iam.create_access_key(UserName="alice")["AccessKey"]["AccessKeyId"]
-        put_cloudtrail(
-            events,
-            cloudtrail(
-                "CreateAccessKey",
-                "admin",
-                {"userName": "alice"},
-                {"accessKey": {"accessKeyId": second, "status": "Active", "userName": "alice",
-                               "createDate": datetime.now(timezone.utc).strftime("%b %d, %Y %I:%M:%S %p")}},
-            ),
-        )
-        envelope = next_finding(sqs, findings, 30)
+        key = iam.create_access_key(UserName="alice")["AccessKey"]
+        second = key["AccessKeyId"]
+        created = key["CreateDate"].strftime("%b %d, %Y %I:%M:%S %p")
+        put_cloudtrail(events, cloudtrail.create_key(None, "admin", "alice", second, create_date=created))
+        envelope = next_finding(sqs, pipeline.findings_url, 30)
         if envelope is None:
-            print(open(log_path).read(), file=sys.stderr)
-            raise SystemExit("no finding arrived")
+            fail("no finding arrived")
         say("Finding on the findings bus:")
         show(envelope, datetime.now(timezone.utc))
 
         say(f"The administrator deactivates {second}")
         iam.update_access_key(UserName="alice", AccessKeyId=second, Status="Inactive")
-        put_cloudtrail(
-            events,
-            cloudtrail("UpdateAccessKey", "admin", {"userName": "alice", "accessKeyId": second, "status": "Inactive"}, None),
-        )
-        envelope = next_finding(sqs, findings, 30)
+        put_cloudtrail(events, cloudtrail.update_key(None, "admin", "alice", second, "Inactive"))
+        envelope = next_finding(sqs, pipeline.findings_url, 30)
         if envelope is None:
-            print(open(log_path).read(), file=sys.stderr)
-            raise SystemExit("no resolution finding arrived")
+            fail("no resolution finding arrived")
         say("Resolution on the findings bus (same finding_id):")
         show(envelope, datetime.now(timezone.utc))
 
@@ -242,10 +119,10 @@ def main():
         say(f"keywatch exited with {code}")
         return 0 if code == 0 else 1
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        if worker is not None and worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        moto.stop()
 
 
 if __name__ == "__main__":

@@ -1,29 +1,40 @@
-"""Shared helpers of the moto-based benchmarks (side_by_side.py, latency.py).
+"""The local AWS emulator (moto server) and keywatch's pipeline on it, for
+the demo, the benchmarks and scripts/check-infra.sh.
 
-A moto server on a free 127.0.0.1 port, started in a temporary directory
-(its request recorder writes its file into its working directory) and killed
-by pid; the production wiring on it; CloudTrail-shaped records; process
-accounting from /proc.
+A moto server on a free 127.0.0.1 port, started in a temporary directory (its
+request recorder writes its file into its working directory) and stopped by
+pid; the production wiring on it (default-bus rule → input queue with its
+DLQ, findings bus → rule → findings queue); the requests it recorded, by
+operation. Needs boto3 (the venv of scripts/python-env.sh).
+
+Run as a script, it wraps a command in a private emulator:
+
+    python scripts/kwtools/emulator.py MOTO_SERVER -- COMMAND [ARG...]
+
+starts MOTO_SERVER, runs COMMAND with each `{endpoint}` in its arguments
+replaced by the emulator's URL, stops the emulator and exits with COMMAND's
+status.
 """
 
 import base64
+import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.parse
 import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 
 import boto3
 from botocore.config import Config
 
-ACCOUNT = "123456789012"
 FINDINGS_BUS = "keywatch-findings"
 MONITOR_AGENT = "kwbench-monitor"
 KEY_EVENT_PATTERN = json.dumps(
@@ -33,7 +44,6 @@ KEY_EVENT_PATTERN = json.dumps(
         "detail": {"eventSource": ["iam.amazonaws.com"], "eventName": ["CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey"]},
     }
 )
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Requests from 127.0.0.1 must not go through a proxy.
 os.environ["NO_PROXY"] = "127.0.0.1,localhost"
@@ -46,20 +56,40 @@ def free_port():
         return s.getsockname()[1]
 
 
-def http(url, method="GET", data=None, timeout=30):
+def fetch(url, method="GET", data=None, timeout=30):
     req = urllib.request.Request(url, method=method, data=data)
     with urllib.request.urlopen(req, timeout=timeout) as r:
         return r.read()
 
 
+def wait_http(url, timeout=30, proc=None):
+    """Polls `url` until it answers 200: True; False after `timeout` seconds,
+    or as soon as `proc` (a Popen) has exited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except (OSError, http.client.HTTPException):
+            pass
+        if proc is not None and proc.poll() is not None:
+            return False
+        time.sleep(0.1)
+    return False
+
+
 class Moto:
-    """moto_server on a free loopback port, in a temporary directory."""
+    """moto_server on a free loopback port, in a temporary directory (kept,
+    with its log, after stop(): the benchmarks write their workers' logs
+    there too). Also a context manager that stops it."""
 
     def __init__(self, binary):
-        self.dir = tempfile.mkdtemp(prefix="kwbench-moto-")
+        self.dir = tempfile.mkdtemp(prefix="keywatch-moto-")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(os.path.join(self.dir, "moto.log"), "wb")
+        self.log_path = os.path.join(self.dir, "moto.log")
+        self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [binary, "-H", "127.0.0.1", "-p", str(self.port)],
             cwd=self.dir,
@@ -67,17 +97,17 @@ class Moto:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                http(f"{self.url}/moto-api/", timeout=2)
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise SystemExit(f"moto_server exited with {self.proc.returncode}; see {self.dir}/moto.log")
-                time.sleep(0.1)
+        if not wait_http(f"{self.url}/moto-api/", 30, self.proc):
+            self.stop()
+            with open(self.log_path, encoding="utf-8", errors="replace") as f:
+                tail = f.read()[-2000:]
+            raise SystemExit(f"moto_server did not come up on {self.url} (exit {self.proc.returncode}); its log:\n{tail}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
         self.stop()
-        raise SystemExit("moto_server did not start within 30 s")
 
     def stop(self):
         if self.proc.poll() is None:
@@ -90,13 +120,13 @@ class Moto:
         self.log.close()
 
     def reset(self):
-        http(f"{self.url}/moto-api/reset", method="POST", data=b"")
+        fetch(f"{self.url}/moto-api/reset", method="POST", data=b"")
 
     def recorder(self, action):
-        http(f"{self.url}/moto-api/recorder/{action}", method="POST", data=b"")
+        fetch(f"{self.url}/moto-api/recorder/{action}", method="POST", data=b"")
 
     def recording(self):
-        return http(f"{self.url}/moto-api/recorder/download-recording").decode()
+        return fetch(f"{self.url}/moto-api/recorder/download-recording").decode()
 
     def env(self):
         """Environment of a worker process pointed at this server."""
@@ -129,6 +159,7 @@ class Pipeline:
     """Input queue (+DLQ) fed by a default-bus rule; findings bus → findings queue."""
 
     def __init__(self, moto, visibility_secs=60):
+        self.moto = moto
         self.sqs, self.iam, self.events = moto.clients()
         dlq = self.sqs.create_queue(QueueName="keywatch-dlq")["QueueUrl"]
         redrive = json.dumps({"deadLetterTargetArn": self.arn(dlq), "maxReceiveCount": "5"})
@@ -154,6 +185,14 @@ class Pipeline:
     def arn(self, url):
         return self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
+    def keywatch_env(self, admin_addr, **extra):
+        """Environment of `keywatch run` on this pipeline, its admin port on
+        `admin_addr`; `extra` adds or overrides variables."""
+        env = self.moto.env()
+        env.update(KEYWATCH_QUEUE_URL=self.queue_url, KEYWATCH_FINDINGS_BUS=FINDINGS_BUS, KEYWATCH_METRICS_ADDR=admin_addr)
+        env.update(extra)
+        return env
+
     def users(self, n, keys=2, prefix="bench-user"):
         """Creates n users with `keys` keys each; {user: [key ids]}."""
         def one(u):
@@ -171,57 +210,6 @@ class Pipeline:
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )["Attributes"]
         return int(a["ApproximateNumberOfMessages"]), int(a["ApproximateNumberOfMessagesNotVisible"])
-
-
-def rfc3339(t=None):
-    t = t or datetime.now(timezone.utc)
-    return t.isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def create_key_record(event_id, actor, user, key_id, event_time=None):
-    """The CloudTrail record of `actor` (an IAM user) creating `key_id` for `user`."""
-    return {
-        "eventVersion": "1.09",
-        "userIdentity": {
-            "type": "IAMUser",
-            "principalId": f"AIDA{actor.upper()}",
-            "arn": f"arn:aws:iam::{ACCOUNT}:user/{actor}",
-            "accountId": ACCOUNT,
-            "accessKeyId": "AKIACALLERKEY",
-            "userName": actor,
-        },
-        "eventTime": event_time or rfc3339(),
-        "eventSource": "iam.amazonaws.com",
-        "eventName": "CreateAccessKey",
-        "awsRegion": "us-east-1",
-        "sourceIPAddress": "203.0.113.10",
-        "userAgent": "aws-cli/2.15.0",
-        "requestParameters": {"userName": user},
-        "responseElements": {
-            "accessKey": {"accessKeyId": key_id, "status": "Active", "userName": user, "createDate": "Nov 28, 2026 10:00:00 AM"}
-        },
-        "requestID": f"req-{event_id}",
-        "eventID": event_id,
-        "readOnly": False,
-        "eventType": "AwsApiCall",
-        "managementEvent": True,
-        "recipientAccountId": ACCOUNT,
-        "eventCategory": "Management",
-    }
-
-
-def envelope(record, event_id):
-    """The envelope moto's EventBridge → SQS delivery produces: no `account`."""
-    return {
-        "version": "0",
-        "id": event_id,
-        "detail-type": "AWS API Call via CloudTrail",
-        "source": "aws.iam",
-        "time": record["eventTime"][:19] + "Z",
-        "region": "us-east-1",
-        "resources": [],
-        "detail": record,
-    }
 
 
 def recorded_entries(recording):
@@ -270,106 +258,21 @@ def count_operations(recording, exclude_agent=MONITOR_AGENT):
     return ops
 
 
-def proc_cpu_seconds(pid):
-    """utime + stime of a live process, from /proc/<pid>/stat."""
+def main(argv):
+    if len(argv) < 3 or argv[1] != "--":
+        print("usage: emulator.py MOTO_SERVER -- COMMAND [ARG...]  ({endpoint} in an ARG: the emulator's URL)",
+              file=sys.stderr)
+        return 2
+    # SIGTERM as an exception, so that the emulator is stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    moto = Moto(argv[0])
+    print(f"moto server pid {moto.proc.pid} on {moto.url}", file=sys.stderr, flush=True)
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-    except (OSError, IndexError, ValueError):
-        return None
+        return subprocess.call([a.replace("{endpoint}", moto.url) for a in argv[2:]])
+    finally:
+        moto.stop()
+        shutil.rmtree(moto.dir, ignore_errors=True)
 
 
-def machine_busy_seconds():
-    """Busy CPU time of the whole machine (all cores), from /proc/stat."""
-    with open("/proc/stat") as f:
-        ticks = [int(v) for v in f.readline().split()[1:9]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / CLK_TCK
-
-
-class OtherLoad:
-    """CPU that processes other than ours (this script, moto, the worker)
-    used during a run, in cores: a run above ~0.2 competed for the CPUs."""
-
-    def __init__(self, moto_pid):
-        self.moto_pid = moto_pid
-        self.t = time.monotonic()
-        self.busy = machine_busy_seconds()
-        self.moto = proc_cpu_seconds(moto_pid) or 0.0
-        t = os.times()
-        self.me = t.user + t.system
-
-    def moto_seconds(self):
-        """CPU moto used since the start: it serves one request at a time
-        (Python's GIL), so close to the wall time means moto set the pace."""
-        return (proc_cpu_seconds(self.moto_pid) or 0.0) - self.moto
-
-    def cores(self, worker_cpu):
-        wall = time.monotonic() - self.t
-        t = os.times()
-        own = (t.user + t.system - self.me) + ((proc_cpu_seconds(self.moto_pid) or 0.0) - self.moto) + (worker_cpu or 0.0)
-        return max(0.0, (machine_busy_seconds() - self.busy - own) / wall) if wall > 0 else 0.0
-
-
-def proc_status_kb(pid, field="VmHWM"):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def wait4(proc, timeout):
-    """Waits for a Popen child with os.wait4; (exit status, rusage) or
-    (None, None) if it is still running after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
-        if pid == proc.pid:
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            return proc.returncode, rusage
-        if time.monotonic() >= deadline:
-            return None, None
-        time.sleep(0.05)
-
-
-def kill(proc):
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-def machine():
-    model = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {model}"
-
-
-def percentile(values, q):
-    if not values:
-        return None
-    s = sorted(values)
-    i = max(1, min(len(s), int(-(-q * len(s) // 1)))) - 1
-    return s[i]
-
-
-def other_keywatch(specs):
-    """--other-keywatch NAME=PATH values → {"keywatch-NAME": PATH}: other
-    binaries (an earlier commit's) a bench runs beside `keywatch`."""
-    others = {}
-    for spec in specs:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not os.access(path, os.X_OK):
-            raise SystemExit(f"--other-keywatch {spec!r}: give NAME=PATH, PATH an executable keywatch")
-        others[f"keywatch-{name}"] = path
-    return others
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
