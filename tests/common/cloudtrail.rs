@@ -9,37 +9,33 @@ fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap()
 }
 
+/// The one CloudTrail template the Rust tests and the Python tools
+/// (`scripts/kwtools/cloudtrail.py`) both build from: an envelope around an
+/// IAM user's `CreateAccessKey` record.
+fn template() -> Value {
+    serde_json::from_str(include_str!("../fixtures/cloudtrail_template.json")).expect("tests/fixtures/cloudtrail_template.json")
+}
+
 fn iam_user_identity(account: &str, user: &str) -> Value {
-    json!({
-        "type": "IAMUser",
-        "principalId": format!("AIDA{}", user.to_uppercase()),
-        "arn": format!("arn:aws:iam::{account}:user/{user}"),
-        "accountId": account,
-        "accessKeyId": "AKIACALLERKEY",
-        "userName": user,
-    })
+    let mut identity = template()["detail"]["userIdentity"].take();
+    identity["principalId"] = json!(format!("AIDA{}", user.to_uppercase()));
+    identity["arn"] = json!(format!("arn:aws:iam::{account}:user/{user}"));
+    identity["accountId"] = json!(account);
+    identity["userName"] = json!(user);
+    identity
 }
 
 fn record(event_name: &str, event_id: &str, identity: Value, request: Value, response: Value) -> Value {
-    json!({
-        "eventVersion": "1.09",
-        "userIdentity": identity,
-        "eventTime": now_rfc3339(),
-        "eventSource": "iam.amazonaws.com",
-        "eventName": event_name,
-        "awsRegion": "us-east-1",
-        "sourceIPAddress": "203.0.113.10",
-        "userAgent": "aws-cli/2.15.0",
-        "requestParameters": request,
-        "responseElements": response,
-        "requestID": format!("req-{event_id}"),
-        "eventID": event_id,
-        "readOnly": false,
-        "eventType": "AwsApiCall",
-        "managementEvent": true,
-        "recipientAccountId": ACCOUNT,
-        "eventCategory": "Management",
-    })
+    let mut r = template()["detail"].take();
+    r["userIdentity"] = identity;
+    r["eventTime"] = json!(now_rfc3339());
+    r["eventName"] = json!(event_name);
+    r["requestParameters"] = request;
+    r["responseElements"] = response;
+    r["requestID"] = json!(format!("req-{event_id}"));
+    r["eventID"] = json!(event_id);
+    r["recipientAccountId"] = json!(ACCOUNT);
+    r
 }
 
 /// The CloudTrail record of `actor` creating `key_id` for `user`.
@@ -49,7 +45,7 @@ pub fn create_key_event(event_id: &str, actor: &str, user: &str, key_id: &str) -
         event_id,
         iam_user_identity(ACCOUNT, actor),
         json!({"userName": user}),
-        json!({"accessKey": {"accessKeyId": key_id, "status": "Active", "userName": user, "createDate": "Nov 28, 2026 10:00:00 AM"}}),
+        json!({"accessKey": {"accessKeyId": key_id, "status": "Active", "userName": user, "createDate": template()["detail"]["responseElements"]["accessKey"]["createDate"]}}),
     )
 }
 
