@@ -50,10 +50,16 @@ for entry in "${targets[@]}"; do
   target=${entry%%:*}
   max_len=${entry#*:}
   echo "==> fuzzing $target for ${seconds}s"
+  # libFuzzer writes a line for every input it adds: thousands a minute. The
+  # whole output goes to a file; the final statistics are printed, and the
+  # end of the file when the target fails.
+  log="$corpus/$target.log"
   if nice cargo +nightly fuzz run --dev "$target" "$corpus/$target" -- \
-    -max_total_time="$seconds" -max_len="$max_len" -timeout=30 -print_final_stats=1; then
+    -max_total_time="$seconds" -max_len="$max_len" -timeout=30 -print_final_stats=1 >"$log" 2>&1; then
+    grep -E '^(Done|stat::)' "$log" | sed 's/^/    /'
     passed=$((passed + 1))
   else
+    tail -n 60 "$log" >&2
     echo "fuzz-smoke: $target FAILED (the input is in fuzz/artifacts/$target/)" >&2
     failed=$((failed + 1))
   fi
