@@ -9,6 +9,10 @@
 //! ([`crate::source::drive`]), so the same processor serves SQS and any
 //! other source.
 //!
+//! Each message is handled in a span of its own that carries its
+//! `message_id`: the lines logged for it, here and in the ports, take the
+//! id from there, so nothing is passed along only to be logged.
+//!
 //! A message is acknowledged only when its finding was accepted or when
 //! nothing needed publishing. Anything that may succeed later (throttling,
 //! a 5xx, a rejected entry) leaves it for redelivery; a body that cannot be
@@ -22,6 +26,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
+use tracing::{error_span, Instrument, Span};
 
 use crate::accounts::Accounts;
 use crate::decide::{self, Iam, Outcome, Rules};
@@ -109,6 +114,13 @@ impl Facts {
     }
 }
 
+/// The span of one message: every line logged while it is handled, here
+/// and in the ports, names it. At `ERROR`, so that it is on whenever any
+/// line is (a `warn` filter still shows whose message a warning is about).
+fn message_span(m: &Message) -> Span {
+    error_span!("message", message_id = %m.message_id)
+}
+
 /// One message checked, before publishing.
 enum Checked {
     Done(Disposition),
@@ -157,7 +169,8 @@ impl<I: KeyInventory> Processor<I> {
 
     /// Handles a batch: one disposition per message, in order.
     pub async fn handle_batch(&self, batch: &[Message]) -> Vec<Disposition> {
-        let checked = join_all(batch.iter().map(|m| self.check(m))).await;
+        let spans: Vec<Span> = batch.iter().map(message_span).collect();
+        let checked = join_all(batch.iter().zip(&spans).map(|(m, span)| self.check(m).instrument(span.clone()))).await;
         let mut dispositions = vec![Disposition::Retry; batch.len()];
         let mut findings = Vec::new();
         let mut owners = Vec::new();
@@ -170,7 +183,7 @@ impl<I: KeyInventory> Processor<I> {
                 }
             }
         }
-        self.drop_superseded(batch, &mut findings, &mut owners, &mut dispositions);
+        self.drop_superseded(batch, &spans, &mut findings, &mut owners, &mut dispositions);
         if findings.is_empty() {
             return dispositions;
         }
@@ -178,15 +191,16 @@ impl<I: KeyInventory> Processor<I> {
         // When the sinks answered: the detection latency runs to it.
         let accepted_at = OffsetDateTime::now_utc();
         for ((i, ev), (f, result)) in owners.into_iter().zip(findings.iter().zip(results)) {
+            let _in_message = spans[i].enter();
             dispositions[i] = match result {
                 Ok(()) => {
                     self.last_word.published(f);
                     let latency = (accepted_at - ev.event_time).as_seconds_f64();
-                    record::published(&batch[i], &ev, f, latency);
+                    record::published(&ev, f, latency);
                     Disposition::Ack
                 }
                 Err(e) => {
-                    record::not_accepted(&batch[i], f, &e);
+                    record::not_accepted(f, &e);
                     Disposition::Retry
                 }
             };
@@ -199,6 +213,7 @@ impl<I: KeyInventory> Processor<I> {
     fn drop_superseded(
         &self,
         batch: &[Message],
+        spans: &[Span],
         findings: &mut Vec<Finding>,
         owners: &mut Vec<(usize, Box<KeyEvent>)>,
         dispositions: &mut [Disposition],
@@ -214,7 +229,7 @@ impl<I: KeyInventory> Processor<I> {
                 kept_findings.push(f);
                 kept_owners.push((i, ev));
             } else {
-                record::outcome(&batch[i], Some(&ev), &Outcome::Superseded(Box::new(f)));
+                spans[i].in_scope(|| record::outcome(&batch[i], Some(&ev), &Outcome::Superseded(Box::new(f))));
                 dispositions[i] = Disposition::Ack;
             }
         }
@@ -230,7 +245,7 @@ impl<I: KeyInventory> Processor<I> {
         // the finding's `detected_at`.
         let now = OffsetDateTime::now_utc();
         let parsed = match Body::parse(&m.body, self.requeue.is_some()) {
-            Body::ScanRequest(request) => return Checked::Done(self.scan_request(m, request).await),
+            Body::ScanRequest(request) => return Checked::Done(self.scan_request(request).await),
             Body::Event(parsed) => parsed,
         };
         let ev = match decide::triage(parsed) {
@@ -244,7 +259,7 @@ impl<I: KeyInventory> Processor<I> {
         let known = self.accounts.knows(&ev.account_id).await;
         let outcome = match decide::screen(&ev, now, known) {
             Some(outcome) => outcome,
-            None => match self.gather(m, &ev, now).await {
+            None => match self.gather(&ev, now).await {
                 Ok(facts) => decide::conclude(&ev, facts.iam(now), &facts.usage, &self.exceptions(), now, &self.settings.rules),
                 Err(outcome) => outcome,
             },
@@ -260,18 +275,18 @@ impl<I: KeyInventory> Processor<I> {
 
     /// Carries out a scan request (see [`ScanRequest`]); only called where
     /// scan requests are taken.
-    async fn scan_request(&self, m: &Message, request: Result<ScanRequest, String>) -> Disposition {
+    async fn scan_request(&self, request: Result<ScanRequest, String>) -> Disposition {
         let Some(requeue) = &self.requeue else { unreachable!("scan requests are read only where they are taken") };
         let settings = ScanSettings { include_passed: false, last_use: true, users_in_flight: self.settings.max_concurrent_checks };
         let scanner = Scanner::new(self.inventory.clone(), self.sink.clone(), settings);
-        scan::carry_out(&scanner, &self.accounts, &self.exceptions(), requeue.as_ref(), &m.message_id, request).await
+        scan::carry_out(&scanner, &self.accounts, &self.exceptions(), requeue.as_ref(), request).await
     }
 
     /// Gathers what IAM says of the event's user (its keys, or the root
     /// user's, and the keys' last use) for [`decide::conclude`]; `Err` when
     /// the event ends before its keys can be asked for (its key's owner
     /// cannot be found).
-    async fn gather(&self, m: &Message, ev: &KeyEvent, now: OffsetDateTime) -> Result<Facts, Outcome> {
+    async fn gather(&self, ev: &KeyEvent, now: OffsetDateTime) -> Result<Facts, Outcome> {
         let rules = &self.settings.rules;
         let user_name = match &ev.target {
             Target::Root => {
@@ -311,11 +326,11 @@ impl<I: KeyInventory> Processor<I> {
             }
         }
         if let Some((id, result)) = prefetched {
-            inventory::note_last_use(&ev.account_id, id, result, Some(&m.message_id), &mut usage);
+            inventory::note_last_use(&ev.account_id, id, result, &mut usage);
         }
         let wanted = decide::usage_wanted(ev, Iam::Keys { user_name: &user_name, listing: &listing }, &usage, now, rules);
         if !wanted.is_empty() {
-            inventory::add_last_use(&*self.inventory, &ev.account_id, &wanted, Some(&m.message_id), &mut usage).await;
+            inventory::add_last_use(&*self.inventory, &ev.account_id, &wanted, &mut usage).await;
         }
         Ok(Facts { answer: Answer::Keys { user_name, listing: Ok(listing) }, usage })
     }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use futures_util::stream::{self, StreamExt};
 use time::OffsetDateTime;
-use tracing::{info, warn};
+use tracing::{error_span, info, warn, Instrument};
 
 use crate::accounts::Accounts;
 use crate::event::truncate;
@@ -85,8 +85,15 @@ impl<I: KeyInventory> Scanner<I> {
         Scanner { inventory: self.inventory.clone(), sink: self.sink.clone(), settings }
     }
 
-    /// Scans one account and publishes its findings and its summary.
+    /// Scans one account and publishes its findings and its summary, in a
+    /// span of its own that names the account on every line logged for it
+    /// (at `ERROR`, so that it is on whenever any line is).
     pub async fn scan_account(&self, account_id: &str, exceptions: &Exceptions, progress: &dyn Progress) -> ScanSummary {
+        let span = error_span!("scan", account_id = %account_id);
+        self.check_account(account_id, exceptions, progress).instrument(span).await
+    }
+
+    async fn check_account(&self, account_id: &str, exceptions: &Exceptions, progress: &dyn Progress) -> ScanSummary {
         let started = OffsetDateTime::now_utc();
         let clock = std::time::Instant::now();
         let mut summary = ScanSummary {
@@ -156,7 +163,7 @@ impl<I: KeyInventory> Scanner<I> {
         let active: Vec<&str> = listing.keys.iter().filter(|k| k.is_active()).map(|k| k.access_key_id.as_str()).collect();
         let mut usage = HashMap::new();
         if active.len() > 1 && self.settings.last_use {
-            inventory::add_last_use(&*self.inventory, account_id, &active, None, &mut usage).await;
+            inventory::add_last_use(&*self.inventory, account_id, &active, &mut usage).await;
         }
         let now = OffsetDateTime::now_utc();
         let built = finding::build_scan(account_id, user, &listing.keys, &usage, started, self.settings.include_passed, now);
@@ -211,13 +218,12 @@ pub async fn carry_out<I: KeyInventory>(
     accounts: &Accounts,
     exceptions: &Exceptions,
     requeue: &dyn Requeue,
-    message_id: &str,
     request: Result<ScanRequest, String>,
 ) -> Disposition {
     let request = match request {
         Ok(request) => request,
         Err(e) => {
-            warn!(message_id, error = %e, "invalid scan request; left for the dead-letter queue");
+            warn!(error = %e, "invalid scan request; left for the dead-letter queue");
             return Disposition::Invalid;
         }
     };
@@ -225,23 +231,22 @@ pub async fn carry_out<I: KeyInventory>(
         let bodies: Vec<String> = accounts.all().iter().map(|a| ScanRequest::for_account(a, request.include_passed).to_body()).collect();
         return match requeue.send(&bodies).await {
             Ok(()) => {
-                info!(message_id, accounts = bodies.len(), "scan request fanned out, one per account");
+                info!(accounts = bodies.len(), "scan request fanned out, one per account");
                 Disposition::Ack
             }
             Err(e) => {
-                warn!(message_id, error = %e, "could not fan the scan request out; left for redelivery");
+                warn!(error = %e, "could not fan the scan request out; left for redelivery");
                 Disposition::Retry
             }
         };
     };
     if !accounts.knows(account_id).await {
-        warn!(message_id, account_id, "scan request for an account outside KEYWATCH_ACCOUNTS; acknowledged");
+        warn!(account_id, "scan request for an account outside KEYWATCH_ACCOUNTS; acknowledged");
         return Disposition::Ack;
     }
     let settings = ScanSettings { include_passed: request.include_passed, ..scanner.settings.clone() };
     let summary = scanner.with_settings(settings).scan_account(account_id, exceptions, &Quiet).await;
     info!(
-        message_id,
         account_id,
         users_checked = summary.users_checked,
         users_failing = summary.users_failing,
@@ -252,7 +257,7 @@ pub async fn carry_out<I: KeyInventory>(
     if summary.complete() {
         Disposition::Ack
     } else {
-        warn!(message_id, account_id, errors = ?summary.error_samples, "scan incomplete; left for redelivery");
+        warn!(account_id, errors = ?summary.error_samples, "scan incomplete; left for redelivery");
         Disposition::Retry
     }
 }
