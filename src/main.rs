@@ -15,7 +15,7 @@ use tracing_subscriber::EnvFilter;
 
 use keywatch::admin;
 use keywatch::app::{self, App, JsonLines};
-use keywatch::config::{one_line_error, Cli, Command, HealthcheckArgs, LogFormat, ReplayArgs, RunArgs, ScanArgs};
+use keywatch::config::{one_line_error, subcommand_of, Cli, Command, HealthcheckArgs, LogFormat, ReplayArgs, RunArgs, ScanArgs};
 use keywatch::telemetry;
 
 /// The AWS SDK's request path allocates and frees heavily on every call;
@@ -30,7 +30,7 @@ fn main() -> ExitCode {
         Err(e) => match e.kind() {
             ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
             _ => {
-                eprintln!("{}", one_line_error(&e));
+                eprintln!("{}", one_line_error(&e, subcommand_of(std::env::args_os()).as_deref()));
                 return ExitCode::from(2);
             }
         },
