@@ -357,10 +357,8 @@ fn main() {
     if settings.log {
         // As the binary logs (one line per finding at info), into a sink.
         tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_target(false)
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(keywatch::app::JsonLines::default())
             .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
             .with_writer(std::io::sink)
             .init();

@@ -2,10 +2,13 @@
 //!
 //! Pure: no async, no AWS types, no clock of its own (`now` comes in). The
 //! processor gathers the facts (the parsed event, IAM's listing or account
-//! summary, the keys' last use, the approved exceptions) and this module
-//! turns them into an [`Outcome`]: invalid, ignored, a failed call, compliant,
-//! retry later, or a finding to publish. Each outcome knows what becomes of
-//! its message and its metric label, so the callers only carry it out.
+//! summary, the keys' last use, the approved exceptions) and [`conclude`]
+//! turns them into an [`Outcome`]: invalid, ignored, a failed call,
+//! compliant, retry later, or a finding to publish. Each outcome knows what
+//! becomes of its message and its metric label, so the callers only carry
+//! it out. The steps before it ([`triage`], [`screen`], [`owner`]) may end
+//! a message early; [`usage_to_prefetch`], [`just_created`] and
+//! [`usage_wanted`] say which facts are worth gathering.
 //!
 //! The verdict itself (how many active keys, whether the event's own state
 //! is merged into a stale listing) is [`crate::evaluate`]'s.
@@ -113,17 +116,6 @@ impl Outcome {
             Outcome::Retry(_) => return None,
         })
     }
-
-    /// The keys whose last use the finding still lacks: a `FAILED` CIS-1.13
-    /// finding is worth enriching (the responder chooses a key by it).
-    pub fn wants_usage(&self) -> Vec<String> {
-        match self {
-            Outcome::Publish(f) if f.status == Status::Failed && f.control_id == finding::CONTROL_ID => {
-                f.active_keys.iter().filter(|k| !k.last_use_known).map(|k| k.access_key_id.clone()).collect()
-            }
-            _ => Vec::new(),
-        }
-    }
 }
 
 /// The first step: a body either ends here (invalid, not a key event) or
@@ -228,7 +220,7 @@ pub fn usage_to_prefetch<'a>(event: &'a KeyEvent, now: OffsetDateTime, rules: &R
     }
 }
 
-/// What IAM said, for [`decide`].
+/// What IAM said, for [`conclude`].
 #[derive(Debug, Clone, Copy)]
 pub enum Iam<'a> {
     /// The user's keys.
@@ -240,9 +232,23 @@ pub enum Iam<'a> {
     Failed(&'a InventoryError),
 }
 
-/// The decision for a key event, from what IAM said, the keys' last use,
-/// the approved exceptions and the time.
-pub fn decide(
+/// The keys whose last use is worth asking for once IAM's listing is in:
+/// the active keys a `FAILED` CIS-1.13 finding will name whose last use
+/// `usage` does not hold yet (the responder chooses a key by it). Empty
+/// when the facts lead to no such finding (compliant, a `PASSED`, a root
+/// key, a retry, a failed look-up).
+pub fn usage_wanted(event: &KeyEvent, iam: Iam<'_>, usage: &HashMap<String, KeyUsage>, now: OffsetDateTime, rules: &Rules) -> Vec<String> {
+    let Iam::Keys { listing, .. } = iam else { return Vec::new() };
+    let assessment = evaluate(event, listing.keys.clone(), rules.fresh(event, now));
+    if assessment.verdict != Verdict::Violation {
+        return Vec::new();
+    }
+    assessment.active_keys().filter(|k| !usage.contains_key(&k.access_key_id)).map(|k| k.access_key_id.clone()).collect()
+}
+
+/// The outcome of a key event, concluded from the facts gathered for it:
+/// what IAM said, the keys' last use, the approved exceptions and the time.
+pub fn conclude(
     event: &KeyEvent,
     iam: Iam<'_>,
     usage: &HashMap<String, KeyUsage>,

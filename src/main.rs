@@ -10,11 +10,12 @@ use clap::error::ErrorKind;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
+use tracing_subscriber::fmt::format::JsonFields;
 use tracing_subscriber::EnvFilter;
 
 use keywatch::admin;
-use keywatch::app::{self, App};
-use keywatch::config::{one_line_error, Cli, Command, HealthcheckArgs, LogFormat, ReplayArgs, RunArgs, ScanArgs};
+use keywatch::app::{self, App, JsonLines};
+use keywatch::config::{one_line_error, subcommand_of, Cli, Command, HealthcheckArgs, LogFormat, ReplayArgs, RunArgs, ScanArgs};
 use keywatch::telemetry;
 
 /// The AWS SDK's request path allocates and frees heavily on every call;
@@ -29,7 +30,7 @@ fn main() -> ExitCode {
         Err(e) => match e.kind() {
             ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
             _ => {
-                eprintln!("{}", one_line_error(&e));
+                eprintln!("{}", one_line_error(&e, subcommand_of(std::env::args_os()).as_deref()));
                 return ExitCode::from(2);
             }
         },
@@ -72,7 +73,9 @@ fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     // stdout sink, and `scan` and `replay` with --dry-run).
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr);
     match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        // Each line carries its spans' fields (the message's id) at the top
+        // level; text lines name their spans before the message.
+        LogFormat::Json => builder.fmt_fields(JsonFields::new()).event_format(JsonLines::default()).init(),
         LogFormat::Text => builder.init(),
     }
     Ok(())

@@ -1,9 +1,13 @@
 //! A message as the core sees it, whatever its source (an SQS queue, a
-//! replayed file), and what the core decided to do with it.
+//! replayed file), what its body holds ([`Body`], read once), and what the
+//! core decided to do with it.
 
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+
+use crate::event::{self, is_account_id, truncate, ParseError, Parsed};
 
 /// One message. It carries no receipt handle: acknowledging is the
 /// source's job, and some sources have none to give.
@@ -49,4 +53,103 @@ pub enum Disposition {
 /// fanned out per account onto the worker's own queue).
 pub trait Requeue: Send + Sync {
     fn send<'a>(&'a self, bodies: &'a [String]) -> futures_util::future::BoxFuture<'a, Result<(), crate::error::AwsError>>;
+}
+
+/// What a message body holds, read once by [`Body::parse`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// keywatch's own scan request (see [`ScanRequest`]); `Err`: it names a
+    /// malformed account.
+    ScanRequest(Result<ScanRequest, String>),
+    /// Anything else: what claims to be a CloudTrail event, as
+    /// [`event::parse`] reads it.
+    Event(Result<Parsed, ParseError>),
+}
+
+impl Body {
+    /// Reads a message body. `scan_requests`: whether scan requests are
+    /// taken where the message came from; where they are not, a scan
+    /// request is read as any other body (and is no event).
+    pub fn parse(body: &str, scan_requests: bool) -> Body {
+        if scan_requests {
+            if let Some(request) = ScanRequest::parse(body) {
+                return Body::ScanRequest(request);
+            }
+        }
+        Body::Event(event::parse(body))
+    }
+}
+
+/// The body of a scan request on the worker's queue: a JSON object with
+/// `"keywatch": "scan-request"` (no CloudTrail event has a `keywatch` key)
+/// and, optionally, one account. Without an account the worker fans the
+/// request out: one request per account keywatch may act in, onto the same
+/// queue, so that replicas share the work and each account is retried and
+/// dead-lettered on its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanRequest {
+    pub keywatch: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    #[serde(default)]
+    pub include_passed: bool,
+}
+
+/// The value of `keywatch` in a scan request.
+pub const SCAN_REQUEST: &str = "scan-request";
+
+impl ScanRequest {
+    /// A request for one account.
+    pub fn for_account(account_id: &str, include_passed: bool) -> Self {
+        ScanRequest { keywatch: SCAN_REQUEST.into(), account_id: Some(account_id.into()), include_passed }
+    }
+
+    /// The request a message body holds, if it is one. A body that claims to
+    /// be a request but names a malformed account is an error.
+    fn parse(body: &str) -> Option<Result<ScanRequest, String>> {
+        // Cheap test first: every CloudTrail envelope lacks the marker.
+        if !body.contains(SCAN_REQUEST) {
+            return None;
+        }
+        let request: ScanRequest = serde_json::from_str(body).ok()?;
+        if request.keywatch != SCAN_REQUEST {
+            return None;
+        }
+        match &request.account_id {
+            Some(a) if !is_account_id(a) => Some(Err(format!("scan request names a malformed account: {:?}", truncate(a)))),
+            _ => Some(Ok(request)),
+        }
+    }
+
+    pub fn to_body(&self) -> String {
+        serde_json::to_string(self).expect("a scan request always serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_requests_are_told_apart_from_cloudtrail_events() {
+        assert_eq!(
+            ScanRequest::parse(r#"{"keywatch":"scan-request"}"#),
+            Some(Ok(ScanRequest { keywatch: SCAN_REQUEST.into(), account_id: None, include_passed: false }))
+        );
+        let one = ScanRequest::for_account("111122223333", true);
+        assert_eq!(ScanRequest::parse(&one.to_body()), Some(Ok(one)));
+        assert!(matches!(ScanRequest::parse(r#"{"keywatch":"scan-request","account_id":"12"}"#), Some(Err(_))));
+        let event = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/create_access_key_admin.json")).unwrap();
+        assert_eq!(ScanRequest::parse(&event), None);
+        assert_eq!(ScanRequest::parse(r#"{"detail":{"note":"scan-request"}}"#), None, "the marker must be the keywatch field");
+    }
+
+    #[test]
+    fn a_body_is_a_scan_request_only_where_scan_requests_are_taken() {
+        let request = ScanRequest::for_account("111122223333", false).to_body();
+        assert_eq!(Body::parse(&request, true), Body::ScanRequest(Ok(ScanRequest::for_account("111122223333", false))));
+        assert!(matches!(Body::parse(&request, false), Body::Event(Err(_))), "elsewhere it is no event");
+        let event = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/create_access_key_admin.json")).unwrap();
+        assert!(matches!(Body::parse(&event, true), Body::Event(Ok(Parsed::Key(_)))));
+    }
 }

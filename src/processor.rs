@@ -1,12 +1,17 @@
 //! Processor: a batch of messages in, one [`Disposition`] per message out.
 //!
-//! For each message it parses, gathers what IAM says (through the
-//! [`KeyInventory`] port: the user's keys, a key's owner, the root user's
-//! keys, the keys' last use), lets [`crate::decide`] decide, and publishes
-//! the findings of the batch together (through the [`FindingSink`] port). It
+//! For each message it reads the body once ([`Body`]), takes the time once,
+//! gathers what IAM says (through the [`KeyInventory`] port: the user's
+//! keys, a key's owner, the root user's keys, the keys' last use), lets
+//! [`crate::decide`] conclude once, and publishes the findings of the batch
+//! together (through the [`FindingSink`] port). It
 //! never touches a queue: acknowledging is the source's job
 //! ([`crate::source::drive`]), so the same processor serves SQS and any
 //! other source.
+//!
+//! Each message is handled in a span of its own that carries its
+//! `message_id`: the lines logged for it, here and in the ports, take the
+//! id from there, so nothing is passed along only to be logged.
 //!
 //! A message is acknowledged only when its finding was accepted or when
 //! nothing needed publishing. Anything that may succeed later (throttling,
@@ -21,19 +26,20 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
+use tracing::{error_span, Instrument, Span};
 
 use crate::accounts::Accounts;
 use crate::decide::{self, Iam, Outcome, Rules};
 use crate::evaluate;
-use crate::event::{self, KeyEvent, Target};
+use crate::event::{KeyEvent, Target};
 use crate::exceptions::Exceptions;
 use crate::finding::Finding;
 use crate::inventory::{self, InventoryError, KeyInventory, Need};
 use crate::keys::{KeyLastUsed, KeyUsage, Listing};
 use crate::last_word::LastWord;
-use crate::message::{Disposition, Message, Requeue};
+use crate::message::{Body, Disposition, Message, Requeue, ScanRequest};
 use crate::record;
-use crate::scan::{self, ScanRequest, ScanSettings, Scanner};
+use crate::scan::{self, ScanSettings, Scanner};
 use crate::sink::FindingSink;
 use crate::telemetry;
 
@@ -79,6 +85,40 @@ pub struct Processor<I> {
     /// Approved exceptions; replaced whole on reload.
     exceptions: RwLock<Arc<Exceptions>>,
     checks: Semaphore,
+}
+
+/// What the processor learned of an event's user, for [`decide::conclude`].
+struct Facts {
+    answer: Answer,
+    /// The last use of the keys a finding will name, where it was learned.
+    usage: HashMap<String, KeyUsage>,
+}
+
+/// IAM's answer, owned.
+enum Answer {
+    /// `AccountAccessKeysPresent`, for a root key event.
+    RootKeys(Result<u32, InventoryError>),
+    /// The user's keys.
+    Keys { user_name: String, listing: Result<Listing, InventoryError> },
+}
+
+impl Facts {
+    /// IAM's answer as the decision reads it; `now`, the message's time
+    /// (taken before IAM was asked), dates the root user's summary.
+    fn iam(&self, now: OffsetDateTime) -> Iam<'_> {
+        match &self.answer {
+            Answer::RootKeys(Ok(present)) => Iam::RootKeys { present: *present, observed_at: now },
+            Answer::Keys { user_name, listing: Ok(listing) } => Iam::Keys { user_name, listing },
+            Answer::RootKeys(Err(e)) | Answer::Keys { listing: Err(e), .. } => Iam::Failed(e),
+        }
+    }
+}
+
+/// The span of one message: every line logged while it is handled, here
+/// and in the ports, names it. At `ERROR`, so that it is on whenever any
+/// line is (a `warn` filter still shows whose message a warning is about).
+fn message_span(m: &Message) -> Span {
+    error_span!("message", message_id = %m.message_id)
 }
 
 /// One message checked, before publishing.
@@ -129,7 +169,8 @@ impl<I: KeyInventory> Processor<I> {
 
     /// Handles a batch: one disposition per message, in order.
     pub async fn handle_batch(&self, batch: &[Message]) -> Vec<Disposition> {
-        let checked = join_all(batch.iter().map(|m| self.check(m))).await;
+        let spans: Vec<Span> = batch.iter().map(message_span).collect();
+        let checked = join_all(batch.iter().zip(&spans).map(|(m, span)| self.check(m).instrument(span.clone()))).await;
         let mut dispositions = vec![Disposition::Retry; batch.len()];
         let mut findings = Vec::new();
         let mut owners = Vec::new();
@@ -142,21 +183,24 @@ impl<I: KeyInventory> Processor<I> {
                 }
             }
         }
-        self.drop_superseded(batch, &mut findings, &mut owners, &mut dispositions);
+        self.drop_superseded(batch, &spans, &mut findings, &mut owners, &mut dispositions);
         if findings.is_empty() {
             return dispositions;
         }
         let results = self.sink.publish(&findings).await;
+        // When the sinks answered: the detection latency runs to it.
+        let accepted_at = OffsetDateTime::now_utc();
         for ((i, ev), (f, result)) in owners.into_iter().zip(findings.iter().zip(results)) {
+            let _in_message = spans[i].enter();
             dispositions[i] = match result {
                 Ok(()) => {
                     self.last_word.published(f);
-                    let latency = (OffsetDateTime::now_utc() - ev.event_time).as_seconds_f64();
-                    record::published(&batch[i], &ev, f, latency);
+                    let latency = (accepted_at - ev.event_time).as_seconds_f64();
+                    record::published(&ev, f, latency);
                     Disposition::Ack
                 }
                 Err(e) => {
-                    record::not_accepted(&batch[i], f, &e);
+                    record::not_accepted(f, &e);
                     Disposition::Retry
                 }
             };
@@ -169,6 +213,7 @@ impl<I: KeyInventory> Processor<I> {
     fn drop_superseded(
         &self,
         batch: &[Message],
+        spans: &[Span],
         findings: &mut Vec<Finding>,
         owners: &mut Vec<(usize, Box<KeyEvent>)>,
         dispositions: &mut [Disposition],
@@ -184,7 +229,7 @@ impl<I: KeyInventory> Processor<I> {
                 kept_findings.push(f);
                 kept_owners.push((i, ev));
             } else {
-                record::outcome(&batch[i], Some(&ev), &Outcome::Superseded(Box::new(f)));
+                spans[i].in_scope(|| record::outcome(&batch[i], Some(&ev), &Outcome::Superseded(Box::new(f))));
                 dispositions[i] = Disposition::Ack;
             }
         }
@@ -196,10 +241,14 @@ impl<I: KeyInventory> Processor<I> {
         // Closed only if the processor is gone, which cannot happen while
         // `self` is borrowed.
         let _permit = self.checks.acquire().await;
-        if let (Some(requeue), Some(request)) = (&self.requeue, ScanRequest::parse(&m.body)) {
-            return Checked::Done(self.scan_request(m, request, requeue.as_ref()).await);
-        }
-        let ev = match decide::triage(event::parse(&m.body)) {
+        // The one time the message's decision rests on, from screening to
+        // the finding's `detected_at`.
+        let now = OffsetDateTime::now_utc();
+        let parsed = match Body::parse(&m.body, self.requeue.is_some()) {
+            Body::ScanRequest(request) => return Checked::Done(self.scan_request(request).await),
+            Body::Event(parsed) => parsed,
+        };
+        let ev = match decide::triage(parsed) {
             Ok(ev) => ev,
             Err(outcome) => {
                 record::outcome(m, None, &outcome);
@@ -208,9 +257,12 @@ impl<I: KeyInventory> Processor<I> {
         };
         telemetry::delivery_delay((m.received_at - ev.event_time).as_seconds_f64());
         let known = self.accounts.knows(&ev.account_id).await;
-        let outcome = match decide::screen(&ev, OffsetDateTime::now_utc(), known) {
+        let outcome = match decide::screen(&ev, now, known) {
             Some(outcome) => outcome,
-            None => self.decide(m, &ev).await,
+            None => match self.gather(&ev, now).await {
+                Ok(facts) => decide::conclude(&ev, facts.iam(now), &facts.usage, &self.exceptions(), now, &self.settings.rules),
+                Err(outcome) => outcome,
+            },
         };
         match outcome {
             Outcome::Publish(finding) => Checked::Publish { finding, event: ev },
@@ -221,26 +273,25 @@ impl<I: KeyInventory> Processor<I> {
         }
     }
 
-    /// Carries out a scan request (see [`ScanRequest`]).
-    async fn scan_request(&self, m: &Message, request: Result<ScanRequest, String>, requeue: &dyn Requeue) -> Disposition {
+    /// Carries out a scan request (see [`ScanRequest`]); only called where
+    /// scan requests are taken.
+    async fn scan_request(&self, request: Result<ScanRequest, String>) -> Disposition {
+        let Some(requeue) = &self.requeue else { unreachable!("scan requests are read only where they are taken") };
         let settings = ScanSettings { include_passed: false, last_use: true, users_in_flight: self.settings.max_concurrent_checks };
         let scanner = Scanner::new(self.inventory.clone(), self.sink.clone(), settings);
-        scan::carry_out(&scanner, &self.accounts, &self.exceptions(), requeue, &m.message_id, request).await
+        scan::carry_out(&scanner, &self.accounts, &self.exceptions(), requeue.as_ref(), request).await
     }
 
-    /// Gathers what IAM says of the event's user and decides.
-    async fn decide(&self, m: &Message, ev: &KeyEvent) -> Outcome {
+    /// Gathers what IAM says of the event's user (its keys, or the root
+    /// user's, and the keys' last use) for [`decide::conclude`]; `Err` when
+    /// the event ends before its keys can be asked for (its key's owner
+    /// cannot be found).
+    async fn gather(&self, ev: &KeyEvent, now: OffsetDateTime) -> Result<Facts, Outcome> {
         let rules = &self.settings.rules;
-        let fresh = rules.fresh(ev, OffsetDateTime::now_utc());
-        let exceptions = self.exceptions();
-        let no_usage = HashMap::new();
-        let decide = |iam, usage: &HashMap<String, KeyUsage>, now| decide::decide(ev, iam, usage, &exceptions, now, rules);
         let user_name = match &ev.target {
             Target::Root => {
-                let observed_at = OffsetDateTime::now_utc();
                 let present = self.inventory.root_keys_present(&ev.account_id).await;
-                let iam = present.as_ref().map_or_else(Iam::Failed, |n| Iam::RootKeys { present: *n, observed_at });
-                return decide(iam, &no_usage, OffsetDateTime::now_utc());
+                return Ok(Facts { answer: Answer::RootKeys(present), usage: HashMap::new() });
             }
             Target::User { name, .. } => name.clone(),
             Target::Unresolved => {
@@ -248,29 +299,24 @@ impl<I: KeyInventory> Processor<I> {
                     Some(key_id) => Some(self.inventory.last_used(&ev.account_id, key_id, Need::Required).await),
                     None => None,
                 };
-                match decide::owner(ev, lookup) {
-                    Ok(user) => user,
-                    Err(outcome) => return outcome,
-                }
+                decide::owner(ev, lookup)?
             }
         };
         // The last use of the key the event made active is asked for while
         // the listing is read, not after it: a finding naming that key then
         // waits for no extra round trip.
-        let prefetch = decide::usage_to_prefetch(ev, OffsetDateTime::now_utc(), rules);
-        let (listing, prefetched) = tokio::join!(self.list_until_reflected(ev, &user_name, fresh), async {
+        let prefetch = decide::usage_to_prefetch(ev, now, rules);
+        let (listing, prefetched) = tokio::join!(self.list_until_reflected(ev, &user_name, rules.fresh(ev, now)), async {
             match prefetch {
                 Some(id) => Some((id, self.inventory.last_used(&ev.account_id, id, Need::Optional).await)),
                 None => None,
             }
         });
+        let mut usage = HashMap::new();
         let listing = match listing {
             Ok(listing) => listing,
-            Err(e) => return decide(Iam::Failed(&e), &no_usage, OffsetDateTime::now_utc()),
+            Err(e) => return Ok(Facts { answer: Answer::Keys { user_name, listing: Err(e) }, usage }),
         };
-        let iam = Iam::Keys { user_name: &user_name, listing: &listing };
-        let now = OffsetDateTime::now_utc();
-        let mut usage = HashMap::new();
         if let Some(created) = decide::just_created(ev, &listing, now, rules) {
             usage.insert(created.access_key_id.to_string(), KeyUsage::default());
             if created.listed {
@@ -280,15 +326,13 @@ impl<I: KeyInventory> Processor<I> {
             }
         }
         if let Some((id, result)) = prefetched {
-            inventory::note_last_use(&ev.account_id, id, result, Some(&m.message_id), &mut usage);
+            inventory::note_last_use(&ev.account_id, id, result, &mut usage);
         }
-        let outcome = decide(iam, &usage, now);
-        let wanted = outcome.wants_usage();
-        if wanted.is_empty() {
-            return outcome;
+        let wanted = decide::usage_wanted(ev, Iam::Keys { user_name: &user_name, listing: &listing }, &usage, now, rules);
+        if !wanted.is_empty() {
+            inventory::add_last_use(&*self.inventory, &ev.account_id, &wanted, &mut usage).await;
         }
-        inventory::add_last_use(&*self.inventory, &ev.account_id, &wanted, Some(&m.message_id), &mut usage).await;
-        decide(iam, &usage, now)
+        Ok(Facts { answer: Answer::Keys { user_name, listing: Ok(listing) }, usage })
     }
 
     /// Lists the user's keys; while the event is fresh and the listing does

@@ -1,7 +1,8 @@
 //! Record: what became of each message, as one log line and its metrics.
 //!
 //! The decision ([`crate::decide`]) says what happened; this module says it
-//! to people (a log line with the ids that matter, values bounded) and to
+//! to people (a log line with the ids that matter, values bounded; the
+//! message's id comes from the span the line is logged in) and to
 //! Prometheus (labels from fixed sets), in one place per outcome.
 
 use tracing::{debug, info, warn};
@@ -14,37 +15,33 @@ use crate::sink::SinkError;
 use crate::telemetry::{self, EventOutcome};
 
 /// Logs and counts an outcome other than a published finding (see
-/// [`published`] and [`not_accepted`] for those).
+/// [`published`] and [`not_accepted`] for those). No line names the
+/// message: the span it is logged in does ([`crate::processor`]); `m`
+/// gives an invalid one's receive count.
 pub fn outcome(m: &Message, ev: Option<&KeyEvent>, outcome: &Outcome) {
     let label = ev.map_or("unknown", |e| e.event_name.as_str());
     let event_id = ev.map(|e| e.event_id.as_str());
     let account_id = ev.map(|e| e.account_id.as_str());
     match outcome {
         Outcome::Invalid(e) => warn!(
-            message_id = %m.message_id,
             receive_count = m.receive_count,
             reason = e.reason(),
             error = %e,
             "invalid message body; left for the dead-letter queue"
         ),
         Outcome::Ignored(Ignored::NotKeyEvent { event_name, event_id }) => {
-            debug!(message_id = %m.message_id, event_name, event_id, "not an access-key event; acknowledged");
+            debug!(event_name, event_id, "not an access-key event; acknowledged");
             telemetry::event("other", EventOutcome::Ignored);
             return;
         }
         Outcome::Ignored(why) => {
             let key = ev.and_then(|e| e.access_key_id.as_deref());
             match why {
-                Ignored::NoTarget => warn!(message_id = %m.message_id, event_id, "event names neither a user nor a key; acknowledged"),
-                Ignored::OwnerUnknown => warn!(
-                    message_id = %m.message_id,
-                    event_id,
-                    account_id,
-                    access_key_id = key,
-                    "owner of the key is unknown (key deleted); acknowledged"
-                ),
+                Ignored::NoTarget => warn!(event_id, "event names neither a user nor a key; acknowledged"),
+                Ignored::OwnerUnknown => {
+                    warn!(event_id, account_id, access_key_id = key, "owner of the key is unknown (key deleted); acknowledged")
+                }
                 Ignored::DeletedKeyOwner(e) => warn!(
-                    message_id = %m.message_id,
                     event_id,
                     account_id,
                     access_key_id = key,
@@ -52,20 +49,17 @@ pub fn outcome(m: &Message, ev: Option<&KeyEvent>, outcome: &Outcome) {
                     "owner of the deleted key cannot be found; acknowledged"
                 ),
                 Ignored::UserGone => {
-                    info!(message_id = %m.message_id, event_id, account_id, "user no longer exists; nothing to check, acknowledged")
+                    info!(event_id, account_id, "user no longer exists; nothing to check, acknowledged")
                 }
                 Ignored::ForeignAccount => warn!(
-                    message_id = %m.message_id,
                     event_id,
-                    account_id,
-                    "event for an account outside KEYWATCH_ACCOUNTS; acknowledged, nothing assumed or listed there"
+                    account_id, "event for an account outside KEYWATCH_ACCOUNTS; acknowledged, nothing assumed or listed there"
                 ),
                 Ignored::NotKeyEvent { .. } => unreachable!("handled above"),
             }
         }
         Outcome::FailedCall { code } => {
             info!(
-                message_id = %m.message_id,
                 event_id,
                 event_name = label,
                 account_id,
@@ -75,23 +69,18 @@ pub fn outcome(m: &Message, ev: Option<&KeyEvent>, outcome: &Outcome) {
             telemetry::failed_call(label, code);
         }
         Outcome::Compliant { active } => {
-            debug!(message_id = %m.message_id, event_id, account_id, active_key_count = active, "compliant; acknowledged")
+            debug!(event_id, account_id, active_key_count = active, "compliant; acknowledged")
         }
-        Outcome::Retry(Retry::Unconfirmed) => info!(
-            message_id = %m.message_id,
-            event_id,
-            account_id,
-            "IAM does not show this deactivation or delete yet; message left for redelivery"
-        ),
+        Outcome::Retry(Retry::Unconfirmed) => {
+            info!(event_id, account_id, "IAM does not show this deactivation or delete yet; message left for redelivery")
+        }
         Outcome::Superseded(f) => info!(
-            message_id = %m.message_id,
             event_id,
             finding_id = %f.finding_id,
             observed_at = %crate::finding::rfc3339(f.observed_at),
             "a finding from a later IAM answer was already published; this one dropped"
         ),
         Outcome::Retry(Retry::Lookup(e)) => warn!(
-            message_id = %m.message_id,
             event_id,
             account_id,
             retryable = e.is_retryable(),
@@ -106,14 +95,13 @@ pub fn outcome(m: &Message, ev: Option<&KeyEvent>, outcome: &Outcome) {
 }
 
 /// A finding accepted by every sink.
-pub fn published(m: &Message, ev: &KeyEvent, f: &Finding, latency: f64) {
+pub fn published(ev: &KeyEvent, f: &Finding, latency: f64) {
     telemetry::finding_accepted(f.status.as_str(), latency);
     telemetry::event(ev.event_name.as_str(), EventOutcome::Finding);
     if f.suppressed {
         telemetry::suppressed_finding();
         if let Some(e) = &f.exception {
             info!(
-                message_id = %m.message_id,
                 account_id = %f.account_id,
                 user_name = %f.user_name,
                 exception_owner = %e.owner,
@@ -123,7 +111,6 @@ pub fn published(m: &Message, ev: &KeyEvent, f: &Finding, latency: f64) {
         }
     }
     info!(
-        message_id = %m.message_id,
         finding_id = %f.finding_id,
         status = f.status.as_str(),
         account_id = %f.account_id,
@@ -136,10 +123,9 @@ pub fn published(m: &Message, ev: &KeyEvent, f: &Finding, latency: f64) {
 }
 
 /// A finding some sink did not accept: its message stays for redelivery.
-pub fn not_accepted(m: &Message, f: &Finding, e: &SinkError) {
+pub fn not_accepted(f: &Finding, e: &SinkError) {
     telemetry::emit_failed_entries(1);
     warn!(
-        message_id = %m.message_id,
         finding_id = %f.finding_id,
         error = %e,
         "finding not accepted; message left for redelivery"

@@ -17,18 +17,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::stream::{self, StreamExt};
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tracing::{info, warn};
+use tracing::{error_span, info, warn, Instrument};
 
 use crate::accounts::Accounts;
-use crate::message::{Disposition, Requeue};
-
-use crate::event::{is_account_id, truncate};
+use crate::event::truncate;
 use crate::exceptions::Exceptions;
 use crate::finding::{self, rfc3339, Finding, ScanSummary, Status};
 use crate::inventory::{self, InventoryError, KeyInventory};
 use crate::keys::User;
+use crate::message::{Disposition, Requeue, ScanRequest};
 use crate::sink::FindingSink;
 use crate::telemetry;
 
@@ -87,8 +85,15 @@ impl<I: KeyInventory> Scanner<I> {
         Scanner { inventory: self.inventory.clone(), sink: self.sink.clone(), settings }
     }
 
-    /// Scans one account and publishes its findings and its summary.
+    /// Scans one account and publishes its findings and its summary, in a
+    /// span of its own that names the account on every line logged for it
+    /// (at `ERROR`, so that it is on whenever any line is).
     pub async fn scan_account(&self, account_id: &str, exceptions: &Exceptions, progress: &dyn Progress) -> ScanSummary {
+        let span = error_span!("scan", account_id = %account_id);
+        self.check_account(account_id, exceptions, progress).instrument(span).await
+    }
+
+    async fn check_account(&self, account_id: &str, exceptions: &Exceptions, progress: &dyn Progress) -> ScanSummary {
         let started = OffsetDateTime::now_utc();
         let clock = std::time::Instant::now();
         let mut summary = ScanSummary {
@@ -158,7 +163,7 @@ impl<I: KeyInventory> Scanner<I> {
         let active: Vec<&str> = listing.keys.iter().filter(|k| k.is_active()).map(|k| k.access_key_id.as_str()).collect();
         let mut usage = HashMap::new();
         if active.len() > 1 && self.settings.last_use {
-            inventory::add_last_use(&*self.inventory, account_id, &active, None, &mut usage).await;
+            inventory::add_last_use(&*self.inventory, account_id, &active, &mut usage).await;
         }
         let now = OffsetDateTime::now_utc();
         let built = finding::build_scan(account_id, user, &listing.keys, &usage, started, self.settings.include_passed, now);
@@ -213,13 +218,12 @@ pub async fn carry_out<I: KeyInventory>(
     accounts: &Accounts,
     exceptions: &Exceptions,
     requeue: &dyn Requeue,
-    message_id: &str,
     request: Result<ScanRequest, String>,
 ) -> Disposition {
     let request = match request {
         Ok(request) => request,
         Err(e) => {
-            warn!(message_id, error = %e, "invalid scan request; left for the dead-letter queue");
+            warn!(error = %e, "invalid scan request; left for the dead-letter queue");
             return Disposition::Invalid;
         }
     };
@@ -227,23 +231,22 @@ pub async fn carry_out<I: KeyInventory>(
         let bodies: Vec<String> = accounts.all().iter().map(|a| ScanRequest::for_account(a, request.include_passed).to_body()).collect();
         return match requeue.send(&bodies).await {
             Ok(()) => {
-                info!(message_id, accounts = bodies.len(), "scan request fanned out, one per account");
+                info!(accounts = bodies.len(), "scan request fanned out, one per account");
                 Disposition::Ack
             }
             Err(e) => {
-                warn!(message_id, error = %e, "could not fan the scan request out; left for redelivery");
+                warn!(error = %e, "could not fan the scan request out; left for redelivery");
                 Disposition::Retry
             }
         };
     };
     if !accounts.knows(account_id).await {
-        warn!(message_id, account_id, "scan request for an account outside KEYWATCH_ACCOUNTS; acknowledged");
+        warn!(account_id, "scan request for an account outside KEYWATCH_ACCOUNTS; acknowledged");
         return Disposition::Ack;
     }
     let settings = ScanSettings { include_passed: request.include_passed, ..scanner.settings.clone() };
     let summary = scanner.with_settings(settings).scan_account(account_id, exceptions, &Quiet).await;
     info!(
-        message_id,
         account_id,
         users_checked = summary.users_checked,
         users_failing = summary.users_failing,
@@ -254,72 +257,7 @@ pub async fn carry_out<I: KeyInventory>(
     if summary.complete() {
         Disposition::Ack
     } else {
-        warn!(message_id, account_id, errors = ?summary.error_samples, "scan incomplete; left for redelivery");
+        warn!(account_id, errors = ?summary.error_samples, "scan incomplete; left for redelivery");
         Disposition::Retry
-    }
-}
-
-/// The body of a scan request on the worker's queue: a JSON object with
-/// `"keywatch": "scan-request"` (no CloudTrail event has a `keywatch` key)
-/// and, optionally, one account. Without an account the worker fans the
-/// request out: one request per account keywatch may act in, onto the same
-/// queue, so that replicas share the work and each account is retried and
-/// dead-lettered on its own.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScanRequest {
-    pub keywatch: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account_id: Option<String>,
-    #[serde(default)]
-    pub include_passed: bool,
-}
-
-/// The value of `keywatch` in a scan request.
-pub const SCAN_REQUEST: &str = "scan-request";
-
-impl ScanRequest {
-    /// A request for one account.
-    pub fn for_account(account_id: &str, include_passed: bool) -> Self {
-        ScanRequest { keywatch: SCAN_REQUEST.into(), account_id: Some(account_id.into()), include_passed }
-    }
-
-    /// The request a message body holds, if it is one. A body that claims to
-    /// be a request but names a malformed account is an error.
-    pub fn parse(body: &str) -> Option<Result<ScanRequest, String>> {
-        // Cheap test first: every CloudTrail envelope lacks the marker.
-        if !body.contains(SCAN_REQUEST) {
-            return None;
-        }
-        let request: ScanRequest = serde_json::from_str(body).ok()?;
-        if request.keywatch != SCAN_REQUEST {
-            return None;
-        }
-        match &request.account_id {
-            Some(a) if !is_account_id(a) => Some(Err(format!("scan request names a malformed account: {:?}", truncate(a)))),
-            _ => Some(Ok(request)),
-        }
-    }
-
-    pub fn to_body(&self) -> String {
-        serde_json::to_string(self).expect("a scan request always serialises")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scan_requests_are_told_apart_from_cloudtrail_events() {
-        assert_eq!(
-            ScanRequest::parse(r#"{"keywatch":"scan-request"}"#),
-            Some(Ok(ScanRequest { keywatch: SCAN_REQUEST.into(), account_id: None, include_passed: false }))
-        );
-        let one = ScanRequest::for_account("111122223333", true);
-        assert_eq!(ScanRequest::parse(&one.to_body()), Some(Ok(one)));
-        assert!(matches!(ScanRequest::parse(r#"{"keywatch":"scan-request","account_id":"12"}"#), Some(Err(_))));
-        let event = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/create_access_key_admin.json")).unwrap();
-        assert_eq!(ScanRequest::parse(&event), None);
-        assert_eq!(ScanRequest::parse(r#"{"detail":{"note":"scan-request"}}"#), None, "the marker must be the keywatch field");
     }
 }

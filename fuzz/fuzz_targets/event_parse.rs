@@ -1,6 +1,7 @@
 //! `event::parse` on any text, and what the processor does next with the
-//! result: `decide::triage`, then for a key event `screen`, `owner` and
-//! `decide` against hand-made IAM answers, and the finding serialized.
+//! result: `decide::triage`, then for a key event `screen`, `owner`,
+//! `usage_wanted` and `conclude` against hand-made IAM answers, and the
+//! finding serialized.
 //! Nothing here may panic, whatever the message body.
 
 #![no_main]
@@ -8,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use keywatch::decide::{decide, owner, screen, triage, Iam, Outcome, Rules};
+use keywatch::decide::{conclude, owner, screen, triage, usage_wanted, Iam, Outcome, Rules};
 use keywatch::event::{parse, KeyEvent, KeyStatus, Target};
 use keywatch::exceptions::{Exception, Exceptions};
 use keywatch::keys::{AccessKey, Listing};
@@ -33,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
 
 /// Everything the callers ask of an outcome.
 fn look_at(outcome: &Outcome) {
-    let _ = (outcome.disposition(), outcome.label(), outcome.wants_usage());
+    let _ = (outcome.disposition(), outcome.label());
     match outcome {
         Outcome::Publish(f) | Outcome::Superseded(f) => {
             serde_json::to_string(f).expect("a finding serializes");
@@ -93,10 +94,12 @@ fn after_triage(event: &KeyEvent) {
     for now in [soon, NOW] {
         for listed in [&keys[..], &keys[..1], &[]] {
             let listing = Listing { user_name: None, keys: listed.to_vec(), observed_at: now };
-            look_at(&decide(event, Iam::Keys { user_name: &user, listing: &listing }, &usage, &exceptions, now, &RULES));
+            let iam = Iam::Keys { user_name: &user, listing: &listing };
+            let _ = usage_wanted(event, iam, &usage, now, &RULES);
+            look_at(&conclude(event, iam, &usage, &exceptions, now, &RULES));
         }
         for present in [0, 1, 2] {
-            look_at(&decide(event, Iam::RootKeys { present, observed_at: now }, &usage, &Exceptions::default(), now, &RULES));
+            look_at(&conclude(event, Iam::RootKeys { present, observed_at: now }, &usage, &Exceptions::default(), now, &RULES));
         }
     }
 }

@@ -10,9 +10,11 @@
 //! lets messages in flight finish within the drain timeout.
 //!
 //! What every command builds alike is in `parts.rs`; the one-shot commands
-//! (`scan`, `replay`) are in `batch.rs`, so this file is the worker.
+//! (`scan`, `replay`) are in `batch.rs`; the JSON log format is in
+//! `logs.rs`, so this file is the worker.
 
 mod batch;
+mod logs;
 mod parts;
 
 use std::sync::Arc;
@@ -38,6 +40,7 @@ use crate::processor::{Processor, ProcessorSettings};
 use crate::source;
 
 pub use self::batch::{replay, scan, ReplayReport, ScanReport};
+pub use self::logs::JsonLines;
 
 /// The inventory the app runs with.
 pub type Inventory = CachingInventory<IamInventory>;

@@ -229,21 +229,40 @@ fn parse_url(s: &str) -> Result<String, String> {
     }
 }
 
+/// The subcommand a command line (program name first) names, if any, even
+/// when the rest of it is in error: what a command-line error is about.
+pub fn subcommand_of<I, T>(args: I) -> Option<String>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::CommandFactory;
+    let matches = Cli::command().ignore_errors(true).try_get_matches_from(args).ok()?;
+    matches.subcommand_name().map(str::to_string)
+}
+
 /// One line for a command-line error, naming the setting and its env
-/// variable, instead of clap's multi-line usage block.
-pub fn one_line_error(err: &clap::Error) -> String {
+/// variable, instead of clap's multi-line usage block, and pointing at the
+/// help of `subcommand` (the one the command line names; see
+/// [`subcommand_of`]), or at `keywatch --help` without one.
+pub fn one_line_error(err: &clap::Error, subcommand: Option<&str>) -> String {
     use clap::error::{ContextKind, ContextValue};
     use clap::CommandFactory;
+    let cmd = Cli::command();
+    let sub = subcommand.and_then(|name| cmd.find_subcommand(name));
     let env_of = |flag: &str| -> Option<String> {
         let long = flag.trim_start_matches("--").split([' ', '=', '<']).next()?.to_string();
-        let cmd = Cli::command();
-        let run = cmd.find_subcommand("run")?;
-        let env = run
-            .get_arguments()
+        let env = sub
+            .into_iter()
+            .flat_map(|s| s.get_arguments())
             .chain(cmd.get_arguments())
             .find(|a| a.get_long() == Some(long.as_str()))
             .and_then(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()));
         env
+    };
+    let help = match sub {
+        Some(s) => format!("see `keywatch {} --help`", s.get_name()),
+        None => "see `keywatch --help`".to_string(),
     };
     let args: Vec<String> = match err.get(ContextKind::InvalidArg) {
         Some(ContextValue::Strings(v)) => v.clone(),
@@ -262,8 +281,45 @@ pub fn one_line_error(err: &clap::Error) -> String {
     let first = first.trim_start_matches("error: ");
     if named.is_empty() || err.kind() != clap::error::ErrorKind::MissingRequiredArgument {
         let hint = named.first().map(|n| format!(" [{n}]")).unwrap_or_default();
-        format!("keywatch: {first}{hint}; see `keywatch run --help`")
+        format!("keywatch: {first}{hint}; {help}")
     } else {
-        format!("keywatch: missing required setting {}; see `keywatch run --help`", named.join(", "))
+        format!("keywatch: missing required setting {}; {help}", named.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{one_line_error, subcommand_of, Cli};
+
+    #[test]
+    fn the_subcommand_is_found_whatever_else_is_wrong() {
+        assert_eq!(subcommand_of(["keywatch", "run"]).as_deref(), Some("run"));
+        assert_eq!(subcommand_of(["keywatch", "run", "--wait-secs", "60"]).as_deref(), Some("run"));
+        assert_eq!(subcommand_of(["keywatch", "scan", "--no-such-flag"]).as_deref(), Some("scan"));
+        assert_eq!(subcommand_of(["keywatch", "--log-format", "json", "replay"]).as_deref(), Some("replay"));
+        assert_eq!(subcommand_of(["keywatch", "--log-filter", "run", "healthcheck", "--path"]).as_deref(), Some("healthcheck"));
+        assert_eq!(subcommand_of(["keywatch", "scna"]), None);
+        assert_eq!(subcommand_of(["keywatch"]), None);
+    }
+
+    #[test]
+    fn an_error_points_at_its_own_subcommand_s_help() {
+        for (args, help) in [
+            (&["keywatch", "scan", "--users-in-flight", "x"][..], "see `keywatch scan --help`"),
+            (&["keywatch", "replay", "--no-such-flag"][..], "see `keywatch replay --help`"),
+            (&["keywatch", "healthcheck", "--metrics-addr", "nowhere"][..], "see `keywatch healthcheck --help`"),
+            (&["keywatch", "run", "--wait-secs", "x"][..], "see `keywatch run --help`"),
+            (&["keywatch", "scna"][..], "see `keywatch --help`"),
+        ] {
+            let err = Cli::try_parse_from(args).expect_err("an error");
+            let line = one_line_error(&err, subcommand_of(args).as_deref());
+            assert!(line.ends_with(help), "{args:?}: {line}");
+            assert_eq!(line.lines().count(), 1, "{line}");
+        }
+        let err = Cli::try_parse_from(["keywatch", "scan", "--users-in-flight", "x"]).expect_err("an error");
+        let line = one_line_error(&err, Some("scan"));
+        assert!(line.contains("KEYWATCH_SCAN_USERS_IN_FLIGHT"), "a flag of scan alone is named with its env variable: {line}");
     }
 }

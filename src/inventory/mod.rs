@@ -110,18 +110,17 @@ pub trait KeyInventory: Send + Sync + 'static {
 /// look-up fails the same way for both: a failed one leaves that key out
 /// (its last use unknown, the finding without a recommended key) rather
 /// than holding back the finding; so does one the account's IAM budget
-/// cannot afford while listings need it (a burst). `message_id` names the
-/// message in the log (none for a scan).
+/// cannot afford while listings need it (a burst). Its log lines name the
+/// message or the scan through the span they are logged in.
 pub async fn add_last_use<I: KeyInventory, K: AsRef<str>>(
     inventory: &I,
     account_id: &str,
     keys: &[K],
-    message_id: Option<&str>,
     usage: &mut HashMap<String, KeyUsage>,
 ) {
     let lookups = keys.iter().map(|id| async move { (id.as_ref(), inventory.last_used(account_id, id.as_ref(), Need::Optional).await) });
     for (id, result) in join_all(lookups).await {
-        note_last_use(account_id, id, result, message_id, usage);
+        note_last_use(account_id, id, result, usage);
     }
 }
 
@@ -131,7 +130,6 @@ pub fn note_last_use(
     account_id: &str,
     id: &str,
     result: Result<Option<KeyLastUsed>, InventoryError>,
-    message_id: Option<&str>,
     usage: &mut HashMap<String, KeyUsage>,
 ) {
     match result {
@@ -144,10 +142,9 @@ pub fn note_last_use(
             usage.insert(id.to_string(), KeyUsage::default());
         }
         Err(InventoryError::Deferred) => {
-            debug!(message_id, account_id, access_key_id = %id, "IAM budget kept for listings; last use left out")
+            debug!(account_id, access_key_id = %id, "IAM budget kept for listings; last use left out")
         }
         Err(e) => warn!(
-            message_id,
             account_id,
             access_key_id = %id,
             error = %e,

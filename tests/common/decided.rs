@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use keywatch::decide::{decide, Iam, Outcome, Rules};
+use keywatch::decide::{conclude, Iam, Outcome, Rules};
 use keywatch::event::{parse, KeyEvent, Parsed};
 use keywatch::exceptions::{Exception, Exceptions};
 use keywatch::finding::Finding;
@@ -62,7 +62,7 @@ pub fn failed_at(secs: i64, exceptions: &Exceptions) -> Finding {
         ),
         (new.clone(), KeyUsage::default()),
     ]);
-    published(decide(&ev, Iam::Keys { user_name: "alice", listing: &two }, &usage, exceptions, now, &RULES))
+    published(conclude(&ev, Iam::Keys { user_name: "alice", listing: &two }, &usage, exceptions, now, &RULES))
 }
 
 pub fn failed() -> Finding {
@@ -92,13 +92,13 @@ pub fn passed() -> Finding {
     let ev = event("update_access_key_inactive.json");
     let now = after(&ev, 1);
     let keys = listing(&[("AKIAEXAMPLECAROL0001", KeyStatus::Inactive), ("AKIAEXAMPLECAROL0002", KeyStatus::Active)], now);
-    published(decide(&ev, Iam::Keys { user_name: "carol", listing: &keys }, &HashMap::new(), &Exceptions::default(), now, &RULES))
+    published(conclude(&ev, Iam::Keys { user_name: "carol", listing: &keys }, &HashMap::new(), &Exceptions::default(), now, &RULES))
 }
 
 /// The root user makes itself an access key.
 pub fn root() -> Finding {
     let ev = event("create_access_key_root.json");
-    published(decide(
+    published(conclude(
         &ev,
         Iam::RootKeys { present: 1, observed_at: after(&ev, 1) },
         &HashMap::new(),

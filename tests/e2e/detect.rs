@@ -70,6 +70,18 @@ async fn second_active_key_yields_a_failed_finding() {
     assert!(worker.wait_metric(r#"keywatch_messages_total{result="deleted"}"#, 1.0, T).await);
     assert_eq!(worker.metric(r#"keywatch_findings_total{status="FAILED"}"#), 1.0);
     assert_eq!(worker.metric(r#"keywatch_events_total{event_name="CreateAccessKey",outcome="finding"}"#), 1.0);
+
+    // The lines logged for the message name it at the top level of their
+    // JSON (from the message's span).
+    let logs = worker.logs();
+    let lines: Vec<Value> = logs.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let published: Vec<&Value> = lines.iter().filter(|l| l["message"] == "finding published").collect();
+    assert_eq!(published.len(), 1, "{logs}");
+    let message_id = published[0]["message_id"].as_str().expect("the line names the message");
+    assert!(!message_id.is_empty() && published[0].get("spans").is_none(), "{logs}");
+    for line in lines.iter().filter(|l| l["event_id"] == "evt-alice-2") {
+        assert_eq!(line["message_id"], message_id, "{line}");
+    }
 }
 
 async fn a_single_active_key_yields_no_finding() {

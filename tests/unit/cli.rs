@@ -125,3 +125,23 @@ fn run_help_explains_the_sinks_and_formats() {
         assert!(out.contains(text), "--help lacks {text}:\n{out}");
     }
 }
+
+#[test]
+fn each_subcommand_s_errors_point_at_its_own_help() {
+    let (code, _, err) = keywatch(&["run"], &[("KEYWATCH_FINDINGS_BUS", "findings")]);
+    assert_eq!(code, 2);
+    assert!(err.trim().ends_with("see `keywatch run --help`"), "{err}");
+    let (code, _, err) = keywatch(&["scan"], &[("KEYWATCH_SCAN_USERS_IN_FLIGHT", "0")]);
+    assert_eq!(code, 2);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("KEYWATCH_SCAN_USERS_IN_FLIGHT") && err.trim().ends_with("see `keywatch scan --help`"), "{err}");
+    let (code, _, err) = keywatch(&["--log-format", "json", "replay", "--no-such-flag"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.trim().ends_with("see `keywatch replay --help`"), "{err}");
+    let (code, _, err) = keywatch(&["healthcheck", "--metrics-addr", "nowhere"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.trim().ends_with("see `keywatch healthcheck --help`"), "{err}");
+    let (code, _, err) = keywatch(&["scna"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.trim().ends_with("see `keywatch --help`"), "{err}");
+}

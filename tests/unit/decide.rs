@@ -1,4 +1,4 @@
-//! The pure decision, in process: every outcome `decide` can reach, from
+//! The pure decision, in process: every outcome `conclude` can reach, from
 //! fixtures and hand-made IAM answers, with what becomes of the message
 //! and its metric label. No emulator, no clock: `now` is passed in.
 
@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use keywatch::aws::{AwsError, ErrorClass};
 use keywatch::decide::{
-    decide, just_created, owner, screen, superseded, triage, usage_to_prefetch, Iam, Ignored, JustCreated, Outcome, Retry, Rules,
+    conclude, just_created, owner, screen, superseded, triage, usage_to_prefetch, usage_wanted, Iam, Ignored, JustCreated, Outcome, Retry,
+    Rules,
 };
 use keywatch::event::{parse, KeyEvent, Parsed, Target};
 use keywatch::exceptions::{Exception, Exceptions};
@@ -113,10 +114,10 @@ fn iam_failures_are_retried_and_a_vanished_user_is_ignored() {
     let ev = event("create_access_key_admin.json");
     let now = after(&ev, 1);
     let throttled = aws(ErrorClass::Throttled, "Throttling");
-    let outcome = decide(&ev, Iam::Failed(&throttled), &none(), &Exceptions::default(), now, &RULES);
+    let outcome = conclude(&ev, Iam::Failed(&throttled), &none(), &Exceptions::default(), now, &RULES);
     carries(&outcome, Disposition::Retry, None);
     let gone = InventoryError::NoSuchUser { account_id: ev.account_id.clone(), user_name: "alice".into() };
-    let outcome = decide(&ev, Iam::Failed(&gone), &none(), &Exceptions::default(), now, &RULES);
+    let outcome = conclude(&ev, Iam::Failed(&gone), &none(), &Exceptions::default(), now, &RULES);
     assert_eq!(outcome, Outcome::Ignored(Ignored::UserGone));
     carries(&outcome, Disposition::Ack, Some(EventOutcome::Ignored));
 }
@@ -127,12 +128,12 @@ fn one_active_key_is_compliant_and_two_publish_a_failed_finding_wanting_usage() 
     let new = ev.access_key_id.clone().unwrap();
     let now = after(&ev, 1);
     let one = listing(&[("AKIAOLD", KeyStatus::Inactive), (&new, KeyStatus::Active)], now);
-    let outcome = decide(&ev, Iam::Keys { user_name: "alice", listing: &one }, &none(), &Exceptions::default(), now, &RULES);
+    let outcome = conclude(&ev, Iam::Keys { user_name: "alice", listing: &one }, &none(), &Exceptions::default(), now, &RULES);
     assert_eq!(outcome, Outcome::Compliant { active: 1 });
     carries(&outcome, Disposition::Ack, Some(EventOutcome::Compliant));
 
     let two = listing(&[("AKIAOLD", KeyStatus::Active), (&new, KeyStatus::Active)], now);
-    let outcome = decide(&ev, Iam::Keys { user_name: "alice", listing: &two }, &none(), &Exceptions::default(), now, &RULES);
+    let outcome = conclude(&ev, Iam::Keys { user_name: "alice", listing: &two }, &none(), &Exceptions::default(), now, &RULES);
     carries(&outcome, Disposition::Ack, Some(EventOutcome::Finding));
     let Outcome::Publish(f) = &outcome else { panic!("{outcome:?}") };
     assert_eq!(
@@ -140,13 +141,20 @@ fn one_active_key_is_compliant_and_two_publish_a_failed_finding_wanting_usage() 
         (Status::Failed, 2, "2026-11-20T14:03:10Z"),
         "detected at the `now` passed in"
     );
-    assert_eq!(outcome.wants_usage(), ["AKIAOLD".to_string(), new.clone()], "both keys' last use is still unknown");
+    assert!(f.active_keys.iter().all(|k| !k.last_use_known));
+    let wanted = usage_wanted(&ev, Iam::Keys { user_name: "alice", listing: &two }, &none(), now, &RULES);
+    assert_eq!(wanted, ["AKIAOLD".to_string(), new.clone()], "both keys' last use is worth asking for");
+    let one_known = HashMap::from([(new.clone(), KeyUsage::default())]);
+    let wanted = usage_wanted(&ev, Iam::Keys { user_name: "alice", listing: &two }, &one_known, now, &RULES);
+    assert_eq!(wanted, ["AKIAOLD".to_string()], "a key whose last use is known is not asked about");
+    assert!(usage_wanted(&ev, Iam::Keys { user_name: "alice", listing: &one }, &none(), now, &RULES).is_empty(), "compliant");
 
     // With usage, the same facts give an enriched finding that wants no more.
     let usage = HashMap::from([("AKIAOLD".to_string(), KeyUsage::default()), (new.clone(), KeyUsage::default())]);
-    let enriched = decide(&ev, Iam::Keys { user_name: "alice", listing: &two }, &usage, &Exceptions::default(), now, &RULES);
-    assert!(enriched.wants_usage().is_empty());
+    assert!(usage_wanted(&ev, Iam::Keys { user_name: "alice", listing: &two }, &usage, now, &RULES).is_empty());
+    let enriched = conclude(&ev, Iam::Keys { user_name: "alice", listing: &two }, &usage, &Exceptions::default(), now, &RULES);
     let Outcome::Publish(f) = &enriched else { panic!() };
+    assert!(f.active_keys.iter().all(|k| k.last_use_known));
     assert!(f.recommended_key_to_deactivate.is_some());
 }
 
@@ -154,10 +162,10 @@ fn one_active_key_is_compliant_and_two_publish_a_failed_finding_wanting_usage() 
 fn a_fresh_event_is_assumed_over_a_stale_listing_and_an_old_one_is_not() {
     let ev = event("create_access_key_admin.json");
     let stale = listing(&[("AKIAOLD", KeyStatus::Active)], ev.event_time);
-    let fresh = decide(&ev, Iam::Keys { user_name: "alice", listing: &stale }, &none(), &Exceptions::default(), after(&ev, 60), &RULES);
+    let fresh = conclude(&ev, Iam::Keys { user_name: "alice", listing: &stale }, &none(), &Exceptions::default(), after(&ev, 60), &RULES);
     let Outcome::Publish(f) = &fresh else { panic!("{fresh:?}") };
     assert!(f.event_state_assumed);
-    let old = decide(&ev, Iam::Keys { user_name: "alice", listing: &stale }, &none(), &Exceptions::default(), after(&ev, 121), &RULES);
+    let old = conclude(&ev, Iam::Keys { user_name: "alice", listing: &stale }, &none(), &Exceptions::default(), after(&ev, 121), &RULES);
     assert_eq!(old, Outcome::Compliant { active: 1 }, "past the window the listing is the truth");
 }
 
@@ -171,10 +179,13 @@ fn a_deactivation_leaving_one_active_publishes_passed() {
         Target::User { name, .. } => name.clone(),
         other => panic!("{other:?}"),
     };
-    let outcome = decide(&ev, Iam::Keys { user_name: &user, listing: &l }, &none(), &Exceptions::default(), now, &RULES);
+    let outcome = conclude(&ev, Iam::Keys { user_name: &user, listing: &l }, &none(), &Exceptions::default(), now, &RULES);
     let Outcome::Publish(f) = &outcome else { panic!("{outcome:?}") };
     assert_eq!(f.status, Status::Passed);
-    assert!(outcome.wants_usage().is_empty(), "a PASSED finding is not enriched");
+    assert!(
+        usage_wanted(&ev, Iam::Keys { user_name: &user, listing: &l }, &none(), now, &RULES).is_empty(),
+        "a PASSED finding is not enriched"
+    );
 }
 
 #[test]
@@ -187,10 +198,10 @@ fn an_unexpired_exception_suppresses_a_failed_finding_and_an_expired_one_does_no
         source: None,
         entries: vec![Exception { account: "*".into(), user: "ali*".into(), reason: "rotation".into(), owner: "platform".into(), expires }],
     };
-    let suppressed = decide(&ev, Iam::Keys { user_name: "alice", listing: &two }, &none(), &exception(now.date()), now, &RULES);
+    let suppressed = conclude(&ev, Iam::Keys { user_name: "alice", listing: &two }, &none(), &exception(now.date()), now, &RULES);
     let Outcome::Publish(f) = &suppressed else { panic!() };
     assert!(f.suppressed && f.exception.is_some(), "the last day still applies");
-    let expired = decide(&ev, Iam::Keys { user_name: "alice", listing: &two }, &none(), &exception(date!(2026 - 01 - 01)), now, &RULES);
+    let expired = conclude(&ev, Iam::Keys { user_name: "alice", listing: &two }, &none(), &exception(date!(2026 - 01 - 01)), now, &RULES);
     let Outcome::Publish(f) = &expired else { panic!() };
     assert!(!f.suppressed);
 }
@@ -200,15 +211,16 @@ fn a_root_key_is_judged_against_cis_1_4() {
     let ev = event("create_access_key_root.json");
     assert_eq!(ev.target, Target::Root);
     let outcome =
-        decide(&ev, Iam::RootKeys { present: 1, observed_at: after(&ev, 1) }, &none(), &Exceptions::default(), after(&ev, 1), &RULES);
+        conclude(&ev, Iam::RootKeys { present: 1, observed_at: after(&ev, 1) }, &none(), &Exceptions::default(), after(&ev, 1), &RULES);
     let Outcome::Publish(f) = &outcome else { panic!("{outcome:?}") };
     assert_eq!((f.control_id, f.status), (ROOT_CONTROL_ID, Status::Failed));
-    assert!(outcome.wants_usage().is_empty(), "root findings are not enriched");
+    let iam = Iam::RootKeys { present: 1, observed_at: after(&ev, 1) };
+    assert!(usage_wanted(&ev, iam, &none(), after(&ev, 1), &RULES).is_empty(), "root findings are not enriched");
     // Not reflected yet, fresh: assumed; later: resolved.
     let assumed =
-        decide(&ev, Iam::RootKeys { present: 0, observed_at: after(&ev, 1) }, &none(), &Exceptions::default(), after(&ev, 1), &RULES);
+        conclude(&ev, Iam::RootKeys { present: 0, observed_at: after(&ev, 1) }, &none(), &Exceptions::default(), after(&ev, 1), &RULES);
     assert!(matches!(&assumed, Outcome::Publish(f) if f.status == Status::Failed && f.event_state_assumed));
-    let resolved = decide(
+    let resolved = conclude(
         &ev,
         Iam::RootKeys { present: 0, observed_at: after(&ev, 1) },
         &none(),
@@ -247,18 +259,18 @@ fn an_unconfirmed_deactivation_is_retried_never_passed() {
     // the user is down to one.
     let stale = listing(&[(&key, KeyStatus::Active), ("AKIAB", KeyStatus::Active)], after(&ev, 1));
     let iam = Iam::Keys { user_name: "carol", listing: &stale };
-    let fresh = decide(&ev, iam, &none(), &Exceptions::default(), after(&ev, 2), &RULES);
+    let fresh = conclude(&ev, iam, &none(), &Exceptions::default(), after(&ev, 2), &RULES);
     assert_eq!(fresh, Outcome::Retry(Retry::Unconfirmed));
     carries(&fresh, Disposition::Retry, None);
     // Once past the window, IAM's listing is the truth: still two active.
-    let old = decide(&ev, iam, &none(), &Exceptions::default(), after(&ev, 121), &RULES);
+    let old = conclude(&ev, iam, &none(), &Exceptions::default(), after(&ev, 121), &RULES);
     assert!(matches!(&old, Outcome::Publish(f) if f.status == Status::Failed), "{old:?}");
     // A delete the same.
     let delete = event("delete_access_key.json");
     let key = delete.access_key_id.clone().unwrap();
     let stale = listing(&[(&key, KeyStatus::Active), ("AKIAB", KeyStatus::Active)], after(&delete, 1));
     let iam = Iam::Keys { user_name: "dave", listing: &stale };
-    assert_eq!(decide(&delete, iam, &none(), &Exceptions::default(), after(&delete, 2), &RULES), Outcome::Retry(Retry::Unconfirmed));
+    assert_eq!(conclude(&delete, iam, &none(), &Exceptions::default(), after(&delete, 2), &RULES), Outcome::Retry(Retry::Unconfirmed));
 }
 
 #[test]
@@ -268,7 +280,7 @@ fn a_passed_rests_only_on_a_listing_with_at_most_one_active_key() {
     // IAM does not show the deactivation yet, but lists one active key: that
     // is already what IAM shows.
     let one = listing(&[(&key, KeyStatus::Active), ("AKIAB", KeyStatus::Inactive)], after(&ev, 1));
-    let outcome = decide(&ev, Iam::Keys { user_name: "carol", listing: &one }, &none(), &Exceptions::default(), after(&ev, 2), &RULES);
+    let outcome = conclude(&ev, Iam::Keys { user_name: "carol", listing: &one }, &none(), &Exceptions::default(), after(&ev, 2), &RULES);
     let Outcome::Publish(f) = &outcome else { panic!("{outcome:?}") };
     assert_eq!((f.status, f.event_state_assumed, f.active_key_count), (Status::Passed, false, 1));
 }
@@ -279,7 +291,7 @@ fn a_fresh_reactivation_iam_does_not_list_yet_still_alerts() {
     ev.key_status = Some(KeyStatus::Active);
     let key = ev.access_key_id.clone().unwrap();
     let stale = listing(&[(&key, KeyStatus::Inactive), ("AKIAB", KeyStatus::Active)], after(&ev, 1));
-    let outcome = decide(&ev, Iam::Keys { user_name: "carol", listing: &stale }, &none(), &Exceptions::default(), after(&ev, 2), &RULES);
+    let outcome = conclude(&ev, Iam::Keys { user_name: "carol", listing: &stale }, &none(), &Exceptions::default(), after(&ev, 2), &RULES);
     let Outcome::Publish(f) = &outcome else { panic!("{outcome:?}") };
     assert_eq!((f.status, f.event_state_assumed), (Status::Failed, true), "assumed in the alerting direction");
 }
@@ -290,7 +302,7 @@ fn a_root_key_delete_the_summary_does_not_show_yet_is_retried() {
     ev.event_name = keywatch::event::EventName::DeleteAccessKey;
     ev.key_status = None;
     let outcome =
-        decide(&ev, Iam::RootKeys { present: 1, observed_at: after(&ev, 1) }, &none(), &Exceptions::default(), after(&ev, 1), &RULES);
+        conclude(&ev, Iam::RootKeys { present: 1, observed_at: after(&ev, 1) }, &none(), &Exceptions::default(), after(&ev, 1), &RULES);
     assert_eq!(outcome, Outcome::Retry(Retry::Unconfirmed));
 }
 
@@ -300,7 +312,7 @@ fn findings_carry_when_iam_was_asked_and_the_older_answer_gives_way() {
     let new = ev.access_key_id.clone().unwrap();
     let observed = after(&ev, 1);
     let two = listing(&[("AKIAOLD", KeyStatus::Active), (&new, KeyStatus::Active)], observed);
-    let outcome = decide(&ev, Iam::Keys { user_name: "alice", listing: &two }, &none(), &Exceptions::default(), after(&ev, 3), &RULES);
+    let outcome = conclude(&ev, Iam::Keys { user_name: "alice", listing: &two }, &none(), &Exceptions::default(), after(&ev, 3), &RULES);
     let Outcome::Publish(f) = &outcome else { panic!() };
     assert_eq!(f.observed_at, observed, "the listing's start, not the decision's time");
     assert!(superseded(observed, Some(observed + time::Duration::milliseconds(1))));
@@ -315,7 +327,7 @@ fn the_user_name_and_finding_id_come_from_iams_spelling() {
     let new = ev.access_key_id.clone().unwrap();
     let mut two = listing(&[("AKIAOLD", KeyStatus::Active), (&new, KeyStatus::Active)], after(&ev, 1));
     two.user_name = Some("Alice".into());
-    let outcome = decide(&ev, Iam::Keys { user_name: "ALICE", listing: &two }, &none(), &Exceptions::default(), after(&ev, 2), &RULES);
+    let outcome = conclude(&ev, Iam::Keys { user_name: "ALICE", listing: &two }, &none(), &Exceptions::default(), after(&ev, 2), &RULES);
     let Outcome::Publish(f) = &outcome else { panic!() };
     assert_eq!(f.user_name, "Alice");
     assert_eq!(f.finding_id, finding_id(CONTROL_ID, &ev.account_id, "Alice"));

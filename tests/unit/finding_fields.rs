@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use crate::common::*;
-use keywatch::decide::{decide, Iam};
+use keywatch::decide::{conclude, Iam};
 use keywatch::exceptions::Exceptions;
 use keywatch::finding::{CIS_NO_ROOT_KEY, CIS_ONE_ACTIVE_KEY};
 use keywatch::keys::KeyStatus;
@@ -91,7 +91,7 @@ fn the_native_finding_names_the_user_by_arn() {
     let now = after(&ev, 1);
     let new = ev.access_key_id.clone().unwrap();
     let two = listing(&[("AKIABOB1", KeyStatus::Active), (&new, KeyStatus::Active)], now);
-    let f = published(decide(&ev, Iam::Keys { user_name: "bob", listing: &two }, &HashMap::new(), &Exceptions::default(), now, &RULES));
+    let f = published(conclude(&ev, Iam::Keys { user_name: "bob", listing: &two }, &HashMap::new(), &Exceptions::default(), now, &RULES));
     assert_eq!(f.user_arn, format!("arn:aws:iam::{MEMBER}:user/team/bob"));
 
     // The partition follows the event: the caller's ARN, else the region.

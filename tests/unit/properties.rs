@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use keywatch::decide::{decide, Iam, Outcome, Rules};
+use keywatch::decide::{conclude, Iam, Outcome, Rules};
 use keywatch::event::{parse, Actor, EventName, KeyEvent, Target, TargetSource};
 use keywatch::exceptions::Exceptions;
 use keywatch::finding::{finding_id, Status, CONTROL_ID};
@@ -104,7 +104,7 @@ proptest! {
         let active = keys.iter().filter(|k| k.is_active()).count();
         let listing = Listing { user_name: canonical.then(|| "alice".to_string()), keys, observed_at: T0 };
         let now = T0 + time::Duration::seconds(after);
-        let outcome = decide(&ev, Iam::Keys { user_name: "alice", listing: &listing }, &usage, &Exceptions::default(), now, &RULES);
+        let outcome = conclude(&ev, Iam::Keys { user_name: "alice", listing: &listing }, &usage, &Exceptions::default(), now, &RULES);
         if active > 1 {
             prop_assert!(!matches!(outcome, Outcome::Compliant { .. }), "{outcome:?}");
             if let Outcome::Publish(f) = &outcome {
@@ -121,7 +121,7 @@ proptest! {
         let listed_active = keys.iter().filter(|k| k.is_active()).count();
         let listing = Listing { user_name: None, keys, observed_at: T0 };
         let now = T0 + time::Duration::seconds(after);
-        if let Outcome::Publish(f) = decide(&ev, Iam::Keys { user_name: "alice", listing: &listing }, &usage, &Exceptions::default(), now, &RULES) {
+        if let Outcome::Publish(f) = conclude(&ev, Iam::Keys { user_name: "alice", listing: &listing }, &usage, &Exceptions::default(), now, &RULES) {
             if f.status == Status::Passed {
                 prop_assert!(!f.event_state_assumed, "{f:?}");
                 prop_assert!(listed_active <= 1, "IAM listed {listed_active} active keys: {f:?}");
@@ -137,7 +137,7 @@ proptest! {
         let listing = Listing { user_name: Some(iam_spelling.clone()), keys, observed_at: T0 };
         let now = T0 + time::Duration::seconds(after);
         let Target::User { name, .. } = &ev.target else { unreachable!() };
-        let outcome = decide(&ev, Iam::Keys { user_name: name, listing: &listing }, &HashMap::new(), &Exceptions::default(), now, &RULES);
+        let outcome = conclude(&ev, Iam::Keys { user_name: name, listing: &listing }, &HashMap::new(), &Exceptions::default(), now, &RULES);
         if let Outcome::Publish(f) = outcome {
             prop_assert_eq!(&f.user_name, &iam_spelling);
             prop_assert_eq!(f.finding_id, finding_id(CONTROL_ID, "111122223333", &iam_spelling));

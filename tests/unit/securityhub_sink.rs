@@ -60,7 +60,7 @@ fn finding(user: &str) -> Finding {
             .to_vec(),
         observed_at: now,
     };
-    let outcome = keywatch::decide::decide(
+    let outcome = keywatch::decide::conclude(
         &ev,
         keywatch::decide::Iam::Keys { user_name: user, listing: &listing },
         &Default::default(),
