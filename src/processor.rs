@@ -96,20 +96,22 @@ struct Facts {
 
 /// IAM's answer, owned.
 enum Answer {
-    /// `AccountAccessKeysPresent`, for a root key event.
-    RootKeys(Result<u32, InventoryError>),
+    /// `AccountAccessKeysPresent`, for a root key event, and when it was
+    /// asked for (the finding's `observed_at`: like a listing's, the time
+    /// of the request, not of the message, so that of two answers the later
+    /// one wins).
+    RootKeys(Result<u32, InventoryError>, OffsetDateTime),
     /// The user's keys.
     Keys { user_name: String, listing: Result<Listing, InventoryError> },
 }
 
 impl Facts {
-    /// IAM's answer as the decision reads it; `now`, the message's time
-    /// (taken before IAM was asked), dates the root user's summary.
-    fn iam(&self, now: OffsetDateTime) -> Iam<'_> {
+    /// IAM's answer as the decision reads it.
+    fn iam(&self) -> Iam<'_> {
         match &self.answer {
-            Answer::RootKeys(Ok(present)) => Iam::RootKeys { present: *present, observed_at: now },
+            Answer::RootKeys(Ok(present), observed_at) => Iam::RootKeys { present: *present, observed_at: *observed_at },
             Answer::Keys { user_name, listing: Ok(listing) } => Iam::Keys { user_name, listing },
-            Answer::RootKeys(Err(e)) | Answer::Keys { listing: Err(e), .. } => Iam::Failed(e),
+            Answer::RootKeys(Err(e), _) | Answer::Keys { listing: Err(e), .. } => Iam::Failed(e),
         }
     }
 }
@@ -260,7 +262,7 @@ impl<I: KeyInventory> Processor<I> {
         let outcome = match decide::screen(&ev, now, known) {
             Some(outcome) => outcome,
             None => match self.gather(&ev, now).await {
-                Ok(facts) => decide::conclude(&ev, facts.iam(now), &facts.usage, &self.exceptions(), now, &self.settings.rules),
+                Ok(facts) => decide::conclude(&ev, facts.iam(), &facts.usage, &self.exceptions(), now, &self.settings.rules),
                 Err(outcome) => outcome,
             },
         };
@@ -290,8 +292,9 @@ impl<I: KeyInventory> Processor<I> {
         let rules = &self.settings.rules;
         let user_name = match &ev.target {
             Target::Root => {
+                let observed_at = OffsetDateTime::now_utc();
                 let present = self.inventory.root_keys_present(&ev.account_id).await;
-                return Ok(Facts { answer: Answer::RootKeys(present), usage: HashMap::new() });
+                return Ok(Facts { answer: Answer::RootKeys(present, observed_at), usage: HashMap::new() });
             }
             Target::User { name, .. } => name.clone(),
             Target::Unresolved => {
