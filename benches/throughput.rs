@@ -46,6 +46,9 @@
 //!   for the first). `receive`: the moment each message is received, as if
 //!   every event had just happened; no listing can serve a later event, so
 //!   every event costs a `ListAccessKeys` (the worst case).
+//! - `KW_BENCH_KEYWATCH` (this build's binary): the `keywatch` binary the
+//!   `bin` rows run, e.g. one built at another commit, for a before/after
+//!   in one sitting
 //! - `KW_BENCH_IAM_RATE` (0 = off): the per-account IAM rate limit, in-process
 //!   and as `KEYWATCH_IAM_RATE_PER_ACCOUNT` for the binary. Off by default
 //!   because every event here is in one account: the binary's default (20/s)
@@ -97,6 +100,8 @@ struct Settings {
     /// 0 = off.
     iam_rate: f64,
     event_time: EventTime,
+    /// The binary the `bin` rows run (KW_BENCH_KEYWATCH).
+    binary: String,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -133,6 +138,7 @@ impl Settings {
             log: std::env::var("KW_BENCH_LOG").map_or(true, |v| v != "off"),
             row_timeout: Duration::from_secs(env_or("KW_BENCH_ROW_TIMEOUT_SECS", 60)),
             iam_rate: env_or("KW_BENCH_IAM_RATE", 0.0),
+            binary: std::env::var("KW_BENCH_KEYWATCH").unwrap_or_else(|_| env!("CARGO_BIN_EXE_keywatch").to_string()),
             event_time: match std::env::var("KW_BENCH_EVENT_TIME").as_deref() {
                 Err(_) | Ok("backlog") => EventTime::Backlog,
                 Ok("receive") => EventTime::Receive,
@@ -259,7 +265,7 @@ async fn run_binary(settings: &Settings, row: &Row) -> Outcome {
     let responder = Responder::start(row.messages, settings.users, wait, settings.event_time);
     let admin_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let load = Load::start();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keywatch"))
+    let mut child = Command::new(&settings.binary)
         .arg("run")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -367,13 +373,14 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     eprintln!(
-        "throughput bench: {} users, wait {} s, IAM rate limit {}, log {}, {} cores ({})",
+        "throughput bench: {} users, wait {} s, IAM rate limit {}, log {}, {} cores ({}); binary rows run {}",
         settings.users,
         settings.wait_secs,
         if settings.iam_rate > 0.0 { format!("{}/s per account", settings.iam_rate) } else { "off".to_string() },
         if settings.log { "json→sink" } else { "off" },
         cores,
-        cpu_model()
+        cpu_model(),
+        settings.binary
     );
 
     let mut outcomes = Vec::new();
