@@ -94,12 +94,12 @@ impl Accounts {
         Accounts { own: own.into(), listed: BTreeSet::new(), organization: None }
     }
 
-    pub fn own(&self) -> &str {
+    pub(crate) fn own(&self) -> &str {
         &self.own
     }
 
     /// Whether keywatch may act in `account_id`, from what is known now.
-    pub fn contains(&self, account_id: &str) -> bool {
+    fn contains(&self, account_id: &str) -> bool {
         account_id == self.own
             || self.listed.contains(account_id)
             || self.organization.as_ref().is_some_and(|o| o.members.read().unwrap_or_else(|e| e.into_inner()).1.contains(account_id))
@@ -108,7 +108,7 @@ impl Accounts {
     /// Whether keywatch may act in `account_id`; in organisation mode the
     /// accounts are listed again first when the list is old, or when the
     /// account is unknown and the list is at least a minute old.
-    pub async fn knows(&self, account_id: &str) -> bool {
+    pub(crate) async fn knows(&self, account_id: &str) -> bool {
         let known = self.contains(account_id);
         if let Some(org) = &self.organization {
             let age = org.members.read().unwrap_or_else(|e| e.into_inner()).0.elapsed();
@@ -121,7 +121,7 @@ impl Accounts {
     }
 
     /// Every account keywatch may act in, its own first.
-    pub fn all(&self) -> Vec<String> {
+    pub(crate) fn all(&self) -> Vec<String> {
         let mut all = vec![self.own.clone()];
         let org = self.organization.as_ref().map(|o| o.members.read().unwrap_or_else(|e| e.into_inner()).1.clone()).unwrap_or_default();
         all.extend(self.listed.iter().chain(org.iter()).filter(|a| **a != self.own).cloned());

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 type InFlight<V> = (OffsetDateTime, Shared<BoxFuture<'static, V>>);
 
 /// Calls in flight by key, each with the wall-clock time it started.
-pub struct SingleFlight<K, V: Clone> {
+pub(crate) struct SingleFlight<K, V: Clone> {
     inflight: Mutex<HashMap<K, InFlight<V>>>,
 }
 
@@ -35,7 +35,7 @@ impl<K: Eq + Hash + Clone, V: Clone + Send + Sync + 'static> SingleFlight<K, V> 
     /// The answer of the call in flight for `key` if it started after
     /// `after` (any, with `None`), or of a new one made by `call`. The flag
     /// is true when an existing call was joined.
-    pub async fn run<F>(&self, key: K, after: Option<OffsetDateTime>, call: impl FnOnce() -> F) -> (V, bool)
+    pub(crate) async fn run<F>(&self, key: K, after: Option<OffsetDateTime>, call: impl FnOnce() -> F) -> (V, bool)
     where
         F: Future<Output = V> + Send + 'static,
     {
@@ -76,7 +76,7 @@ impl<K: Eq + Hash, V: Clone> Drop for Forget<'_, K, V> {
 
 /// A map with a size cap and a time to live. Time is tokio's clock, so
 /// tests can move it.
-pub struct BoundedCache<K, V> {
+pub(crate) struct BoundedCache<K, V> {
     ttl: Duration,
     capacity: usize,
     entries: Mutex<HashMap<K, (Instant, V)>>,
@@ -85,12 +85,12 @@ pub struct BoundedCache<K, V> {
 impl<K: Eq + Hash + Clone, V: Clone> BoundedCache<K, V> {
     /// Holds at most `capacity` entries, each for at most `ttl`; a zero
     /// `ttl` or `capacity` keeps nothing.
-    pub fn new(capacity: usize, ttl: Duration) -> Self {
+    pub(crate) fn new(capacity: usize, ttl: Duration) -> Self {
         BoundedCache { ttl, capacity, entries: Mutex::new(HashMap::new()) }
     }
 
     /// The value kept for `key`, if younger than the TTL.
-    pub fn get(&self, key: &K) -> Option<V> {
+    pub(crate) fn get(&self, key: &K) -> Option<V> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let (stored, value) = entries.get(key)?;
         (stored.elapsed() < self.ttl).then(|| value.clone())
@@ -98,7 +98,7 @@ impl<K: Eq + Hash + Clone, V: Clone> BoundedCache<K, V> {
 
     /// Keeps `value` for `key`, unless `keep_old` says the fresh value kept
     /// now should stay.
-    pub fn insert_unless(&self, key: K, value: V, keep_old: impl FnOnce(&V) -> bool) {
+    pub(crate) fn insert_unless(&self, key: K, value: V, keep_old: impl FnOnce(&V) -> bool) {
         if self.ttl.is_zero() || self.capacity == 0 {
             return;
         }
@@ -114,15 +114,16 @@ impl<K: Eq + Hash + Clone, V: Clone> BoundedCache<K, V> {
     }
 
     /// Keeps `value` for `key`.
-    pub fn insert(&self, key: K, value: V) {
+    pub(crate) fn insert(&self, key: K, value: V) {
         self.insert_unless(key, value, |_| false);
     }
 
-    pub fn remove(&self, key: &K) {
+    pub(crate) fn remove(&self, key: &K) {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 

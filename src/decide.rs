@@ -38,7 +38,7 @@ pub struct Rules {
 
 impl Rules {
     /// Whether `event` is young enough at `now` for IAM to lag behind it.
-    pub fn fresh(&self, event: &KeyEvent, now: OffsetDateTime) -> bool {
+    pub(crate) fn fresh(&self, event: &KeyEvent, now: OffsetDateTime) -> bool {
         now - event.event_time <= self.consistency_window
     }
 }
@@ -167,7 +167,7 @@ pub fn owner(event: &KeyEvent, lookup: Option<Result<Option<crate::keys::KeyLast
 /// How far apart a `CreateAccessKey` event's `eventTime` and IAM's
 /// `CreateDate` of the key may be for the listed key to be the one the
 /// event made: both stamp the same call, each to the second.
-pub const CREATION_MATCH: Duration = Duration::from_secs(5);
+const CREATION_MATCH: Duration = Duration::from_secs(5);
 
 /// A key whose creation the event itself reports, as IAM confirms it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,7 +180,7 @@ pub struct JustCreated<'a> {
 }
 
 /// The key a fresh, successful `CreateAccessKey` made, when IAM's listing
-/// agrees: it shows that key created within [`CREATION_MATCH`] of the
+/// agrees: it shows that key created within `CREATION_MATCH` of the
 /// event, or (while the event is within the consistency window) does not
 /// show it yet. Such a key has had no time to be used, so its last use is
 /// known without asking `GetAccessKeyLastUsed` (never): that answer would

@@ -15,7 +15,7 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
-    pub fn is_retryable(self) -> bool {
+    pub(crate) fn is_retryable(self) -> bool {
         !matches!(self, ErrorClass::Permanent)
     }
 }
@@ -32,7 +32,7 @@ pub struct AwsError {
 }
 
 impl AwsError {
-    pub fn is_retryable(&self) -> bool {
+    pub(crate) fn is_retryable(&self) -> bool {
         self.class.is_retryable()
     }
 }

@@ -35,14 +35,14 @@ pub enum Verdict {
 pub struct Assessment {
     pub verdict: Verdict,
     /// The user's keys after merging in the event's own state.
-    pub keys: Vec<AccessKey>,
+    keys: Vec<AccessKey>,
     /// True when the listing did not reflect the event and the event's state
     /// was assumed for its key.
     pub assumed_event_state: bool,
 }
 
 impl Assessment {
-    pub fn active_keys(&self) -> impl Iterator<Item = &AccessKey> {
+    pub(crate) fn active_keys(&self) -> impl Iterator<Item = &AccessKey> {
         self.keys.iter().filter(|k| k.is_active())
     }
     pub fn active_count(&self) -> usize {
@@ -66,7 +66,7 @@ pub fn listing_reflects(event: &KeyEvent, keys: &[AccessKey]) -> bool {
 
 /// Whether the event lowers the user's active keys (a delete, or an update
 /// to any status but `Active`).
-pub fn is_reduction(event: &KeyEvent) -> bool {
+fn is_reduction(event: &KeyEvent) -> bool {
     match event.event_name {
         EventName::DeleteAccessKey => true,
         EventName::UpdateAccessKey => event.key_status.as_ref().is_some_and(|s| *s != KeyStatus::Active),

@@ -46,7 +46,7 @@ fn serialize_date<S: serde::Serializer>(d: &Date, s: S) -> Result<S::Ok, S::Erro
 }
 
 impl Exception {
-    pub fn is_expired(&self, now: OffsetDateTime) -> bool {
+    fn is_expired(&self, now: OffsetDateTime) -> bool {
         now.date() > self.expires
     }
 
@@ -77,7 +77,7 @@ pub enum Format {
 
 impl Format {
     /// The format a file or object name says by its extension.
-    pub fn of_name(name: &str) -> Format {
+    pub(crate) fn of_name(name: &str) -> Format {
         let ext = Path::new(name).extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
         match ext.as_str() {
             "toml" => Format::Toml,
@@ -102,14 +102,6 @@ pub enum ExceptionsError {
     Entry { origin: String, index: usize, label: String, message: String },
 }
 
-impl ExceptionsError {
-    /// The document was read but is not a valid exceptions list (rather
-    /// than: it could not be read).
-    pub fn is_invalid(&self) -> bool {
-        !matches!(self, ExceptionsError::Read { .. })
-    }
-}
-
 /// An entry as written, before validation.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -130,7 +122,7 @@ enum RawDate {
 }
 
 /// How a file is named in errors and logs.
-pub fn file_origin(path: &Path) -> String {
+pub(crate) fn file_origin(path: &Path) -> String {
     format!("file {}", path.display())
 }
 

@@ -89,8 +89,8 @@ impl fmt::Display for Location {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document {
     /// Opaque; equal versions hold equal text.
-    pub version: String,
-    pub text: String,
+    pub(crate) version: String,
+    pub(crate) text: String,
 }
 
 /// What a look at the source found.
@@ -126,7 +126,7 @@ impl FileSource {
     /// A file that changed is read twice, this long apart, and loaded only
     /// when both reads agree: an editor writing it in place is not caught
     /// half-way (which could read as an empty list).
-    pub const SETTLE: Duration = Duration::from_millis(200);
+    const SETTLE: Duration = Duration::from_millis(200);
 
     pub fn new(path: PathBuf) -> FileSource {
         FileSource { path, settle: FileSource::SETTLE }
@@ -197,7 +197,7 @@ impl Watch {
         Watch { source, version: None }
     }
 
-    pub fn origin(&self) -> String {
+    fn origin(&self) -> String {
         self.source.origin()
     }
 

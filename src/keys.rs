@@ -25,7 +25,7 @@ impl KeyStatus {
         }
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             Self::Active => "Active",
             Self::Inactive => "Inactive",
@@ -38,8 +38,8 @@ impl KeyStatus {
 /// the user's path and the partition in it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
-    pub name: String,
-    pub arn: String,
+    pub(crate) name: String,
+    pub(crate) arn: String,
 }
 
 /// One access key of a user, as IAM lists it.

@@ -17,12 +17,12 @@ use crate::decide;
 use crate::finding::Finding;
 
 /// Findings' last published `observed_at` kept at most (by `finding_id`).
-pub const CAPACITY: usize = 50_000;
+const CAPACITY: usize = 50_000;
 /// How long a published `observed_at` is kept.
-pub const TTL: Duration = Duration::from_secs(24 * 3600);
+const TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// The `observed_at` of the last finding published per `finding_id`.
-pub struct LastWord {
+pub(crate) struct LastWord {
     published: BoundedCache<String, OffsetDateTime>,
 }
 
@@ -36,7 +36,7 @@ impl LastWord {
     /// For each of `findings`, whether it may be published: false when it
     /// rests on an older IAM answer than one already published for its
     /// `finding_id`, or than another of `findings`.
-    pub fn keep(&self, findings: &[Finding]) -> Vec<bool> {
+    pub(crate) fn keep(&self, findings: &[Finding]) -> Vec<bool> {
         let mut latest: HashMap<&str, OffsetDateTime> = HashMap::new();
         for f in findings {
             let last = self.published.get(&f.finding_id).map_or(f.observed_at, |p| p.max(f.observed_at));
@@ -47,12 +47,13 @@ impl LastWord {
     }
 
     /// Notes a finding the sinks accepted.
-    pub fn published(&self, finding: &Finding) {
+    pub(crate) fn published(&self, finding: &Finding) {
         let observed = finding.observed_at;
         self.published.insert_unless(finding.finding_id.clone(), observed, |kept| *kept > observed);
     }
 
-    /// Findings whose last word is kept.
+    /// Findings whose last word is kept (for tests of the bound).
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.published.len()
     }

@@ -13,7 +13,7 @@
 //!   parsers (CloudTrail files and EventBridge exports → messages).
 //! - **Formats**: [`format`] turns a finding into OCSF and into ASFF (pure
 //!   mappings, no I/O; ASFF is built from the Security Hub SDK's types).
-//! - **Ports**: [`error`] (a failed AWS call as the core sees it), [`source`] (where messages come from, and the loop that
+//! - **Ports**: `error` (a failed AWS call as the core sees it), [`source`] (where messages come from, and the loop that
 //!   drives any source), [`sink`] (where findings go), [`inventory`] (what
 //!   IAM says, with [`inventory::cached`] as a caching decorator),
 //!   [`exceptions_source`] (where the approved exceptions come from, and the
@@ -21,7 +21,7 @@
 //!   act in, and the organisation's list kept current).
 //! - **Processor**: [`processor`] gathers the facts for each message through
 //!   the ports, lets `decide` decide, publishes, and says per message what
-//!   to do with it ([`message::Disposition`]); [`last_word`] drops a
+//!   to do with it ([`message::Disposition`]); `last_word` drops a
 //!   finding older than one already published for its id; `record` logs
 //!   and counts each outcome. [`scan`] checks every user of an account
 //!   through the same ports; [`replay`] hands the processor the events of
@@ -40,8 +40,9 @@
 //! core alone: what the fuzz targets link, without the AWS SDK crates.
 
 // Without `aws` (the fuzz targets' build) the core's helpers that only the
-// adapters call are unused: that is expected there, not dead code.
-#![cfg_attr(not(feature = "aws"), allow(dead_code))]
+// adapters call, and the crate-private re-exports of them, are unused: that
+// is expected there, not dead code.
+#![cfg_attr(not(feature = "aws"), allow(dead_code, unused_imports))]
 
 pub mod accounts;
 #[cfg(feature = "aws")]
@@ -54,7 +55,7 @@ mod cache;
 #[cfg(feature = "aws")]
 pub mod config;
 pub mod decide;
-pub mod error;
+mod error;
 pub mod evaluate;
 pub mod event;
 pub mod exceptions;
@@ -65,7 +66,7 @@ pub mod format;
 pub mod health;
 pub mod inventory;
 pub mod keys;
-pub mod last_word;
+mod last_word;
 #[cfg(feature = "aws")]
 pub mod limit;
 pub mod message;

@@ -7,7 +7,7 @@
 //! account's rate, each success wins a little of it back, up to the
 //! configured rate. Throttled and transient failures are retried with
 //! exponential backoff and full jitter; every attempt goes through
-//! [`crate::aws::call`], so each throttle is counted in the metrics.
+//! `aws::call`, so each throttle is counted in the metrics.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -133,14 +133,15 @@ impl RateLimiter {
     }
 
     /// Accounts with a bucket now (for tests of the bound).
-    pub fn buckets(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn buckets(&self) -> usize {
         self.buckets.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// True while `account`'s bucket is at least half full: room for calls
     /// that can wait or be done without (enrichment), leaving the rest of
     /// the budget to the calls detection needs. Takes no token.
-    pub fn has_headroom(&self, account: &str) -> bool {
+    pub(crate) fn has_headroom(&self, account: &str) -> bool {
         if !self.enabled() {
             return true;
         }
@@ -174,8 +175,9 @@ impl RateLimiter {
         }
     }
 
-    /// The current rate for `account` (for tests and logs).
-    pub fn rate(&self, account: &str) -> f64 {
+    /// The current rate for `account` (for tests).
+    #[cfg(test)]
+    pub(crate) fn rate(&self, account: &str) -> f64 {
         let buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         buckets.get(account).map_or(self.max_rate, |b| b.rate)
     }
@@ -207,5 +209,27 @@ impl RateLimiter {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_halves_the_rate_and_success_wins_it_back() {
+        let limiter = RateLimiter::new(16.0);
+        limiter.acquire("a").await;
+        limiter.throttled("a");
+        assert_eq!(limiter.rate("a"), 8.0);
+        limiter.throttled("a");
+        limiter.throttled("a");
+        limiter.throttled("a");
+        limiter.throttled("a");
+        assert_eq!(limiter.rate("a"), 1.0, "floored at a sixteenth");
+        for _ in 0..100 {
+            limiter.succeeded("a");
+        }
+        assert_eq!(limiter.rate("a"), 16.0, "never above the configured rate");
     }
 }

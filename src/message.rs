@@ -1,5 +1,5 @@
 //! A message as the core sees it, whatever its source (an SQS queue, a
-//! replayed file), what its body holds ([`Body`], read once), and what the
+//! replayed file), what its body holds (`Body`, read once), and what the
 //! core decided to do with it.
 
 use std::time::Instant;
@@ -13,14 +13,14 @@ use crate::event::{self, is_account_id, truncate, ParseError, Parsed};
 /// source's job, and some sources have none to give.
 #[derive(Debug, Clone)]
 pub struct Message {
-    pub message_id: String,
+    pub(crate) message_id: String,
     pub body: String,
     /// SQS `ApproximateReceiveCount`, for logs about poison messages.
-    pub receive_count: Option<u32>,
+    pub(crate) receive_count: Option<u32>,
     /// Wall-clock time of receipt, for the upstream delivery delay.
-    pub received_at: OffsetDateTime,
+    pub(crate) received_at: OffsetDateTime,
     /// Monotonic time of receipt, for our own processing time.
-    pub received: Instant,
+    pub(crate) received: Instant,
 }
 
 impl Message {
@@ -51,13 +51,13 @@ pub enum Disposition {
 
 /// Puts new messages on the source a message came from (a scan request
 /// fanned out per account onto the worker's own queue).
-pub trait Requeue: Send + Sync {
+pub(crate) trait Requeue: Send + Sync {
     fn send<'a>(&'a self, bodies: &'a [String]) -> futures_util::future::BoxFuture<'a, Result<(), crate::error::AwsError>>;
 }
 
 /// What a message body holds, read once by [`Body::parse`].
 #[derive(Debug, Clone, PartialEq)]
-pub enum Body {
+pub(crate) enum Body {
     /// keywatch's own scan request (see [`ScanRequest`]); `Err`: it names a
     /// malformed account.
     ScanRequest(Result<ScanRequest, String>),
@@ -70,7 +70,7 @@ impl Body {
     /// Reads a message body. `scan_requests`: whether scan requests are
     /// taken where the message came from; where they are not, a scan
     /// request is read as any other body (and is no event).
-    pub fn parse(body: &str, scan_requests: bool) -> Body {
+    pub(crate) fn parse(body: &str, scan_requests: bool) -> Body {
         if scan_requests {
             if let Some(request) = ScanRequest::parse(body) {
                 return Body::ScanRequest(request);
@@ -87,20 +87,20 @@ impl Body {
 /// queue, so that replicas share the work and each account is retried and
 /// dead-lettered on its own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScanRequest {
-    pub keywatch: String,
+pub(crate) struct ScanRequest {
+    keywatch: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account_id: Option<String>,
+    pub(crate) account_id: Option<String>,
     #[serde(default)]
-    pub include_passed: bool,
+    pub(crate) include_passed: bool,
 }
 
 /// The value of `keywatch` in a scan request.
-pub const SCAN_REQUEST: &str = "scan-request";
+const SCAN_REQUEST: &str = "scan-request";
 
 impl ScanRequest {
     /// A request for one account.
-    pub fn for_account(account_id: &str, include_passed: bool) -> Self {
+    pub(crate) fn for_account(account_id: &str, include_passed: bool) -> Self {
         ScanRequest { keywatch: SCAN_REQUEST.into(), account_id: Some(account_id.into()), include_passed }
     }
 
@@ -121,7 +121,7 @@ impl ScanRequest {
         }
     }
 
-    pub fn to_body(&self) -> String {
+    pub(crate) fn to_body(&self) -> String {
         serde_json::to_string(self).expect("a scan request always serialises")
     }
 }

@@ -18,7 +18,7 @@ use crate::telemetry::{self, EventOutcome};
 /// [`published`] and [`not_accepted`] for those). No line names the
 /// message: the span it is logged in does ([`crate::processor`]); `m`
 /// gives an invalid one's receive count.
-pub fn outcome(m: &Message, ev: Option<&KeyEvent>, outcome: &Outcome) {
+pub(crate) fn outcome(m: &Message, ev: Option<&KeyEvent>, outcome: &Outcome) {
     let label = ev.map_or("unknown", |e| e.event_name.as_str());
     let event_id = ev.map(|e| e.event_id.as_str());
     let account_id = ev.map(|e| e.account_id.as_str());
@@ -95,7 +95,7 @@ pub fn outcome(m: &Message, ev: Option<&KeyEvent>, outcome: &Outcome) {
 }
 
 /// A finding accepted by every sink.
-pub fn published(ev: &KeyEvent, f: &Finding, latency: f64) {
+pub(crate) fn published(ev: &KeyEvent, f: &Finding, latency: f64) {
     telemetry::finding_accepted(f.status.as_str(), latency);
     telemetry::event(ev.event_name.as_str(), EventOutcome::Finding);
     if f.suppressed {
@@ -123,7 +123,7 @@ pub fn published(ev: &KeyEvent, f: &Finding, latency: f64) {
 }
 
 /// A finding some sink did not accept: its message stays for redelivery.
-pub fn not_accepted(f: &Finding, e: &SinkError) {
+pub(crate) fn not_accepted(f: &Finding, e: &SinkError) {
     telemetry::emit_failed_entries(1);
     warn!(
         finding_id = %f.finding_id,

@@ -81,7 +81,7 @@ impl<I: KeyInventory> Scanner<I> {
     }
 
     /// The same scanner with other settings.
-    pub fn with_settings(&self, settings: ScanSettings) -> Self {
+    fn with_settings(&self, settings: ScanSettings) -> Self {
         Scanner { inventory: self.inventory.clone(), sink: self.sink.clone(), settings }
     }
 
@@ -213,7 +213,7 @@ fn note_error(summary: &mut ScanSummary, error: String) {
 
 /// Carries out a scan request taken off the worker's queue (see
 /// [`ScanRequest`]): what to do with its message.
-pub async fn carry_out<I: KeyInventory>(
+pub(crate) async fn carry_out<I: KeyInventory>(
     scanner: &Scanner<I>,
     accounts: &Accounts,
     exceptions: &Exceptions,

@@ -6,7 +6,7 @@
 //! [`Sinks`] publishes to several at once and accepts a finding only when
 //! every one of them did. Adapters: EventBridge ([`crate::aws::eventbridge`]),
 //! Security Hub ([`crate::aws::securityhub`]) and JSON lines on standard
-//! output ([`StdoutSink`]).
+//! output (`StdoutSink`).
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -84,7 +84,7 @@ impl FindingSink for Sinks {
 /// Findings as JSON lines on a writer (standard output by default): for
 /// dry runs, pipes and log shippers. One finding per line, in the
 /// configured format (native unless told).
-pub struct StdoutSink {
+pub(crate) struct StdoutSink {
     out: Mutex<Box<dyn Write + Send>>,
     format: FindingFormat,
 }
@@ -96,12 +96,12 @@ impl Default for StdoutSink {
 }
 
 impl StdoutSink {
-    pub fn to(out: Box<dyn Write + Send>) -> Self {
+    fn to(out: Box<dyn Write + Send>) -> Self {
         StdoutSink { out: Mutex::new(out), format: FindingFormat::Native }
     }
 
     /// The same, writing each finding in `format`.
-    pub fn with_format(mut self, format: FindingFormat) -> Self {
+    pub(crate) fn with_format(mut self, format: FindingFormat) -> Self {
         self.format = format;
         self
     }

@@ -27,8 +27,8 @@ use crate::telemetry::{self, MessageResult};
 /// A received message with what its source needs to acknowledge it.
 #[derive(Debug, Clone)]
 pub struct Delivery<A> {
-    pub message: Message,
-    pub ack: A,
+    pub(crate) message: Message,
+    pub(crate) ack: A,
 }
 
 /// Why a source could not receive or acknowledge.

@@ -13,62 +13,61 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gau
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// CloudTrail `eventTime` to the finding accepted by every sink (label `status`).
-pub const DETECTION_LATENCY: &str = "keywatch_detection_latency_seconds";
+const DETECTION_LATENCY: &str = "keywatch_detection_latency_seconds";
 /// CloudTrail `eventTime` to the message received: the upstream delay.
-pub const DELIVERY_DELAY: &str = "keywatch_delivery_delay_seconds";
+const DELIVERY_DELAY: &str = "keywatch_delivery_delay_seconds";
 /// Message received to acknowledged (or given up on): our own part.
-pub const PROCESSING: &str = "keywatch_processing_seconds";
+const PROCESSING: &str = "keywatch_processing_seconds";
 /// Duration of each AWS API call (labels `service`, `operation`, `outcome`).
-pub const AWS_REQUEST_DURATION: &str = "keywatch_aws_request_duration_seconds";
+const AWS_REQUEST_DURATION: &str = "keywatch_aws_request_duration_seconds";
 /// Count of AWS API calls (labels `service`, `operation`, `outcome`).
-pub const AWS_REQUESTS: &str = "keywatch_aws_requests_total";
+const AWS_REQUESTS: &str = "keywatch_aws_requests_total";
 /// Events by name and outcome.
-pub const EVENTS: &str = "keywatch_events_total";
+const EVENTS: &str = "keywatch_events_total";
 /// CloudTrail records of failed key calls, by event name and error code.
-pub const FAILED_CALLS: &str = "keywatch_failed_calls_total";
+const FAILED_CALLS: &str = "keywatch_failed_calls_total";
 /// Re-checks that made no `ListAccessKeys` of their own, by how: joined a
 /// listing of the same user in flight, or reused a recent one that started
 /// after the event.
-pub const COALESCED_CHECKS: &str = "keywatch_coalesced_checks_total";
+const COALESCED_CHECKS: &str = "keywatch_coalesced_checks_total";
 /// Last-use look-ups left out because the account's IAM budget was needed
 /// for listings.
-pub const ENRICHMENT_SKIPPED: &str = "keywatch_enrichment_skipped_total";
+const ENRICHMENT_SKIPPED: &str = "keywatch_enrichment_skipped_total";
 /// Findings accepted by every sink, by status.
-pub const FINDINGS: &str = "keywatch_findings_total";
+const FINDINGS: &str = "keywatch_findings_total";
 /// Findings not accepted by a sink: entries it rejected, or every entry of
 /// a PutEvents or BatchImportFindings call that failed whole.
-pub const EMIT_FAILED_ENTRIES: &str = "keywatch_emit_failed_entries_total";
+const EMIT_FAILED_ENTRIES: &str = "keywatch_emit_failed_entries_total";
 /// SQS messages by what became of them.
-pub const MESSAGES: &str = "keywatch_messages_total";
+const MESSAGES: &str = "keywatch_messages_total";
 /// Messages received and not yet acknowledged or released.
-pub const INFLIGHT: &str = "keywatch_inflight_messages";
+const INFLIGHT: &str = "keywatch_inflight_messages";
 /// Queue depth from GetQueueAttributes (labels `queue`, `state`).
-pub const QUEUE_MESSAGES: &str = "keywatch_queue_messages";
+const QUEUE_MESSAGES: &str = "keywatch_queue_messages";
 /// Unix time of the last message received from the input queue.
-pub const LAST_MESSAGE: &str = "keywatch_last_message_timestamp_seconds";
+const LAST_MESSAGE: &str = "keywatch_last_message_timestamp_seconds";
 /// Duration of one account's scan (label `result`: `complete`, `errors`).
-pub const SCAN_DURATION: &str = "keywatch_scan_duration_seconds";
+const SCAN_DURATION: &str = "keywatch_scan_duration_seconds";
 /// Users a scan checked.
-pub const SCAN_USERS: &str = "keywatch_scan_users_checked_total";
+const SCAN_USERS: &str = "keywatch_scan_users_checked_total";
 /// Users a scan found failing.
-pub const SCAN_FAILING: &str = "keywatch_scan_failing_users_total";
+const SCAN_FAILING: &str = "keywatch_scan_failing_users_total";
 /// Unix time of the last account scan that finished without errors.
-pub const SCAN_LAST_SUCCESS: &str = "keywatch_scan_last_success_timestamp_seconds";
+const SCAN_LAST_SUCCESS: &str = "keywatch_scan_last_success_timestamp_seconds";
 /// Approved exceptions in the set in force (expired entries included).
-pub const LOADED_EXCEPTIONS: &str = "keywatch_loaded_exceptions";
+const LOADED_EXCEPTIONS: &str = "keywatch_loaded_exceptions";
 /// Looks at the exceptions source that kept the previous set (label
 /// `reason`: `unreadable` or `invalid`).
-pub const EXCEPTIONS_RELOAD_FAILURES: &str = "keywatch_exceptions_reload_failures_total";
+const EXCEPTIONS_RELOAD_FAILURES: &str = "keywatch_exceptions_reload_failures_total";
 /// Findings published marked `suppressed` by an approved exception.
-pub const SUPPRESSED_FINDINGS: &str = "keywatch_suppressed_findings_total";
+const SUPPRESSED_FINDINGS: &str = "keywatch_suppressed_findings_total";
 /// Always 1; the label carries the running version.
-pub const BUILD_INFO: &str = "keywatch_build_info";
+const BUILD_INFO: &str = "keywatch_build_info";
 
 /// Buckets for every histogram, in seconds. They span the emulator's
 /// milliseconds and AWS's minutes of CloudTrail delivery delay, so one set of
 /// buckets serves local runs and production without re-configuration.
-pub const BUCKETS_SECONDS: &[f64] =
-    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
+const BUCKETS_SECONDS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
 
 /// Installs the global metrics recorder and returns the handle that renders
 /// `/metrics`. The admin server serves it; nothing listens on its own.
@@ -86,7 +85,7 @@ pub fn install_recorder() -> Result<PrometheusHandle, metrics_exporter_prometheu
 /// Help text for every metric, and the series that should exist from the
 /// first scrape (at zero) so that dashboards and `rate()` work before the
 /// first event.
-pub fn describe() {
+fn describe() {
     describe_histogram!(DETECTION_LATENCY, Unit::Seconds, "CloudTrail eventTime to the finding accepted by every sink.");
     describe_histogram!(
         DELIVERY_DELAY,
@@ -162,7 +161,7 @@ pub fn describe() {
 
 /// Which AWS service a call went to (label `service`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Service {
+pub(crate) enum Service {
     Sqs,
     Iam,
     EventBridge,
@@ -174,7 +173,7 @@ pub enum Service {
 }
 
 impl Service {
-    pub fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             Service::Sqs => "sqs",
             Service::Iam => "iam",
@@ -190,14 +189,14 @@ impl Service {
 
 /// How an AWS call ended (label `outcome`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallOutcome {
+pub(crate) enum CallOutcome {
     Ok,
     Throttled,
     Error,
 }
 
 impl CallOutcome {
-    pub fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             CallOutcome::Ok => "ok",
             CallOutcome::Throttled => "throttled",
@@ -207,7 +206,7 @@ impl CallOutcome {
 }
 
 /// Records one AWS API call.
-pub fn aws_request(service: Service, operation: &'static str, outcome: CallOutcome, elapsed: Duration) {
+pub(crate) fn aws_request(service: Service, operation: &'static str, outcome: CallOutcome, elapsed: Duration) {
     let labels = [("service", service.as_str()), ("operation", operation), ("outcome", outcome.as_str())];
     histogram!(AWS_REQUEST_DURATION, &labels).record(elapsed.as_secs_f64());
     counter!(AWS_REQUESTS, &labels).increment(1);
@@ -233,7 +232,7 @@ pub enum EventOutcome {
 }
 
 impl EventOutcome {
-    pub fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             EventOutcome::Finding => "finding",
             EventOutcome::Compliant => "compliant",
@@ -248,20 +247,20 @@ impl EventOutcome {
 
 /// Records one event's outcome. `event_name` must come from a fixed set
 /// ([`crate::event::EventName::as_str`], or `other`).
-pub fn event(event_name: &'static str, outcome: EventOutcome) {
+pub(crate) fn event(event_name: &'static str, outcome: EventOutcome) {
     counter!(EVENTS, "event_name" => event_name, "outcome" => outcome.as_str()).increment(1);
 }
 
 /// What became of one SQS message (label `result`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MessageResult {
+pub(crate) enum MessageResult {
     Deleted,
     Retried,
     Invalid,
 }
 
 impl MessageResult {
-    pub fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             MessageResult::Deleted => "deleted",
             MessageResult::Retried => "retried",
@@ -270,7 +269,7 @@ impl MessageResult {
     }
 }
 
-pub fn message(result: MessageResult) {
+pub(crate) fn message(result: MessageResult) {
     counter!(MESSAGES, "result" => result.as_str()).increment(1);
 }
 
@@ -288,24 +287,24 @@ pub fn failed_call_label(code: &str) -> &'static str {
 }
 
 /// A CloudTrail record of a key call that failed.
-pub fn failed_call(event_name: &'static str, error_code: &str) {
+pub(crate) fn failed_call(event_name: &'static str, error_code: &str) {
     counter!(FAILED_CALLS, "event_name" => event_name, "error_code" => failed_call_label(error_code)).increment(1);
 }
 
-pub fn finding_accepted(status: &'static str, detection_latency_seconds: f64) {
+pub(crate) fn finding_accepted(status: &'static str, detection_latency_seconds: f64) {
     counter!(FINDINGS, "status" => status).increment(1);
     histogram!(DETECTION_LATENCY, "status" => status).record(detection_latency_seconds.max(0.0));
 }
 
 /// How a re-check did without a listing of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Coalesced {
+pub(crate) enum Coalesced {
     InFlight,
     Recent,
 }
 
 impl Coalesced {
-    pub fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             Coalesced::InFlight => "in_flight",
             Coalesced::Recent => "recent",
@@ -313,33 +312,33 @@ impl Coalesced {
     }
 }
 
-pub fn coalesced_check(how: Coalesced) {
+pub(crate) fn coalesced_check(how: Coalesced) {
     counter!(COALESCED_CHECKS, "how" => how.as_str()).increment(1);
 }
 
-pub fn enrichment_skipped() {
+pub(crate) fn enrichment_skipped() {
     counter!(ENRICHMENT_SKIPPED).increment(1);
 }
 
-pub fn emit_failed_entries(count: u64) {
+pub(crate) fn emit_failed_entries(count: u64) {
     counter!(EMIT_FAILED_ENTRIES).increment(count);
 }
 
-pub fn delivery_delay(seconds: f64) {
+pub(crate) fn delivery_delay(seconds: f64) {
     histogram!(DELIVERY_DELAY).record(seconds.max(0.0));
 }
 
-pub fn processing(elapsed: Duration) {
+pub(crate) fn processing(elapsed: Duration) {
     histogram!(PROCESSING).record(elapsed.as_secs_f64());
 }
 
 /// A batch of messages arrived now.
-pub fn messages_received(now_unix_seconds: f64) {
+pub(crate) fn messages_received(now_unix_seconds: f64) {
     gauge!(LAST_MESSAGE).set(now_unix_seconds);
 }
 
 /// One account's scan finished.
-pub fn scan_finished(complete: bool, duration_seconds: f64, users_checked: usize, users_failing: usize) {
+pub(crate) fn scan_finished(complete: bool, duration_seconds: f64, users_checked: usize, users_failing: usize) {
     let result = if complete { "complete" } else { "errors" };
     histogram!(SCAN_DURATION, "result" => result).record(duration_seconds);
     counter!(SCAN_USERS).increment(users_checked as u64);
@@ -349,23 +348,23 @@ pub fn scan_finished(complete: bool, duration_seconds: f64, users_checked: usize
     }
 }
 
-pub fn inflight_add(n: usize) {
+pub(crate) fn inflight_add(n: usize) {
     gauge!(INFLIGHT).increment(n as f64);
 }
 
-pub fn inflight_sub(n: usize) {
+pub(crate) fn inflight_sub(n: usize) {
     gauge!(INFLIGHT).decrement(n as f64);
 }
 
 /// Queue depth for `queue` (`input` or `dlq`).
-pub fn queue_depth(queue: &'static str, visible: u64, in_flight: u64) {
+pub(crate) fn queue_depth(queue: &'static str, visible: u64, in_flight: u64) {
     gauge!(QUEUE_MESSAGES, "queue" => queue, "state" => "visible").set(visible as f64);
     gauge!(QUEUE_MESSAGES, "queue" => queue, "state" => "in_flight").set(in_flight as f64);
 }
 
 /// Why a reload of the exceptions kept the previous set (label `reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReloadFailure {
+pub(crate) enum ReloadFailure {
     /// The file, parameter or object could not be read.
     Unreadable,
     /// A new version is not a valid exceptions list.
@@ -373,7 +372,7 @@ pub enum ReloadFailure {
 }
 
 impl ReloadFailure {
-    pub fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             ReloadFailure::Unreadable => "unreadable",
             ReloadFailure::Invalid => "invalid",
@@ -382,15 +381,15 @@ impl ReloadFailure {
 }
 
 /// A set of `n` exceptions is in force.
-pub fn exceptions_loaded(n: usize) {
+pub(crate) fn exceptions_loaded(n: usize) {
     gauge!(LOADED_EXCEPTIONS).set(n as f64);
 }
 
-pub fn exceptions_reload_failed(reason: ReloadFailure) {
+pub(crate) fn exceptions_reload_failed(reason: ReloadFailure) {
     counter!(EXCEPTIONS_RELOAD_FAILURES, "reason" => reason.as_str()).increment(1);
 }
 
 /// A FAILED finding was published marked suppressed.
-pub fn suppressed_finding() {
+pub(crate) fn suppressed_finding() {
     counter!(SUPPRESSED_FINDINGS).increment(1);
 }

@@ -43,7 +43,7 @@ pub use self::batch::{replay, scan, ReplayReport, ScanReport};
 pub use self::logs::JsonLines;
 
 /// The inventory the app runs with.
-pub type Inventory = CachingInventory<IamInventory>;
+type Inventory = CachingInventory<IamInventory>;
 
 /// Why the app could not start or stop cleanly. Each says which setting
 /// to look at.
@@ -191,15 +191,6 @@ impl App {
             exceptions_poll,
             drain_timeout_secs: args.drain_timeout_secs,
         })
-    }
-
-    pub fn health(&self) -> Arc<Health> {
-        self.health.clone()
-    }
-
-    /// The admin port's address, when it was bound.
-    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
-        self.admin.as_ref().map(|(_, addr)| *addr)
     }
 
     /// Runs until `shutdown` is cancelled (or, with `--once`, the queue is

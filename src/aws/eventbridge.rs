@@ -23,11 +23,11 @@ use crate::sink::{FindingSink, SinkError};
 use crate::telemetry::Service;
 
 /// The `DetailType` of every finding event.
-pub const DETAIL_TYPE: &str = "IAM Access Key Finding";
+const DETAIL_TYPE: &str = "IAM Access Key Finding";
 /// EventBridge accepts at most 10 entries per `PutEvents`.
-pub const MAX_ENTRIES: usize = 10;
+const MAX_ENTRIES: usize = 10;
 /// EventBridge's limit on one `PutEvents` request, with room for framing.
-pub const MAX_REQUEST_BYTES: usize = 256 * 1024 - 4 * 1024;
+const MAX_REQUEST_BYTES: usize = 256 * 1024 - 4 * 1024;
 
 /// [`FindingSink`] over EventBridge.
 #[derive(Clone)]
@@ -48,7 +48,7 @@ impl EventBridgeSink {
     }
 
     /// The same, with `Detail` in `format`.
-    pub fn with_format(mut self, format: FindingFormat) -> Self {
+    pub(crate) fn with_format(mut self, format: FindingFormat) -> Self {
         self.format = format;
         self
     }

@@ -1,11 +1,11 @@
 //! IAM: the [`KeyInventory`] over the IAM API, in any account.
 //!
 //! Every call is rate-limited and retried per account ([`crate::limit`])
-//! and goes through [`super::call`]. Events from an organisation carry
+//! and goes through `aws::call`. Events from an organisation carry
 //! member account ids: with a member role configured, calls for an account
 //! other than the worker's own use an IAM client whose credentials come
 //! from `sts:AssumeRole` into `arn:aws:iam::<account>:role/<name>`
-//! ([`super::sts::AssumeRoleCredentials`], cached and renewed by the SDK).
+//! (`sts::AssumeRoleCredentials`, cached and renewed by the SDK).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -275,5 +275,43 @@ impl KeyInventory for IamInventory {
             }
         }
         Ok(users)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_iam::operation::list_access_keys::{ListAccessKeysError, ListAccessKeysOutput};
+    use aws_sdk_iam::types::{AccessKeyMetadata, StatusType};
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+    use super::*;
+
+    fn key(id: &str) -> AccessKeyMetadata {
+        AccessKeyMetadata::builder().access_key_id(id).status(StatusType::Active).user_name("alice").build()
+    }
+
+    #[tokio::test]
+    async fn a_throttled_listing_is_retried_and_succeeds() {
+        let throttled = mock!(aws_sdk_iam::Client::list_access_keys)
+            .sequence()
+            .error(|| {
+                ListAccessKeysError::generic(
+                    aws_sdk_iam::error::ErrorMetadata::builder().code("Throttling").message("Rate exceeded").build(),
+                )
+            })
+            .times(2)
+            .output(|| ListAccessKeysOutput::builder().access_key_metadata(key("K1")).build().unwrap())
+            .build();
+        // As in production, the client does not retry: keywatch does.
+        let client = mock_client!(aws_sdk_iam, RuleMode::Sequential, [&throttled], |c| c
+            .retry_config(aws_sdk_iam::config::retry::RetryConfig::disabled()));
+        let limiter = Arc::new(RateLimiter::new(50.0));
+        let inventory = IamInventory::new(client)
+            .with_limits(limiter.clone(), RetryPolicy { max_attempts: 4, base: Duration::from_millis(1), cap: Duration::from_millis(2) });
+        let keys = inventory.list_keys("123456789012", "alice", None).await.unwrap().keys;
+        assert_eq!(keys.len(), 1);
+        assert_eq!(throttled.num_calls(), 3);
+        let rate = limiter.rate("123456789012");
+        assert!(rate < 50.0, "the throttles lowered the account rate: {rate}");
     }
 }

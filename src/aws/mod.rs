@@ -2,13 +2,13 @@
 //!
 //! The adapters translate between the SDKs and the core's ports:
 //! [`sqs`] (the input queue, a message source), [`iam`] (the key
-//! inventory), [`eventbridge`] and [`securityhub`] (finding sinks), [`sts`]
-//! (the worker's account and member-account credentials), [`organizations`]
+//! inventory), [`eventbridge`] and [`securityhub`] (finding sinks), `sts`
+//! (the worker's account and member-account credentials), `organizations`
 //! (the organisation's accounts), [`ssm`] and [`s3`] (sources of the approved
 //! exceptions). [`Clients`] builds each SDK client once, when first needed,
 //! for the binary, the tests and the benchmarks alike.
 //!
-//! Every AWS call goes through [`call`], so `keywatch_aws_requests_total` and
+//! Every AWS call goes through `call`, so `keywatch_aws_requests_total` and
 //! `keywatch_aws_request_duration_seconds` see all of them with the same
 //! labels, and every error is classified the same way: throttled and
 //! transient errors leave the message for redelivery, permanent ones are
@@ -16,12 +16,12 @@
 
 pub mod eventbridge;
 pub mod iam;
-pub mod organizations;
+pub(crate) mod organizations;
 pub mod s3;
 pub mod securityhub;
 pub mod sqs;
 pub mod ssm;
-pub mod sts;
+pub(crate) mod sts;
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -52,7 +52,7 @@ const THROTTLING_CODES: &[&str] = &[
 /// Service error codes that are transient whatever their HTTP status.
 const TRANSIENT_CODES: &[&str] = &["InternalFailure", "InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeoutException"];
 
-pub fn classify_code(code: Option<&str>, http_status: Option<u16>) -> ErrorClass {
+fn classify_code(code: Option<&str>, http_status: Option<u16>) -> ErrorClass {
     match code {
         Some(c) if THROTTLING_CODES.contains(&c) => ErrorClass::Throttled,
         Some(c) if TRANSIENT_CODES.contains(&c) => ErrorClass::Transient,
@@ -63,7 +63,7 @@ pub fn classify_code(code: Option<&str>, http_status: Option<u16>) -> ErrorClass
 }
 
 /// Classifies an SDK error.
-pub fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(err: &SdkError<E, HttpResponse>) -> ErrorClass {
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(err: &SdkError<E, HttpResponse>) -> ErrorClass {
     // No credentials (a role that cannot be assumed, a broken profile):
     // retrying the same call at once would only ask STS again.
     if is_credentials_failure(err) {
@@ -78,7 +78,7 @@ pub fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(err: &Sdk
 }
 
 /// The code of an error whose cause is that no credentials could be had.
-pub const CREDENTIALS_ERROR: &str = "CredentialsError";
+const CREDENTIALS_ERROR: &str = "CredentialsError";
 
 /// Whether the error's cause, anywhere in its chain, is a credentials
 /// provider's failure.
@@ -94,7 +94,7 @@ fn is_credentials_failure(err: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// The service's error code, when the service answered with one.
-pub fn error_code<E: ProvideErrorMetadata + std::error::Error + 'static>(err: &SdkError<E, HttpResponse>) -> Option<String> {
+fn error_code<E: ProvideErrorMetadata + std::error::Error + 'static>(err: &SdkError<E, HttpResponse>) -> Option<String> {
     if is_credentials_failure(err) {
         return Some(CREDENTIALS_ERROR.to_string());
     }
@@ -106,12 +106,12 @@ pub fn error_code<E: ProvideErrorMetadata + std::error::Error + 'static>(err: &S
 
 /// A one-line description with the whole error chain (the SDK's own
 /// `Display` says only "service error").
-pub fn describe<E: std::error::Error + 'static>(err: &E) -> String {
+fn describe<E: std::error::Error + 'static>(err: &E) -> String {
     DisplayErrorContext(err).to_string().replace('\n', " ")
 }
 
 impl AwsError {
-    pub fn from_sdk<E>(operation: &'static str, err: &SdkError<E, HttpResponse>) -> Self
+    fn from_sdk<E>(operation: &'static str, err: &SdkError<E, HttpResponse>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
@@ -120,7 +120,7 @@ impl AwsError {
 }
 
 /// Runs one AWS call, recording its duration and outcome.
-pub async fn call<T, E, F>(service: Service, operation: &'static str, fut: F) -> Result<T, AwsError>
+async fn call<T, E, F>(service: Service, operation: &'static str, fut: F) -> Result<T, AwsError>
 where
     F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -139,7 +139,7 @@ where
 /// Timeouts of every AWS call but the long poll: 10 s an attempt, 20 s in
 /// all (retries included), below the drain timeout's default (30 s), so
 /// that a stalled call cannot outlive shutdown.
-pub fn call_timeouts() -> aws_config::timeout::TimeoutConfig {
+fn call_timeouts() -> aws_config::timeout::TimeoutConfig {
     use std::time::Duration;
     aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(5))
@@ -210,7 +210,7 @@ impl Clients {
     }
 
     /// The clients built so far, by service name, in a fixed order.
-    pub fn built(&self) -> Vec<&'static str> {
+    pub(crate) fn built(&self) -> Vec<&'static str> {
         let b = &*self.inner;
         let all = [
             ("sqs", b.sqs.get().is_some()),
@@ -225,7 +225,7 @@ impl Clients {
         all.into_iter().filter(|(_, built)| *built).map(|(name, _)| name).collect()
     }
 
-    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+    pub(crate) fn sqs(&self) -> aws_sdk_sqs::Client {
         let b = &*self.inner;
         b.sqs
             .get_or_init(|| {
@@ -253,7 +253,7 @@ impl Clients {
             .clone()
     }
 
-    pub fn eventbridge(&self) -> aws_sdk_eventbridge::Client {
+    pub(crate) fn eventbridge(&self) -> aws_sdk_eventbridge::Client {
         let b = &*self.inner;
         b.eventbridge
             .get_or_init(|| {
@@ -264,7 +264,7 @@ impl Clients {
             .clone()
     }
 
-    pub fn securityhub(&self) -> aws_sdk_securityhub::Client {
+    pub(crate) fn securityhub(&self) -> aws_sdk_securityhub::Client {
         let b = &*self.inner;
         b.securityhub
             .get_or_init(|| {
@@ -286,7 +286,7 @@ impl Clients {
     }
 
     /// Organizations, like IAM, is global: signed for its one region.
-    pub fn organizations(&self) -> aws_sdk_organizations::Client {
+    pub(crate) fn organizations(&self) -> aws_sdk_organizations::Client {
         let b = &*self.inner;
         b.organizations
             .get_or_init(|| {

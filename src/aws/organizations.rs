@@ -9,12 +9,12 @@ use super::{call, AwsError};
 use crate::accounts::AccountLister;
 use crate::telemetry::Service;
 
-pub struct OrganizationAccounts {
+pub(crate) struct OrganizationAccounts {
     client: aws_sdk_organizations::Client,
 }
 
 impl OrganizationAccounts {
-    pub fn new(client: aws_sdk_organizations::Client) -> Self {
+    pub(crate) fn new(client: aws_sdk_organizations::Client) -> Self {
         OrganizationAccounts { client }
     }
 

@@ -1,7 +1,7 @@
 //! S3: approved exceptions kept in an object
 //! (`--exceptions s3://bucket/keywatch/exceptions.yaml`), an
 //! [`ExceptionsSource`] whose version is the object's `ETag`. Every call
-//! goes through [`super::call`].
+//! goes through `aws::call`.
 //!
 //! A look is one `HeadObject`; only a new `ETag` is followed by a
 //! `GetObject`, whose own `ETag` becomes the version (so an object replaced
@@ -17,7 +17,7 @@ use crate::exceptions_source::{Document, ExceptionsSource, Fetched, Location};
 use crate::telemetry::Service;
 
 /// Larger objects are refused: an exceptions list is a few kilobytes.
-pub const MAX_OBJECT_BYTES: i64 = 1024 * 1024;
+const MAX_OBJECT_BYTES: i64 = 1024 * 1024;
 
 /// One object.
 #[derive(Debug, Clone)]

@@ -26,7 +26,7 @@ use crate::sink::{FindingSink, SinkError};
 use crate::telemetry::Service;
 
 /// Security Hub accepts at most 100 findings per `BatchImportFindings`.
-pub const MAX_FINDINGS: usize = 100;
+const MAX_FINDINGS: usize = 100;
 
 /// [`FindingSink`] over Security Hub.
 #[derive(Clone)]
@@ -39,10 +39,6 @@ impl SecurityHubSink {
     /// Imports into `target` (the worker's own account and region).
     pub fn new(client: aws_sdk_securityhub::Client, target: Target) -> Self {
         SecurityHubSink { client, target }
-    }
-
-    pub fn target(&self) -> &Target {
-        &self.target
     }
 
     async fn import_chunk(&self, findings: Vec<AwsSecurityFinding>) -> Vec<Result<(), SinkError>> {

@@ -26,7 +26,7 @@ use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
 /// A received message with its receipt handle.
-pub type Received = Delivery<String>;
+type Received = Delivery<String>;
 
 /// The input queue.
 #[derive(Clone)]
@@ -36,19 +36,19 @@ pub struct SqsQueue {
 }
 
 /// SQS accepts at most 10 entries per batch call.
-pub const MAX_BATCH: usize = 10;
+const MAX_BATCH: usize = 10;
 
 impl SqsQueue {
     pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
         SqsQueue { client, url: url.into() }
     }
 
-    pub fn url(&self) -> &str {
+    pub(crate) fn url(&self) -> &str {
         &self.url
     }
 
     /// Long-polls for up to `max` messages, waiting up to `wait`.
-    pub async fn receive(&self, max: i32, wait: Duration, visibility_timeout: Option<Duration>) -> Result<Vec<Received>, AwsError> {
+    async fn receive(&self, max: i32, wait: Duration, visibility_timeout: Option<Duration>) -> Result<Vec<Received>, AwsError> {
         let request = self
             .client
             .receive_message()
@@ -84,7 +84,7 @@ impl SqsQueue {
 
     /// Deletes messages by receipt handle, in batches of 10. Returns one
     /// result per handle, in order.
-    pub async fn delete(&self, handles: &[&str]) -> Vec<Result<(), AwsError>> {
+    async fn delete(&self, handles: &[&str]) -> Vec<Result<(), AwsError>> {
         let mut results = Vec::with_capacity(handles.len());
         for chunk in handles.chunks(MAX_BATCH) {
             let entries: Vec<DeleteMessageBatchRequestEntry> = chunk
@@ -106,7 +106,7 @@ impl SqsQueue {
     /// Makes messages visible again at once (`ChangeMessageVisibility` 0),
     /// in batches of 10, so that another replica takes them. One result per
     /// handle, in order.
-    pub async fn release(&self, handles: &[&str]) -> Vec<Result<(), AwsError>> {
+    async fn release(&self, handles: &[&str]) -> Vec<Result<(), AwsError>> {
         let mut results = Vec::with_capacity(handles.len());
         for chunk in handles.chunks(MAX_BATCH) {
             let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
@@ -137,7 +137,7 @@ impl SqsQueue {
 
     /// Visible and in-flight message counts, and the dead-letter queue's ARN
     /// from the redrive policy (when there is one).
-    pub async fn attributes(&self) -> Result<QueueState, AwsError> {
+    pub(crate) async fn attributes(&self) -> Result<QueueState, AwsError> {
         queue_state(&self.client, &self.url).await
     }
 
@@ -145,7 +145,7 @@ impl SqsQueue {
     /// A queue in the same region as this one (a dead-letter queue must be)
     /// has this queue's URL with its own account and name, which needs no
     /// call and no `sqs:GetQueueUrl` permission; otherwise SQS is asked.
-    pub async fn url_of_arn(&self, arn: &str) -> Result<Option<String>, AwsError> {
+    async fn url_of_arn(&self, arn: &str) -> Result<Option<String>, AwsError> {
         let mut parts = arn.split(':');
         let (Some(account), Some(name)) = (parts.nth(4), parts.next()) else { return Ok(None) };
         if let Some(url) = sibling_url(&self.url, account, name) {
@@ -156,7 +156,7 @@ impl SqsQueue {
         Ok(out.queue_url().map(str::to_string))
     }
 
-    pub fn with_url(&self, url: impl Into<String>) -> SqsQueue {
+    fn with_url(&self, url: impl Into<String>) -> SqsQueue {
         SqsQueue { client: self.client.clone(), url: url.into() }
     }
 }
@@ -189,13 +189,13 @@ impl Requeue for SqsQueue {
 #[derive(Debug, Clone)]
 pub struct ReceiveSettings {
     /// Messages per `ReceiveMessage` (1–10).
-    pub max_messages: i32,
+    pub(crate) max_messages: i32,
     /// Long-poll wait (0–20 s).
-    pub wait: Duration,
+    pub(crate) wait: Duration,
     /// Overrides the queue's visibility timeout on receive.
-    pub visibility_timeout: Option<Duration>,
+    pub(crate) visibility_timeout: Option<Duration>,
     /// Stop once a receive returns nothing (drain the queue, then exit).
-    pub until_empty: bool,
+    pub(crate) until_empty: bool,
 }
 
 /// The input queue as a source of messages.
@@ -226,7 +226,7 @@ impl MessageSource for SqsSource {
 
 /// Reads the input queue's and its dead-letter queue's depth every
 /// `interval` until `shutdown`.
-pub async fn depth_loop(queue: SqsQueue, interval: Duration, shutdown: CancellationToken) {
+pub(crate) async fn depth_loop(queue: SqsQueue, interval: Duration, shutdown: CancellationToken) {
     let mut dlq: Option<SqsQueue> = None;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -296,10 +296,10 @@ pub fn sibling_url(url: &str, account: &str, name: &str) -> Option<String> {
 
 /// What GetQueueAttributes said of a queue.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct QueueState {
-    pub visible: u64,
-    pub in_flight: u64,
-    pub dead_letter_arn: Option<String>,
+pub(crate) struct QueueState {
+    visible: u64,
+    in_flight: u64,
+    dead_letter_arn: Option<String>,
 }
 
 async fn queue_state(client: &aws_sdk_sqs::Client, url: &str) -> Result<QueueState, AwsError> {

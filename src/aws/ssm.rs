@@ -1,7 +1,7 @@
 //! SSM Parameter Store: approved exceptions kept in a parameter
 //! (`--exceptions ssm:/keywatch/exceptions`), an [`ExceptionsSource`] whose
 //! version is the parameter's `Version`. Every call goes through
-//! [`super::call`].
+//! `aws::call`.
 //!
 //! A look is one `GetParameter` (with decryption, so a `SecureString`
 //! works too); the value is small (4 KB for a standard parameter, 8 KB for

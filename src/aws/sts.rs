@@ -15,21 +15,21 @@ use super::{call, AwsError};
 use crate::telemetry::Service;
 
 /// The account the credentials of `sts` belong to (`GetCallerIdentity`).
-pub async fn own_account_id(sts: &aws_sdk_sts::Client) -> Result<String, AwsError> {
+pub(crate) async fn own_account_id(sts: &aws_sdk_sts::Client) -> Result<String, AwsError> {
     let me = call(Service::Sts, "GetCallerIdentity", sts.get_caller_identity().send()).await?;
     Ok(me.account().unwrap_or_default().to_string())
 }
 
 /// Credentials from `sts:AssumeRole` into one role.
 #[derive(Debug, Clone)]
-pub struct AssumeRoleCredentials {
+pub(crate) struct AssumeRoleCredentials {
     sts: aws_sdk_sts::Client,
     role_arn: String,
     external_id: Option<String>,
 }
 
 impl AssumeRoleCredentials {
-    pub fn new(sts: aws_sdk_sts::Client, role_arn: String, external_id: Option<String>) -> Self {
+    pub(crate) fn new(sts: aws_sdk_sts::Client, role_arn: String, external_id: Option<String>) -> Self {
         AssumeRoleCredentials { sts, role_arn, external_id }
     }
 

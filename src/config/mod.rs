@@ -17,7 +17,6 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use self::shared::{CheckArgs, CommonArgs, SinkKind};
-pub use crate::format::FindingFormat;
 
 /// keywatch: near-real-time detection of IAM users with more than one active
 /// access key (CIS AWS Foundations 1.13).
@@ -85,7 +84,7 @@ pub struct RunArgs {
     /// URL of the SQS queue the EventBridge rule delivers CloudTrail
     /// access-key events to.
     #[arg(long, env = "KEYWATCH_QUEUE_URL", value_name = "URL", value_parser = parse_url)]
-    pub queue_url: String,
+    pub(crate) queue_url: String,
 
     /// Address of the admin HTTP listener (/metrics, /healthz, /readyz). In a
     /// container, set 0.0.0.0:9464 so that the scraper and probes reach it.
@@ -95,54 +94,54 @@ pub struct RunArgs {
     /// Long-poll wait of each receive, in seconds (0–20). 20 keeps the
     /// number of empty receives, and their cost, lowest.
     #[arg(long, env = "KEYWATCH_WAIT_SECS", value_name = "SECS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=20))]
-    pub wait_secs: u64,
+    wait_secs: u64,
 
     /// Messages per receive (1–10).
     #[arg(long, env = "KEYWATCH_MAX_MESSAGES", value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=10))]
-    pub max_messages: i32,
+    pub(crate) max_messages: i32,
 
     /// Visibility timeout to request on receive, in seconds; unset, the
     /// queue's own. A message not acknowledged within it is delivered again.
     #[arg(long, env = "KEYWATCH_VISIBILITY_TIMEOUT_SECS", value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=43200))]
-    pub visibility_timeout_secs: Option<u64>,
+    pub(crate) visibility_timeout_secs: Option<u64>,
 
     /// Receive loops running side by side, each handling its own batch.
     #[arg(long, env = "KEYWATCH_RECEIVERS", value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
-    pub receivers: u64,
+    pub(crate) receivers: u64,
 
     /// After SIGTERM, how long messages in flight may take to finish before
     /// the worker gives up on them (they are then delivered again). Keep it
     /// below the orchestrator's stop timeout.
     #[arg(long, env = "KEYWATCH_DRAIN_TIMEOUT_SECS", value_name = "SECS", default_value_t = 30)]
-    pub drain_timeout_secs: u64,
+    pub(crate) drain_timeout_secs: u64,
 
     /// How often to read the input queue's and dead-letter queue's depth for
     /// the keywatch_queue_messages metric, in seconds; 0 turns it off.
     #[arg(long, env = "KEYWATCH_QUEUE_METRICS_INTERVAL_SECS", value_name = "SECS", default_value_t = 30)]
-    pub queue_metrics_interval_secs: u64,
+    queue_metrics_interval_secs: u64,
 
     /// Drain the queue, then exit 0: stop receiving once a receive returns
     /// no message, finish what was received, and exit (for batch use and
     /// tests). Use a short --wait-secs with it.
     #[arg(long, env = "KEYWATCH_ONCE")]
-    pub once: bool,
+    pub(crate) once: bool,
 }
 
 /// `keywatch scan`: every user of every account, now.
 #[derive(Debug, Clone, Args)]
 pub struct ScanArgs {
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 
     /// Also publish a PASSED finding for every compliant user: a baseline
     /// that lets a SIEM close stale alerts.
     #[arg(long, env = "KEYWATCH_SCAN_INCLUDE_PASSED")]
-    pub include_passed: bool,
+    pub(crate) include_passed: bool,
 
     /// Print findings and summaries as JSON lines on standard output and
     /// publish nothing (KEYWATCH_FINDINGS_BUS is then not needed).
     #[arg(long, env = "KEYWATCH_DRY_RUN")]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
 
     /// Exit 1 when any user fails the control (for CI pipelines and cron).
     #[arg(long, env = "KEYWATCH_SCAN_FAIL_ON_FINDINGS")]
@@ -151,16 +150,16 @@ pub struct ScanArgs {
     /// Leave out the last use of failing users' keys (no recommended key;
     /// one IAM call per user, plus ListUsers pages).
     #[arg(long, env = "KEYWATCH_SCAN_NO_LAST_USE")]
-    pub no_last_use: bool,
+    pub(crate) no_last_use: bool,
 
     /// Users checked at once in each account (the per-account IAM rate sets
     /// the pace).
     #[arg(long, env = "KEYWATCH_SCAN_USERS_IN_FLIGHT", value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
-    pub users_in_flight: u64,
+    pub(crate) users_in_flight: u64,
 
     /// Accounts scanned at once.
     #[arg(long, env = "KEYWATCH_SCAN_ACCOUNTS_IN_PARALLEL", value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
-    pub accounts_in_parallel: u64,
+    pub(crate) accounts_in_parallel: u64,
 }
 
 /// `keywatch replay`: CloudTrail files and event exports through the same
@@ -172,18 +171,18 @@ pub struct ReplayArgs {
     /// EventBridge envelopes (`.jsonl`, `.ndjson`, optionally `.gz`), or
     /// directories holding them (walked).
     #[arg(required = true, value_name = "PATH")]
-    pub paths: Vec<std::path::PathBuf>,
+    pub(crate) paths: Vec<std::path::PathBuf>,
 
     /// Print findings as JSON lines on standard output and publish nothing
     /// (KEYWATCH_FINDINGS_BUS is then not needed).
     #[arg(long, env = "KEYWATCH_DRY_RUN")]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
 
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub(crate) common: CommonArgs,
 
     #[command(flatten)]
-    pub check: CheckArgs,
+    pub(crate) check: CheckArgs,
 }
 
 impl RunArgs {
@@ -198,13 +197,10 @@ impl RunArgs {
         }
     }
 
-    pub fn wait(&self) -> Duration {
+    pub(crate) fn wait(&self) -> Duration {
         Duration::from_secs(self.wait_secs)
     }
-    pub fn drain_timeout(&self) -> Duration {
-        Duration::from_secs(self.drain_timeout_secs)
-    }
-    pub fn queue_metrics_interval(&self) -> Option<Duration> {
+    pub(crate) fn queue_metrics_interval(&self) -> Option<Duration> {
         (self.queue_metrics_interval_secs > 0).then(|| Duration::from_secs(self.queue_metrics_interval_secs))
     }
 }

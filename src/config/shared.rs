@@ -49,28 +49,28 @@ pub struct CommonArgs {
     /// `stdout`: one JSON line per finding. A message is acknowledged only
     /// when every sink accepted its finding.
     #[arg(long = "sink", env = "KEYWATCH_SINKS", value_name = "SINK", value_enum, value_delimiter = ',', default_value = "eventbridge")]
-    pub sinks: Vec<SinkKind>,
+    sinks: Vec<SinkKind>,
 
     /// Document the `eventbridge` and `stdout` sinks publish: `native`
     /// (keywatch's finding) or `ocsf` (an OCSF 1.6.0 Compliance Finding).
     /// Security Hub always gets ASFF.
     #[arg(long, env = "KEYWATCH_FINDING_FORMAT", value_name = "FORMAT", value_enum, default_value_t = FindingFormat::Native)]
-    pub finding_format: FindingFormat,
+    pub(crate) finding_format: FindingFormat,
 
     /// `Source` of the published finding events. Rules on the findings bus
     /// match on it.
     #[arg(long, env = "KEYWATCH_FINDING_SOURCE", value_name = "SOURCE", default_value = "keywatch", value_parser = parse_non_empty)]
-    pub finding_source: String,
+    pub(crate) finding_source: String,
 
     /// IAM requests per second per account (token bucket, also the burst);
     /// halved on throttling, recovered on success. 0 turns limiting off.
     #[arg(long, env = "KEYWATCH_IAM_RATE_PER_ACCOUNT", value_name = "RPS", default_value_t = 20.0)]
-    pub iam_rate_per_account: f64,
+    pub(crate) iam_rate_per_account: f64,
 
     /// Attempts per IAM call (throttling, 5xx and timeouts are retried with
     /// exponential backoff and full jitter).
     #[arg(long, env = "KEYWATCH_IAM_MAX_ATTEMPTS", value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=20))]
-    pub iam_max_attempts: u32,
+    pub(crate) iam_max_attempts: u32,
 
     /// Approved exceptions: a file path, `ssm:<parameter name>` (SSM
     /// Parameter Store) or `s3://<bucket>/<key>`, holding YAML or TOML
@@ -80,13 +80,13 @@ pub struct CommonArgs {
     /// changes (see --exceptions-poll-secs) and on SIGHUP; a broken version
     /// keeps the previous exceptions.
     #[arg(long = "exceptions", env = "KEYWATCH_EXCEPTIONS_FILE", value_name = "FILE|ssm:NAME|s3://BUCKET/KEY", value_parser = Location::parse)]
-    pub exceptions: Option<Location>,
+    pub(crate) exceptions: Option<Location>,
 
     /// How often to look for a new version of the exceptions, in seconds (a
     /// file's content, the SSM parameter's version, the S3 object's ETag); 0
     /// looks only on SIGHUP.
     #[arg(long, env = "KEYWATCH_EXCEPTIONS_POLL_SECS", value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=86400))]
-    pub exceptions_poll_secs: u64,
+    exceptions_poll_secs: u64,
 
     /// Accounts keywatch may act in besides its own: account ids separated by
     /// commas, or `organization` (the organisation's ACTIVE accounts, from
@@ -94,27 +94,27 @@ pub struct CommonArgs {
     /// acknowledged and counted (outcome foreign_account); no role is
     /// assumed there. Unset: only the worker's own account.
     #[arg(long, env = "KEYWATCH_ACCOUNTS", value_name = "IDS|organization")]
-    pub accounts: Option<crate::accounts::Scope>,
+    pub(crate) accounts: Option<crate::accounts::Scope>,
 
     /// Role name to assume in member accounts: IAM calls for an account
     /// other than the worker's own go to arn:aws:iam::<account>:role/<NAME>.
     /// Needs KEYWATCH_ACCOUNTS. Unset, every call uses the worker's own
     /// credentials.
     #[arg(long, env = "KEYWATCH_MEMBER_ROLE", value_name = "NAME", value_parser = parse_non_empty)]
-    pub member_role: Option<String>,
+    pub(crate) member_role: Option<String>,
 
     /// External id that the member role's trust policy requires.
     #[arg(long, env = "KEYWATCH_MEMBER_ROLE_EXTERNAL_ID", value_name = "ID", requires = "member_role")]
-    pub member_role_external_id: Option<String>,
+    pub(crate) member_role_external_id: Option<String>,
 
     /// Region to sign IAM requests with (IAM is global; us-east-1 in the
     /// aws partition).
     #[arg(long, env = "KEYWATCH_IAM_REGION", value_name = "REGION", default_value = "us-east-1")]
-    pub iam_region: String,
+    pub(crate) iam_region: String,
 }
 
 impl CommonArgs {
-    pub fn exceptions_poll(&self) -> Option<Duration> {
+    pub(crate) fn exceptions_poll(&self) -> Option<Duration> {
         (self.exceptions_poll_secs > 0).then(|| Duration::from_secs(self.exceptions_poll_secs))
     }
     /// The selected sinks, each once, in the order first named.
@@ -137,22 +137,22 @@ pub struct CheckArgs {
     /// failing that, the event's own key state is counted (the finding says
     /// so). For an older event, the listing is the truth.
     #[arg(long, env = "KEYWATCH_CONSISTENCY_WINDOW_SECS", value_name = "SECS", default_value_t = 120)]
-    pub consistency_window_secs: u64,
+    pub(crate) consistency_window_secs: u64,
 
     /// Total time, in milliseconds, spent re-reading a listing that does not
     /// show a fresh event's change yet (doubling pauses from 100 ms).
     #[arg(long, env = "KEYWATCH_RELIST_BUDGET_MS", value_name = "MS", default_value_t = 2000)]
-    pub relist_budget_ms: u64,
+    pub(crate) relist_budget_ms: u64,
 
     /// Messages checked at once across all receive loops (bounds IAM calls
     /// in flight).
     #[arg(long, env = "KEYWATCH_MAX_CONCURRENT_CHECKS", value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
-    pub max_concurrent_checks: u64,
+    pub(crate) max_concurrent_checks: u64,
 
     /// How long a key's last-use answer (GetAccessKeyLastUsed) is reused, in
     /// seconds; 0 asks every time.
     #[arg(long, env = "KEYWATCH_LAST_USED_CACHE_SECS", value_name = "SECS", default_value_t = 600)]
-    pub last_used_cache_secs: u64,
+    pub(crate) last_used_cache_secs: u64,
 
     /// How long a user's key listing may serve events that happened before
     /// it started, in seconds; 0 lists for every event. From a backlog, a
@@ -160,7 +160,7 @@ pub struct CheckArgs {
     /// their changes, and a change after it has its own event, which always
     /// lists again.
     #[arg(long, env = "KEYWATCH_LISTING_REUSE_SECS", value_name = "SECS", default_value_t = 300)]
-    pub listing_reuse_secs: u64,
+    pub(crate) listing_reuse_secs: u64,
 }
 
 fn parse_non_empty(s: &str) -> Result<String, String> {

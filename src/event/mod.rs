@@ -37,7 +37,7 @@ impl EventName {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::CreateAccessKey => "CreateAccessKey",
             Self::UpdateAccessKey => "UpdateAccessKey",
@@ -58,7 +58,7 @@ pub struct Actor {
 }
 
 impl Actor {
-    pub fn is_iam_user(&self) -> bool {
+    pub(crate) fn is_iam_user(&self) -> bool {
         self.identity_type.as_deref() == Some("IAMUser")
     }
     pub fn is_root(&self) -> bool {
@@ -125,17 +125,17 @@ pub enum Parsed {
 }
 
 /// `source` of CloudTrail IAM events on EventBridge.
-pub const IAM_SOURCE: &str = "aws.iam";
+const IAM_SOURCE: &str = "aws.iam";
 /// `source` of events replayed onto a bus where `aws.*` sources are refused
 /// (real AWS refuses customer `PutEvents` with them).
-pub const REPLAY_SOURCE: &str = "keywatch.replay";
+pub(crate) const REPLAY_SOURCE: &str = "keywatch.replay";
 /// `detail-type` of CloudTrail API calls on EventBridge.
-pub const CLOUDTRAIL_DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
+pub(crate) const CLOUDTRAIL_DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
 /// `eventSource` of IAM calls in CloudTrail.
-pub const IAM_EVENT_SOURCE: &str = "iam.amazonaws.com";
+pub(crate) const IAM_EVENT_SOURCE: &str = "iam.amazonaws.com";
 /// How far in the future an `eventTime` may be (clock skew) before the
 /// event is rejected.
-pub const MAX_CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
+pub(crate) const MAX_CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
 
 /// A claim of the event that keywatch refuses to act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +150,7 @@ pub enum Check {
     Account,
     /// The envelope's `account` differs from `detail.recipientAccountId`.
     AccountMismatch,
-    /// `eventTime` is more than [`MAX_CLOCK_SKEW`] in the future.
+    /// `eventTime` is more than `MAX_CLOCK_SKEW` in the future.
     FutureTime,
     /// The user name is outside IAM's pattern `[\w+=,.@-]{1,64}`.
     UserName,
@@ -159,7 +159,7 @@ pub enum Check {
 }
 
 impl Check {
-    pub fn reason(self) -> &'static str {
+    fn reason(self) -> &'static str {
         match self {
             Check::Source => "bad_source",
             Check::DetailType => "bad_detail_type",
@@ -203,7 +203,7 @@ impl ParseError {
         }
     }
 
-    pub fn rejected(check: Check, value: &str) -> Self {
+    pub(crate) fn rejected(check: Check, value: &str) -> Self {
         ParseError::Rejected { check, value: truncate(value) }
     }
 }
@@ -212,7 +212,7 @@ impl ParseError {
 const QUOTED_CHARS: usize = 64;
 
 /// `value`, cut to [`QUOTED_CHARS`] characters (marked with `…`).
-pub fn truncate(value: &str) -> String {
+pub(crate) fn truncate(value: &str) -> String {
     match value.char_indices().nth(QUOTED_CHARS) {
         Some((at, _)) => format!("{}…", &value[..at]),
         None => value.to_string(),
@@ -220,16 +220,16 @@ pub fn truncate(value: &str) -> String {
 }
 
 /// A 12-digit AWS account id.
-pub fn is_account_id(s: &str) -> bool {
+pub(crate) fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// IAM's user name pattern: `[\w+=,.@-]{1,64}`.
-pub fn is_user_name(s: &str) -> bool {
+fn is_user_name(s: &str) -> bool {
     (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b))
 }
 
 /// IAM's access key id pattern: `[\w]{16,128}`.
-pub fn is_access_key_id(s: &str) -> bool {
+fn is_access_key_id(s: &str) -> bool {
     (16..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }

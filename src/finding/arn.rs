@@ -6,11 +6,11 @@
 use crate::event::KeyEvent;
 
 /// `user_name` of root findings.
-pub const ROOT_USER: &str = "<root>";
+pub(crate) const ROOT_USER: &str = "<root>";
 
 /// The AWS partition of a region: `aws-cn` for `cn-*`, `aws-us-gov` for
 /// `us-gov-*`, the ISO partitions for theirs, `aws` otherwise.
-pub fn partition_of_region(region: &str) -> &'static str {
+pub(crate) fn partition_of_region(region: &str) -> &'static str {
     if region.starts_with("cn-") {
         "aws-cn"
     } else if region.starts_with("us-gov-") {
@@ -30,7 +30,7 @@ pub fn partition_of_region(region: &str) -> &'static str {
 
 /// The partition the event happened in: the caller's ARN says it
 /// (`arn:aws-cn:…`); else the event's region; else `aws`.
-pub fn partition_of(event: &KeyEvent) -> String {
+fn partition_of(event: &KeyEvent) -> String {
     let from_arn = event.actor.arn.as_deref().and_then(|arn| {
         let mut parts = arn.split(':');
         (parts.next() == Some("arn")).then(|| parts.next()).flatten().filter(|p| !p.is_empty())
@@ -64,7 +64,7 @@ pub fn user_arn(event: &KeyEvent, user_name: &str) -> String {
 /// account managing itself). Anything else, an administrator or a role
 /// creating a key for someone, raises a violation's severity: a second key
 /// that its owner did not make is how persistence is planted.
-pub fn actor_is_target(event: &KeyEvent, user_name: &str) -> bool {
+pub(crate) fn actor_is_target(event: &KeyEvent, user_name: &str) -> bool {
     event.actor.is_iam_user()
         && event.actor.user_name.as_deref() == Some(user_name)
         && event.actor.account_id.as_deref().is_none_or(|a| a == event.account_id)

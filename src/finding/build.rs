@@ -185,7 +185,7 @@ fn remediation(account_id: &str, user_name: &str, key: Option<&str>) -> String {
 /// is unknown to a scan: a violation is `MEDIUM`. The user's name and ARN
 /// are as `ListUsers` gave them (IAM's own spelling, the path and
 /// partition in the ARN).
-pub fn build_scan(
+pub(crate) fn build_scan(
     account_id: &str,
     user: &User,
     keys: &[AccessKey],

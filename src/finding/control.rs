@@ -9,21 +9,21 @@ use serde::Serialize;
 /// for any single IAM user" (1.13 in v1.4.0–v4.0.1, 1.12 in v5.0.0, 2.12 in
 /// v6.0.0: see [`CIS_ONE_ACTIVE_KEY`]).
 pub const CONTROL_ID: &str = "CIS-AWS-1.13";
-pub const CONTROL_TITLE: &str = "Ensure there is only one active access key available for any single IAM user";
+pub(crate) const CONTROL_TITLE: &str = "Ensure there is only one active access key available for any single IAM user";
 /// CIS AWS Foundations "Ensure no 'root' user account access key exists"
 /// (1.4 in v1.4.0–v4.0.1, 1.3 in v5.0.0, 2.3 in v6.0.0: see
 /// [`CIS_NO_ROOT_KEY`]): a root key event is judged against this, never
 /// against 1.13.
 pub const ROOT_CONTROL_ID: &str = "CIS-AWS-1.4";
-pub const ROOT_CONTROL_TITLE: &str = "Ensure no 'root' user account access key exists";
+pub(crate) const ROOT_CONTROL_TITLE: &str = "Ensure no 'root' user account access key exists";
 /// The benchmark's name in `compliance[].standard`.
-pub const CIS_STANDARD: &str = "CIS AWS Foundations Benchmark";
+const CIS_STANDARD: &str = "CIS AWS Foundations Benchmark";
 
 /// Where a control sits in one version of a standard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ControlRef {
     /// The standard's name, e.g. `CIS AWS Foundations Benchmark`.
-    pub standard: &'static str,
+    standard: &'static str,
     /// The standard's version, e.g. `1.4.0`.
     pub version: &'static str,
     /// The control's number in that version, e.g. `1.13`.
@@ -33,11 +33,11 @@ pub struct ControlRef {
 impl ControlRef {
     /// `CIS AWS Foundations Benchmark v1.4.0/1.13`: the form Security Hub
     /// uses in `Compliance.RelatedRequirements`.
-    pub fn requirement(&self) -> String {
+    pub(crate) fn requirement(&self) -> String {
         format!("{} v{}/{}", self.standard, self.version, self.control)
     }
     /// `CIS AWS Foundations Benchmark v1.4.0`.
-    pub fn standard_version(&self) -> String {
+    pub(crate) fn standard_version(&self) -> String {
         format!("{} v{}", self.standard, self.version)
     }
 }
@@ -71,7 +71,7 @@ pub const CIS_NO_ROOT_KEY: &[ControlRef] = &[
 ];
 
 /// The control's place in every CIS version, by keywatch's `control_id`.
-pub fn compliance_of(control_id: &str) -> &'static [ControlRef] {
+pub(crate) fn compliance_of(control_id: &str) -> &'static [ControlRef] {
     match control_id {
         ROOT_CONTROL_ID => CIS_NO_ROOT_KEY,
         _ => CIS_ONE_ACTIVE_KEY,

@@ -28,17 +28,18 @@ use time::OffsetDateTime;
 use crate::event::KeyEvent;
 use crate::exceptions::Exception;
 
-pub use self::arn::{actor_is_target, partition_of, partition_of_region, user_arn, ROOT_USER};
-pub use self::build::{build, build_root, build_scan, recommend_key};
-pub use self::control::{
-    compliance_of, ControlRef, CIS_NO_ROOT_KEY, CIS_ONE_ACTIVE_KEY, CIS_STANDARD, CONTROL_ID, CONTROL_TITLE, ROOT_CONTROL_ID,
-    ROOT_CONTROL_TITLE,
-};
-pub use self::summary::{ScanSummary, SUMMARY_DETAIL_TYPE};
+pub use self::arn::user_arn;
+pub(crate) use self::arn::{actor_is_target, partition_of_region, ROOT_USER};
+pub(crate) use self::build::build_scan;
+pub use self::build::{build, build_root, recommend_key};
+pub(crate) use self::control::{compliance_of, CONTROL_TITLE, ROOT_CONTROL_TITLE};
+pub use self::control::{ControlRef, CIS_NO_ROOT_KEY, CIS_ONE_ACTIVE_KEY, CONTROL_ID, ROOT_CONTROL_ID};
+pub use self::summary::ScanSummary;
+pub(crate) use self::summary::SUMMARY_DETAIL_TYPE;
 
 /// Version of the `detail` document; bumped only on incompatible change
 /// (an added field is not one).
-pub const SCHEMA_VERSION: &str = "1.0";
+const SCHEMA_VERSION: &str = "1.0";
 /// keywatch's own version, in every finding.
 pub const KEYWATCH_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -51,7 +52,7 @@ pub enum Status {
 }
 
 impl Status {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Status::Failed => "FAILED",
             Status::Passed => "PASSED",
@@ -71,13 +72,13 @@ pub enum Severity {
 /// The `detail` of a finding event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
-    pub schema_version: &'static str,
+    pub(crate) schema_version: &'static str,
     pub finding_id: String,
     pub control_id: &'static str,
     pub control_title: &'static str,
     pub status: Status,
     pub severity: Severity,
-    pub account_id: String,
+    pub(crate) account_id: String,
     pub user_name: String,
     /// The user's ARN (`arn:<partition>:iam::<account>:user/<name>`; the
     /// root user's `arn:<partition>:iam::<account>:root`).
@@ -95,7 +96,7 @@ pub struct Finding {
     /// later `observed_at` is the truth.
     #[serde(serialize_with = "serialize_time")]
     pub observed_at: OffsetDateTime,
-    pub detection_latency_seconds: f64,
+    pub(crate) detection_latency_seconds: f64,
     /// For a `FAILED` CIS-1.13 finding: the key to deactivate, the one
     /// never used or else the least recently used (of several never used,
     /// the newest).
@@ -110,23 +111,23 @@ pub struct Finding {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exception: Option<Exception>,
     /// The control's number in each CIS AWS Foundations version.
-    pub compliance: &'static [ControlRef],
+    pub(crate) compliance: &'static [ControlRef],
     /// The keywatch version that made the finding.
-    pub keywatch_version: &'static str,
+    pub(crate) keywatch_version: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KeyView {
     pub access_key_id: String,
-    pub status: String,
+    pub(crate) status: String,
     #[serde(serialize_with = "serialize_opt_time")]
-    pub created_at: Option<OffsetDateTime>,
+    pub(crate) created_at: Option<OffsetDateTime>,
     /// `GetAccessKeyLastUsed`; all three null for a key never used (or
     /// when the look-up failed).
     #[serde(serialize_with = "serialize_opt_time")]
     pub last_used_at: Option<OffsetDateTime>,
-    pub last_used_service: Option<String>,
-    pub last_used_region: Option<String>,
+    pub(crate) last_used_service: Option<String>,
+    pub(crate) last_used_region: Option<String>,
     /// False when the key's last use is unknown (the look-up failed or was
     /// left out under a burst): the three fields above are then null
     /// without meaning "never used".
@@ -137,11 +138,11 @@ pub struct KeyView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Trigger {
     pub event_id: String,
-    pub event_name: &'static str,
+    pub(crate) event_name: &'static str,
     #[serde(serialize_with = "serialize_time")]
     pub event_time: OffsetDateTime,
-    pub actor_arn: Option<String>,
-    pub actor_type: Option<String>,
+    pub(crate) actor_arn: Option<String>,
+    pub(crate) actor_type: Option<String>,
 }
 
 /// `finding_id` for (control, account, user): 32 hex digits of SHA-256.
@@ -175,7 +176,7 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
 
 impl Trigger {
     /// The CloudTrail event that made keywatch look.
-    pub fn of(event: &KeyEvent) -> Trigger {
+    fn of(event: &KeyEvent) -> Trigger {
         Trigger {
             event_id: event.event_id.clone(),
             event_name: event.event_name.as_str(),
@@ -199,17 +200,17 @@ impl Trigger {
 }
 
 /// `trigger.event_name` of findings a scan made.
-pub const SCAN_TRIGGER: &str = "Scan";
+const SCAN_TRIGGER: &str = "Scan";
 
 impl Finding {
     /// Says when the IAM answer the finding rests on was taken.
-    pub fn observed(mut self, at: OffsetDateTime) -> Self {
+    pub(crate) fn observed(mut self, at: OffsetDateTime) -> Self {
         self.observed_at = at;
         self
     }
 
     /// Marks the finding as covered by an approved exception.
-    pub fn suppress(&mut self, exception: &Exception) {
+    pub(crate) fn suppress(&mut self, exception: &Exception) {
         self.suppressed = true;
         self.exception = Some(exception.clone());
     }

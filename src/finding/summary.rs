@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 /// `DetailType` of the summary event a scan publishes per account.
-pub const SUMMARY_DETAIL_TYPE: &str = "IAM Access Key Scan Summary";
+pub(crate) const SUMMARY_DETAIL_TYPE: &str = "IAM Access Key Scan Summary";
 
 /// What one account's scan found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -15,8 +15,8 @@ pub struct ScanSummary {
     pub users_failing: usize,
     pub keys_active: usize,
     pub findings_published: usize,
-    pub started_at: String,
-    pub finished_at: String,
+    pub(crate) started_at: String,
+    pub(crate) finished_at: String,
     pub duration_seconds: f64,
     /// Look-ups and publications that failed; the scan is complete only
     /// when this is 0.

@@ -34,7 +34,7 @@ use super::{describe, exception_expiry, partition, truncate, FINDING_TYPE, REMED
 use crate::finding::{rfc3339, Finding, Severity as NativeSeverity, Status, ROOT_USER};
 
 /// ASFF's schema version.
-pub const SCHEMA_VERSION: &str = "2018-10-08";
+const SCHEMA_VERSION: &str = "2018-10-08";
 /// Security Hub's limits on a few text fields.
 const TITLE_MAX: usize = 256;
 const DESCRIPTION_MAX: usize = 1024;
@@ -45,9 +45,9 @@ const PRODUCT_FIELD_MAX: usize = 2048;
 /// partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    pub account_id: String,
-    pub region: String,
-    pub partition: String,
+    account_id: String,
+    region: String,
+    partition: String,
 }
 
 impl Target {
@@ -74,7 +74,7 @@ fn severity_label(s: NativeSeverity) -> (SeverityLabel, &'static str) {
 
 /// `Workflow.Status`: NEW, RESOLVED, or SUPPRESSED for a finding under an
 /// approved exception.
-pub fn workflow_status(f: &Finding) -> WorkflowStatus {
+fn workflow_status(f: &Finding) -> WorkflowStatus {
     match f.status {
         Status::Failed if f.suppressed => WorkflowStatus::Suppressed,
         Status::Failed => WorkflowStatus::New,
@@ -84,7 +84,7 @@ pub fn workflow_status(f: &Finding) -> WorkflowStatus {
 
 /// keywatch's own fields, `keywatch/<name>` → value (at most 50, values at
 /// most 2 KiB).
-pub fn product_fields(f: &Finding) -> HashMap<String, String> {
+fn product_fields(f: &Finding) -> HashMap<String, String> {
     let mut fields: Vec<(&str, Option<String>)> = vec![
         ("finding_id", Some(f.finding_id.clone())),
         ("control_id", Some(f.control_id.to_string())),

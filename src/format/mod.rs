@@ -32,7 +32,7 @@ pub enum FindingFormat {
 }
 
 impl FindingFormat {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             FindingFormat::Native => "native",
             FindingFormat::Ocsf => "ocsf",
@@ -53,7 +53,7 @@ impl FindingFormat {
 pub const FINDING_TYPE: &str = "Software and Configuration Checks/Industry and Regulatory Standards/CIS AWS Foundations Benchmark";
 
 /// Where the user's access keys are documented, for remediation.
-pub const REMEDIATION_URL: &str = "https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_access-keys.html";
+const REMEDIATION_URL: &str = "https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_access-keys.html";
 
 /// Milliseconds since the Unix epoch (OCSF's timestamps).
 pub fn epoch_ms(t: OffsetDateTime) -> i64 {
@@ -61,13 +61,13 @@ pub fn epoch_ms(t: OffsetDateTime) -> i64 {
 }
 
 /// The partition in the user's ARN (`arn:<partition>:iam::…`).
-pub fn partition(finding: &Finding) -> &str {
+fn partition(finding: &Finding) -> &str {
     finding.user_arn.split(':').nth(1).filter(|p| !p.is_empty()).unwrap_or("aws")
 }
 
 /// One or two sentences saying what the finding found, for a person:
 /// ASFF `Description`, OCSF `message` and `finding_info.desc`.
-pub fn describe(f: &Finding) -> String {
+fn describe(f: &Finding) -> String {
     let n = f.active_key_count;
     let keys = |n: usize| if n == 1 { "1 active access key".to_string() } else { format!("{n} active access keys") };
     let mut text = if f.user_name == ROOT_USER {
@@ -95,14 +95,14 @@ pub fn describe(f: &Finding) -> String {
 }
 
 /// An exception's last day, `YYYY-MM-DD`.
-pub fn exception_expiry(e: &crate::exceptions::Exception) -> String {
+fn exception_expiry(e: &crate::exceptions::Exception) -> String {
     let d = e.expires;
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
 /// Cuts `s` to at most `max` bytes on a character boundary (ASFF limits
 /// its text fields).
-pub fn truncate(s: &str, max: usize) -> String {
+pub(crate) fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
     }

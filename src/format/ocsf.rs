@@ -28,15 +28,15 @@ use super::{describe, epoch_ms, partition, FINDING_TYPE, REMEDIATION_URL};
 use crate::finding::{rfc3339, Finding, Severity, Status, ROOT_USER};
 
 /// The OCSF schema version the documents follow.
-pub const OCSF_VERSION: &str = "1.6.0";
+const OCSF_VERSION: &str = "1.6.0";
 /// Compliance Finding.
-pub const CLASS_UID: u32 = 2003;
-pub const CLASS_NAME: &str = "Compliance Finding";
+const CLASS_UID: u32 = 2003;
+const CLASS_NAME: &str = "Compliance Finding";
 /// Findings.
-pub const CATEGORY_UID: u32 = 2;
-pub const CATEGORY_NAME: &str = "Findings";
+const CATEGORY_UID: u32 = 2;
+const CATEGORY_NAME: &str = "Findings";
 /// The profiles the documents use (`cloud`: the `cloud` object).
-pub const PROFILES: &[&str] = &["cloud"];
+const PROFILES: &[&str] = &["cloud"];
 
 /// (activity_id, activity name): a `FAILED` creates (or updates) the
 /// finding, a `PASSED` closes it.

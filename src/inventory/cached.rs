@@ -14,7 +14,7 @@
 //!   enrichment ([`Need::Optional`]) is left out while the account's IAM
 //!   budget is below half, so that listings get the budget under a burst.
 //!
-//! Every map here is keyed by event data and bounded ([`crate::cache`]).
+//! Every map here is keyed by event data and bounded (`cache`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,7 +80,8 @@ impl<I: KeyInventory> CachingInventory<I> {
 
     /// Entries kept: recent listings and last-use answers (for tests of
     /// the bound).
-    pub fn cached(&self) -> (usize, usize) {
+    #[cfg(test)]
+    pub(crate) fn cached(&self) -> (usize, usize) {
         (self.recent.len(), self.last_used.len())
     }
 }

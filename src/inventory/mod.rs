@@ -6,7 +6,7 @@
 //! ([`crate::aws::iam::IamInventory`]) answers from the API; the
 //! [`cached::CachingInventory`] decorator spares calls (coalescing, reuse,
 //! a last-use cache, enrichment only while the budget allows) and is itself
-//! a `KeyInventory`; tests and benchmarks supply their own. [`add_last_use`]
+//! a `KeyInventory`; tests and benchmarks supply their own. `add_last_use`
 //! is how the processor and the scan both gather keys' last use.
 
 #[cfg(feature = "aws")]
@@ -112,7 +112,7 @@ pub trait KeyInventory: Send + Sync + 'static {
 /// than holding back the finding; so does one the account's IAM budget
 /// cannot afford while listings need it (a burst). Its log lines name the
 /// message or the scan through the span they are logged in.
-pub async fn add_last_use<I: KeyInventory, K: AsRef<str>>(
+pub(crate) async fn add_last_use<I: KeyInventory, K: AsRef<str>>(
     inventory: &I,
     account_id: &str,
     keys: &[K],
@@ -126,7 +126,7 @@ pub async fn add_last_use<I: KeyInventory, K: AsRef<str>>(
 
 /// Adds one last-use answer to `usage`; a failed or deferred look-up leaves
 /// the key out, with a log line.
-pub fn note_last_use(
+pub(crate) fn note_last_use(
     account_id: &str,
     id: &str,
     result: Result<Option<KeyLastUsed>, InventoryError>,

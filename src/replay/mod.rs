@@ -23,7 +23,9 @@ use crate::message::Message;
 #[cfg(feature = "aws")]
 mod source;
 #[cfg(feature = "aws")]
-pub use source::{Counted, ReplaySource};
+pub(crate) use source::Counted;
+#[cfg(feature = "aws")]
+pub use source::ReplaySource;
 
 const KEY_EVENTS: [&str; 3] = ["CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey"];
 /// The most a compressed input may inflate to (CloudTrail's files are a
@@ -51,7 +53,7 @@ struct Replayed {
 }
 
 /// Reads every path (files, or directories walked in name order).
-pub fn read(paths: &[PathBuf]) -> (Vec<Message>, ReadReport) {
+pub(crate) fn read(paths: &[PathBuf]) -> (Vec<Message>, ReadReport) {
     let mut report = ReadReport::default();
     let mut events = Vec::new();
     let mut files = Vec::new();

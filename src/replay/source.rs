@@ -25,13 +25,13 @@ pub struct ReplaySource {
 }
 
 impl ReplaySource {
-    pub fn new(messages: Vec<Message>) -> Self {
+    pub(crate) fn new(messages: Vec<Message>) -> Self {
         ReplaySource { pending: Mutex::new(messages.into()), handed_out: AtomicUsize::new(0), acknowledged: AtomicUsize::new(0) }
     }
 
     /// Events handed out whose check did not finish (IAM unreachable, a
     /// sink that refused, a refused event): replay them again.
-    pub fn unfinished(&self) -> usize {
+    pub(crate) fn unfinished(&self) -> usize {
         self.handed_out.load(Ordering::SeqCst) - self.acknowledged.load(Ordering::SeqCst)
     }
 }
@@ -60,16 +60,16 @@ impl MessageSource for ReplaySource {
 }
 
 /// A sink that counts what the sink behind it accepted.
-pub struct Counted {
+pub(crate) struct Counted {
     inner: std::sync::Arc<dyn FindingSink>,
     accepted: AtomicUsize,
 }
 
 impl Counted {
-    pub fn new(inner: std::sync::Arc<dyn FindingSink>) -> Self {
+    pub(crate) fn new(inner: std::sync::Arc<dyn FindingSink>) -> Self {
         Counted { inner, accepted: AtomicUsize::new(0) }
     }
-    pub fn accepted(&self) -> usize {
+    pub(crate) fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
     }
 }

@@ -10,7 +10,6 @@
 mod common;
 
 mod admin;
-mod bounds;
 mod cli;
 mod decide;
 mod enrichment;
