@@ -54,7 +54,9 @@ pub enum Ignored {
     OwnerUnknown,
     /// The deleted key's owner cannot be found, and never will be.
     DeletedKeyOwner(InventoryError),
-    /// The user no longer exists.
+    /// IAM does not know the user, but the event, still within the
+    /// consistency window, says it just got an active key: IAM may not show
+    /// a user created moments ago yet, so nothing is closed on that answer.
     UserGone,
     /// The account is not one keywatch may act in (`KEYWATCH_ACCOUNTS`).
     ForeignAccount,
@@ -228,8 +230,25 @@ pub enum Iam<'a> {
     /// `AccountAccessKeysPresent`, for a root key event, and when the
     /// summary was asked for.
     RootKeys { present: u32, observed_at: OffsetDateTime },
+    /// IAM answered `NoSuchEntity` for the user (to a listing asked for at
+    /// `observed_at`): it no longer exists. This is IAM's answer, not a
+    /// failure: a `NoSuchUser` error passed as [`Iam::Failed`] instead
+    /// publishes nothing.
+    UserGone { user_name: &'a str, observed_at: OffsetDateTime },
     /// The look-up failed.
     Failed(&'a InventoryError),
+}
+
+impl<'a> Iam<'a> {
+    /// IAM's answer to a listing of `user_name` asked for at `asked_at`:
+    /// the keys, the user gone (`NoSuchEntity`), or a failure.
+    pub fn listed(user_name: &'a str, listing: &'a Result<Listing, InventoryError>, asked_at: OffsetDateTime) -> Iam<'a> {
+        match listing {
+            Ok(listing) => Iam::Keys { user_name, listing },
+            Err(InventoryError::NoSuchUser { .. }) => Iam::UserGone { user_name, observed_at: asked_at },
+            Err(e) => Iam::Failed(e),
+        }
+    }
 }
 
 /// The keys whose last use is worth asking for once IAM's listing is in:
@@ -258,6 +277,15 @@ pub fn conclude(
 ) -> Outcome {
     let fresh = rules.fresh(event, now);
     match iam {
+        // IAM's word that the user is gone closes its finding, unless a
+        // fresh event says the user just got an active key (IAM may lag
+        // behind a new user as behind a new key).
+        Iam::UserGone { .. } if fresh && event.key_status == Some(KeyStatus::Active) => Outcome::Ignored(Ignored::UserGone),
+        Iam::UserGone { user_name, observed_at } => {
+            Outcome::Publish(Box::new(finding::build_user_gone(event, user_name, now).observed(observed_at)))
+        }
+        // Only `Iam::UserGone` may close: any failure, this one included, is
+        // never taken for a PASSED.
         Iam::Failed(InventoryError::NoSuchUser { .. }) => Outcome::Ignored(Ignored::UserGone),
         Iam::Failed(e) => Outcome::Retry(Retry::Lookup(e.clone())),
         Iam::RootKeys { present, observed_at } => {

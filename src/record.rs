@@ -49,7 +49,7 @@ pub(crate) fn outcome(m: &Message, ev: Option<&KeyEvent>, outcome: &Outcome) {
                     "owner of the deleted key cannot be found; acknowledged"
                 ),
                 Ignored::UserGone => {
-                    info!(event_id, account_id, "user no longer exists; nothing to check, acknowledged")
+                    info!(event_id, account_id, "user no longer exists (or IAM does not show it yet) while a fresh event gave it an active key; nothing closed, acknowledged")
                 }
                 Ignored::ForeignAccount => warn!(
                     event_id,
@@ -113,6 +113,7 @@ pub(crate) fn published(ev: &KeyEvent, f: &Finding, latency: f64) {
     info!(
         finding_id = %f.finding_id,
         status = f.status.as_str(),
+        reason = f.reason.map(|r| r.as_str()),
         account_id = %f.account_id,
         user_name = %f.user_name,
         active_key_count = f.active_key_count,

@@ -98,6 +98,8 @@ fn after_triage(event: &KeyEvent) {
             let _ = usage_wanted(event, iam, &usage, now, &RULES);
             look_at(&conclude(event, iam, &usage, &exceptions, now, &RULES));
         }
+        // IAM's NoSuchEntity for the user: a closing PASSED, or nothing.
+        look_at(&conclude(event, Iam::UserGone { user_name: &user, observed_at: now }, &usage, &exceptions, now, &RULES));
         for present in [0, 1, 2] {
             look_at(&conclude(event, Iam::RootKeys { present, observed_at: now }, &usage, &Exceptions::default(), now, &RULES));
         }

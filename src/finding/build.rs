@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use time::OffsetDateTime;
 
 use super::{
-    actor_is_target, compliance_of, finding_id, user_arn, Finding, KeyView, Severity, Status, Trigger, CONTROL_ID, CONTROL_TITLE,
+    actor_is_target, compliance_of, finding_id, user_arn, Finding, KeyView, Reason, Severity, Status, Trigger, CONTROL_ID, CONTROL_TITLE,
     KEYWATCH_VERSION, ROOT_CONTROL_ID, ROOT_CONTROL_TITLE, ROOT_USER, SCHEMA_VERSION,
 };
 use crate::evaluate::{Assessment, Verdict};
@@ -120,6 +120,29 @@ pub fn build_root(event: &KeyEvent, verdict: Verdict, present: u32, assumed: boo
     Some(f)
 }
 
+/// The CIS-1.13 `PASSED` for a user IAM no longer has (`NoSuchEntity`):
+/// deleted, and its keys with it, so a violation open for it is closed.
+/// The name is the event's (IAM cannot spell a user it no longer has).
+pub fn build_user_gone(event: &KeyEvent, user_name: &str, detected_at: OffsetDateTime) -> Finding {
+    let mut f = Base {
+        control_id: CONTROL_ID,
+        control_title: CONTROL_TITLE,
+        account_id: &event.account_id,
+        user_name,
+        user_arn: user_arn(event, user_name),
+        status: Status::Passed,
+        severity: Severity::Informational,
+        active_keys: Vec::new(),
+        event_state_assumed: false,
+        trigger: Trigger::of(event),
+        trigger_time: event.event_time,
+        detected_at,
+    }
+    .finding();
+    f.reason = Some(Reason::UserDeleted);
+    f
+}
+
 /// What every finding is made of, whichever builder makes it. The fields
 /// left out (the recommended key, the remediation, an exception) start
 /// empty for the builders to fill in.
@@ -149,6 +172,7 @@ impl Base<'_> {
             control_id: self.control_id,
             control_title: self.control_title,
             status: self.status,
+            reason: None,
             severity: self.severity,
             account_id: self.account_id.to_string(),
             user_name: self.user_name.to_string(),

@@ -31,7 +31,7 @@ use crate::exceptions::Exception;
 pub use self::arn::user_arn;
 pub(crate) use self::arn::{actor_is_target, partition_of_region, ROOT_USER};
 pub(crate) use self::build::build_scan;
-pub use self::build::{build, build_root, recommend_key};
+pub use self::build::{build, build_root, build_user_gone, recommend_key};
 pub(crate) use self::control::{compliance_of, CONTROL_TITLE, ROOT_CONTROL_TITLE};
 pub use self::control::{ControlRef, CIS_NO_ROOT_KEY, CIS_ONE_ACTIVE_KEY, CONTROL_ID, ROOT_CONTROL_ID};
 pub use self::summary::ScanSummary;
@@ -60,6 +60,32 @@ impl Status {
     }
 }
 
+/// Why a `PASSED` closes its finding when the listing alone does not say
+/// it (the `reason` field; absent on every other finding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// IAM answered `NoSuchEntity` for the user: it was deleted, and its
+    /// keys with it.
+    UserDeleted,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::UserDeleted => "user_deleted",
+        }
+    }
+
+    /// The reason in a few words, for a person (ASFF `Description`, OCSF
+    /// `message` and `status_detail`).
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Reason::UserDeleted => "the IAM user was deleted",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Severity {
@@ -77,6 +103,10 @@ pub struct Finding {
     pub control_id: &'static str,
     pub control_title: &'static str,
     pub status: Status,
+    /// For a `PASSED` that the listing alone does not explain, why it
+    /// closes the finding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
     pub severity: Severity,
     pub(crate) account_id: String,
     pub user_name: String,

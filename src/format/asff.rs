@@ -92,6 +92,7 @@ fn product_fields(f: &Finding) -> HashMap<String, String> {
         ("user_name", Some(f.user_name.clone())),
         ("user_arn", Some(f.user_arn.clone())),
         ("status", Some(f.status.as_str().to_string())),
+        ("reason", f.reason.map(|r| r.as_str().to_string())),
         ("active_key_count", Some(f.active_key_count.to_string())),
         (
             "active_keys",

@@ -88,6 +88,10 @@ fn describe(f: &Finding) -> String {
             Status::Passed => format!("IAM user {} in account {} has {} now: resolved.", f.user_name, f.account_id, keys(n)),
         }
     };
+    if let Some(reason) = f.reason {
+        text.pop();
+        text.push_str(&format!("; {}.", reason.describe()));
+    }
     if let Some(e) = f.exception.as_ref().filter(|_| f.suppressed) {
         text.push_str(&format!(" Covered by an approved exception (owner {}, until {}): {}.", e.owner, exception_expiry(e), e.reason));
     }

@@ -8,6 +8,7 @@
 //! | `control_id`, `compliance[]` | `compliance.control`, `compliance.standards[]`, `compliance.requirements[]` |
 //! | `status` | `compliance.status_id` (Fail 3, Pass 1); `status_id` New 1, Resolved 4 |
 //! | `suppressed`, `exception` | `status_id` Suppressed 3, `status_detail`; `unmapped.exception` |
+//! | `reason` (a `PASSED`'s) | `status_detail` (`<reason>: <why>`), `unmapped.reason` |
 //! | `severity` | `severity_id` (Informational 1, Medium 3, High 4, Critical 5) |
 //! | `detected_at` | `time` (epoch ms), `finding_info.last_seen_time`, `finding_info.modified_time` |
 //! | `trigger.event_time` | `finding_info.created_time`, `finding_info.first_seen_time` |
@@ -154,6 +155,7 @@ pub fn compliance_finding(f: &Finding) -> Value {
     );
     put(&mut unmapped, "recommended_key_to_deactivate", json!(f.recommended_key_to_deactivate));
     put(&mut unmapped, "exception", json!(f.exception));
+    put(&mut unmapped, "reason", json!(f.reason));
 
     let mut doc = Map::new();
     doc.insert("class_uid".into(), json!(CLASS_UID));
@@ -171,6 +173,8 @@ pub fn compliance_finding(f: &Finding) -> Value {
     doc.insert("status".into(), json!(status_name));
     if let Some(e) = f.exception.as_ref().filter(|_| f.suppressed) {
         doc.insert("status_detail".into(), json!(format!("approved exception: {} (owner {})", e.reason, e.owner)));
+    } else if let Some(reason) = f.reason {
+        doc.insert("status_detail".into(), json!(format!("{}: {}", reason.as_str(), reason.describe())));
     }
     doc.insert("message".into(), json!(describe(f)));
     doc.insert(

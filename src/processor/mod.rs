@@ -101,8 +101,9 @@ enum Answer {
     /// of the request, not of the message, so that of two answers the later
     /// one wins).
     RootKeys(Result<u32, InventoryError>, OffsetDateTime),
-    /// The user's keys.
-    Keys { user_name: String, listing: Result<Listing, InventoryError> },
+    /// The user's keys, and when they were first asked for (the
+    /// `observed_at` of a user IAM no longer has).
+    Keys { user_name: String, listing: Result<Listing, InventoryError>, asked_at: OffsetDateTime },
 }
 
 impl Facts {
@@ -110,8 +111,8 @@ impl Facts {
     fn iam(&self) -> Iam<'_> {
         match &self.answer {
             Answer::RootKeys(Ok(present), observed_at) => Iam::RootKeys { present: *present, observed_at: *observed_at },
-            Answer::Keys { user_name, listing: Ok(listing) } => Iam::Keys { user_name, listing },
-            Answer::RootKeys(Err(e), _) | Answer::Keys { listing: Err(e), .. } => Iam::Failed(e),
+            Answer::RootKeys(Err(e), _) => Iam::Failed(e),
+            Answer::Keys { user_name, listing, asked_at } => Iam::listed(user_name, listing, *asked_at),
         }
     }
 }
@@ -304,6 +305,7 @@ impl<I: KeyInventory> Processor<I> {
         // the listing is read, not after it: a finding naming that key then
         // waits for no extra round trip.
         let prefetch = decide::usage_to_prefetch(ev, now, rules);
+        let asked_at = OffsetDateTime::now_utc();
         let (listing, prefetched) = tokio::join!(self.list_until_reflected(ev, &user_name, rules.fresh(ev, now)), async {
             match prefetch {
                 Some(id) => Some((id, self.inventory.last_used(&ev.account_id, id, Need::Optional).await)),
@@ -313,7 +315,7 @@ impl<I: KeyInventory> Processor<I> {
         let mut usage = HashMap::new();
         let listing = match listing {
             Ok(listing) => listing,
-            Err(e) => return Ok(Facts { answer: Answer::Keys { user_name, listing: Err(e) }, usage }),
+            Err(e) => return Ok(Facts { answer: Answer::Keys { user_name, listing: Err(e), asked_at }, usage }),
         };
         if let Some(created) = decide::just_created(ev, &listing, now, rules) {
             usage.insert(created.access_key_id.to_string(), KeyUsage::default());
@@ -330,7 +332,7 @@ impl<I: KeyInventory> Processor<I> {
         if !wanted.is_empty() {
             inventory::add_last_use(&*self.inventory, &ev.account_id, &wanted, &mut usage).await;
         }
-        Ok(Facts { answer: Answer::Keys { user_name, listing: Ok(listing) }, usage })
+        Ok(Facts { answer: Answer::Keys { user_name, listing: Ok(listing), asked_at }, usage })
     }
 
     /// Lists the user's keys; while the event is fresh and the listing does

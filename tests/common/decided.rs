@@ -1,6 +1,7 @@
 //! Findings decided in process from the fixtures, for the tests of the
 //! finding's fields and formats: a FAILED (with recommended key), the same
-//! suppressed by an exception, a PASSED and a root-key finding.
+//! suppressed by an exception, a PASSED, a PASSED for a deleted user and a
+//! root-key finding.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -93,6 +94,15 @@ pub fn passed() -> Finding {
     let now = after(&ev, 1);
     let keys = listing(&[("AKIAEXAMPLECAROL0001", KeyStatus::Inactive), ("AKIAEXAMPLECAROL0002", KeyStatus::Active)], now);
     published(conclude(&ev, Iam::Keys { user_name: "carol", listing: &keys }, &HashMap::new(), &Exceptions::default(), now, &RULES))
+}
+
+/// Frank's keys and then frank are deleted; his delete event is handled
+/// after, and IAM answers `NoSuchEntity`: the closing PASSED.
+pub fn user_deleted() -> Finding {
+    let ev = event("delete_access_key.json");
+    let answer = Err(keywatch::inventory::InventoryError::NoSuchUser { account_id: MEMBER.into(), user_name: "frank".into() });
+    let now = after(&ev, 2);
+    published(conclude(&ev, Iam::listed("frank", &answer, now), &HashMap::new(), &Exceptions::default(), now, &RULES))
 }
 
 /// The root user makes itself an access key.

@@ -25,6 +25,7 @@ macro_rules! trials {
 mod common;
 mod harness;
 
+mod closing;
 mod credentials;
 mod detect;
 mod exceptions_sources;
@@ -41,6 +42,7 @@ mod stack;
 
 fn main() {
     let trials: Vec<libtest_mimic::Trial> = [
+        closing::trials(),
         credentials::trials(),
         detect::trials(),
         exceptions_sources::trials(),

@@ -110,12 +110,14 @@ fn a_key_owner_is_found_ignored_or_retried() {
 }
 
 #[test]
-fn iam_failures_are_retried_and_a_vanished_user_is_ignored() {
+fn iam_failures_are_retried_and_never_close_anything() {
     let ev = event("create_access_key_admin.json");
     let now = after(&ev, 1);
     let throttled = aws(ErrorClass::Throttled, "Throttling");
     let outcome = conclude(&ev, Iam::Failed(&throttled), &none(), &Exceptions::default(), now, &RULES);
     carries(&outcome, Disposition::Retry, None);
+    // IAM's NoSuchEntity closes only as `Iam::UserGone` (tests/unit/closing.rs);
+    // passed as a failure it publishes nothing.
     let gone = InventoryError::NoSuchUser { account_id: ev.account_id.clone(), user_name: "alice".into() };
     let outcome = conclude(&ev, Iam::Failed(&gone), &none(), &Exceptions::default(), now, &RULES);
     assert_eq!(outcome, Outcome::Ignored(Ignored::UserGone));

@@ -11,6 +11,7 @@ mod common;
 
 mod admin;
 mod cli;
+mod closing;
 mod decide;
 mod enrichment;
 mod event_fixtures;

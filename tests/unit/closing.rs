@@ -1,0 +1,121 @@
+//! What closes a violation besides an event that IAM's listing confirms:
+//! IAM's word that the user is gone. Pure, in process: `now` is passed in.
+
+use std::collections::HashMap;
+
+use keywatch::aws::{AwsError, ErrorClass};
+use keywatch::decide::{conclude, Iam, Ignored, Outcome};
+use keywatch::exceptions::Exceptions;
+use keywatch::finding::{finding_id, Reason, Severity, Status, CONTROL_ID};
+use keywatch::inventory::InventoryError;
+use keywatch::keys::Listing;
+use keywatch::message::Disposition;
+use keywatch::telemetry::EventOutcome;
+
+use crate::common::*;
+
+fn gone(account_id: &str, user_name: &str) -> Result<Listing, InventoryError> {
+    Err(InventoryError::NoSuchUser { account_id: account_id.into(), user_name: user_name.into() })
+}
+
+#[test]
+fn a_deleted_user_gets_a_passed_for_its_finding_id_saying_why() {
+    // Offboarding: frank's keys and then frank are deleted; the delete
+    // event is handled after, and IAM answers NoSuchEntity.
+    let ev = event("delete_access_key.json");
+    let (asked_at, now) = (after(&ev, 3), after(&ev, 4));
+    let answer = gone(&ev.account_id, "frank");
+    let iam = Iam::listed("frank", &answer, asked_at);
+    assert!(matches!(iam, Iam::UserGone { user_name: "frank", .. }), "{iam:?}");
+    let outcome = conclude(&ev, iam, &HashMap::new(), &Exceptions::default(), now, &RULES);
+    assert_eq!((outcome.disposition(), outcome.label()), (Disposition::Ack, Some(EventOutcome::Finding)));
+    let f = published(outcome);
+    assert_eq!(f.finding_id, finding_id(CONTROL_ID, &ev.account_id, "frank"), "the id of the FAILED it closes");
+    assert_eq!((f.status, f.severity, f.reason), (Status::Passed, Severity::Informational, Some(Reason::UserDeleted)));
+    assert_eq!((f.active_key_count, f.active_keys.len(), f.event_state_assumed), (0, 0, false));
+    assert_eq!((f.observed_at, f.detected_at), (asked_at, now), "observed when the listing that said so was asked for");
+    assert_eq!(f.trigger.event_id, ev.event_id);
+    let doc = json(&f);
+    assert_eq!((doc["status"].as_str(), doc["reason"].as_str()), (Some("PASSED"), Some("user_deleted")));
+    assert!(json(&failed()).get("reason").is_none(), "no reason on a FAILED");
+    assert!(json(&passed()).get("reason").is_none(), "nor on a PASSED its listing explains");
+}
+
+#[test]
+fn a_fresh_event_giving_an_unknown_user_a_key_closes_nothing_until_the_window_has_passed() {
+    // IAM may not show a user created moments ago: within the window a
+    // creation for an unknown user is acknowledged without a finding.
+    let ev = event("create_access_key_admin.json");
+    let answer = gone(&ev.account_id, "alice");
+    let fresh = after(&ev, 1);
+    let outcome = conclude(&ev, Iam::listed("alice", &answer, fresh), &HashMap::new(), &Exceptions::default(), fresh, &RULES);
+    assert_eq!(outcome, Outcome::Ignored(Ignored::UserGone));
+    assert_eq!((outcome.disposition(), outcome.label()), (Disposition::Ack, Some(EventOutcome::Ignored)));
+    // Past the window IAM's answer stands.
+    let late = after(&ev, 121);
+    let f = published(conclude(&ev, Iam::listed("alice", &answer, late), &HashMap::new(), &Exceptions::default(), late, &RULES));
+    assert_eq!((f.status, f.reason), (Status::Passed, Some(Reason::UserDeleted)));
+    // A fresh deactivation of a gone user closes at once: it claims no key.
+    let off = event("update_access_key_inactive.json");
+    let answer = gone(&off.account_id, "carol");
+    let now = after(&off, 1);
+    let f = published(conclude(&off, Iam::listed("carol", &answer, now), &HashMap::new(), &Exceptions::default(), now, &RULES));
+    assert_eq!((f.status, f.reason), (Status::Passed, Some(Reason::UserDeleted)));
+}
+
+#[test]
+fn no_other_failure_ever_becomes_a_passed() {
+    let failures = [
+        InventoryError::Deferred,
+        InventoryError::Aws(AwsError {
+            operation: "ListAccessKeys",
+            class: ErrorClass::Throttled,
+            code: Some("Throttling".into()),
+            message: String::new(),
+        }),
+        InventoryError::Aws(AwsError { operation: "ListAccessKeys", class: ErrorClass::Transient, code: None, message: "timeout".into() }),
+        InventoryError::Aws(AwsError {
+            operation: "ListAccessKeys",
+            class: ErrorClass::Permanent,
+            code: Some("AccessDenied".into()),
+            message: String::new(),
+        }),
+        InventoryError::Aws(AwsError {
+            operation: "AssumeRole",
+            class: ErrorClass::Permanent,
+            code: Some("CredentialsError".into()),
+            message: String::new(),
+        }),
+    ];
+    for name in ["delete_access_key.json", "update_access_key_inactive.json", "create_access_key_admin.json"] {
+        let ev = event(name);
+        for e in &failures {
+            let answer: Result<Listing, InventoryError> = Err(e.clone());
+            for now in [after(&ev, 1), after(&ev, 3600)] {
+                let iam = Iam::listed("someone", &answer, now);
+                assert!(matches!(iam, Iam::Failed(_)), "{e}: {iam:?}");
+                let outcome = conclude(&ev, iam, &HashMap::new(), &Exceptions::default(), now, &RULES);
+                assert!(!matches!(outcome, Outcome::Publish(_)), "{name}, {e}: {outcome:?}");
+                assert_eq!(outcome.disposition(), Disposition::Retry, "{name}, {e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_reason_is_visible_in_asff_and_ocsf() {
+    let f = user_deleted();
+    let a = keywatch::format::asff::finding(&f, &keywatch::format::asff::Target::new("999988887777", "us-east-1"));
+    assert_eq!(a.record_state(), Some(&aws_sdk_securityhub::types::RecordState::Archived));
+    assert_eq!(a.compliance().and_then(|c| c.status()), Some(&aws_sdk_securityhub::types::ComplianceStatus::Passed));
+    assert_eq!(a.product_fields().and_then(|p| p.get("keywatch/reason")).map(String::as_str), Some("user_deleted"));
+    let description = a.description().unwrap();
+    assert!(description.contains("frank") && description.ends_with("resolved; the IAM user was deleted."), "{description}");
+
+    let o = keywatch::format::ocsf::compliance_finding(&f);
+    assert_eq!((o["status_id"].as_u64(), o["status"].as_str()), (Some(4), Some("Resolved")));
+    assert_eq!((o["activity_id"].as_u64(), o["compliance"]["status_id"].as_u64()), (Some(3), Some(1)));
+    assert_eq!(o["status_detail"], "user_deleted: the IAM user was deleted");
+    assert_eq!(o["unmapped"]["reason"], "user_deleted");
+    assert!(keywatch::format::ocsf::compliance_finding(&passed()).get("status_detail").is_none());
+}
