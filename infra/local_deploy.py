@@ -94,7 +94,7 @@ EXCEPTIONS_ACTION = "ssm:GetParameter"
 VERIFY_EXCEPTIONS_PARAMETER = "/keywatch-local/exceptions"
 
 # The scan schedule rule's constant target input, as the worker parses it.
-SCAN_REQUEST = {"keywatch": "scan-request"}
+SCAN_REQUEST = {"keywatch": "scan-request", "include_passed": True}
 DEFAULT_SCAN_SCHEDULE = "rate(1 day)"
 
 FINDING_DETAIL_TYPE = "IAM Access Key Finding"

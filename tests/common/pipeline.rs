@@ -176,6 +176,17 @@ impl Pipeline {
     }
 }
 
+/// The body the central stack's scan schedule puts on the input queue: the
+/// `Input` of the `ScanScheduleRule` target in `infra/central.yaml`, which
+/// EventBridge delivers as the raw message body.
+pub fn scheduled_scan_request() -> String {
+    let template: serde_yaml::Value = serde_yaml::from_str(include_str!("../../infra/central.yaml")).expect("infra/central.yaml");
+    let targets = &template["Resources"]["ScanScheduleRule"]["Properties"]["Targets"];
+    let input = targets[0]["Input"].as_str().expect("the scan schedule rule's target has a constant Input");
+    assert!(targets.get(1).is_none(), "one target");
+    input.to_string()
+}
+
 async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
     let out = sqs.get_queue_attributes().queue_url(url).attribute_names(QueueAttributeName::QueueArn).send().await.unwrap();
     out.attributes.unwrap()[&QueueAttributeName::QueueArn].clone()

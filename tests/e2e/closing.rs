@@ -1,7 +1,8 @@
 //! What closes a violation on the emulator, with the real binary, when no
-//! event that IAM's listing confirms ever comes: the user deleted.
+//! event that IAM's listing confirms ever comes: the user deleted, the
+//! scheduled scan request of the central stack.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::common::*;
 use keywatch::finding::{finding_id, CONTROL_ID};
@@ -9,6 +10,7 @@ use serde_json::Value;
 
 trials! {
     multi offboarding_closes_the_finding_when_the_delete_events_find_the_user_gone,
+    multi a_fix_whose_event_was_lost_is_closed_by_the_stacks_scheduled_scan_request,
 }
 
 const T: Duration = Duration::from_secs(30);
@@ -52,4 +54,50 @@ async fn offboarding_closes_the_finding_when_the_delete_events_find_the_user_gon
         assert!(d["trigger"]["event_id"].as_str().unwrap().starts_with("evt-olivia-off-"), "{d}");
     }
     assert!(worker.metric(r#"keywatch_events_total{event_name="DeleteAccessKey",outcome="finding"}"#) >= 1.0, "{}", worker.metrics());
+}
+
+/// Findings and summaries until a scan summary has arrived (and what
+/// follows it for a moment: delivery order is not publication order).
+async fn until_summary(p: &Pipeline) -> Vec<Value> {
+    let mut found = Vec::new();
+    let deadline = Instant::now() + T;
+    while !found.iter().any(|e: &Value| e["detail-type"] == "IAM Access Key Scan Summary") && Instant::now() < deadline {
+        found.extend(p.findings(1, Duration::from_secs(1)).await);
+    }
+    found.extend(p.findings(10, Duration::from_secs(2)).await);
+    found
+}
+
+async fn a_fix_whose_event_was_lost_is_closed_by_the_stacks_scheduled_scan_request() {
+    let moto = Moto::start();
+    let p = Pipeline::create(&moto.sdk_config().await, 30).await;
+    let worker = Worker::start(&moto, &p, &[]);
+    assert!(worker.wait_ready(T).await, "{}", worker.logs());
+    let keys = p.user_with_keys("pat", 2).await;
+    p.put_cloudtrail(&create_key_event("evt-pat-2", "admin", "pat", &keys[1])).await;
+    let failed = p.findings(1, T).await;
+    assert_eq!(failed.len(), 1, "{}", worker.logs());
+    assert_eq!(detail(&failed[0])["status"], "FAILED");
+
+    // The fix: the second key is deactivated, and its event never arrives.
+    p.iam
+        .update_access_key()
+        .user_name("pat")
+        .access_key_id(&keys[1])
+        .status(aws_sdk_iam::types::StatusType::Inactive)
+        .send()
+        .await
+        .unwrap();
+    // What the schedule rule of infra/central.yaml delivers: its Input, as
+    // the raw message body.
+    p.send_raw(&scheduled_scan_request()).await;
+    let found = until_summary(&p).await;
+    let pat: Vec<&Value> =
+        found.iter().filter(|e| e["detail-type"] == "IAM Access Key Finding" && e["detail"]["user_name"] == "pat").collect();
+    assert_eq!(pat.len(), 1, "{found:?}\n{}", worker.logs());
+    let d = detail(pat[0]);
+    assert_eq!((d["status"].as_str(), d["active_key_count"].as_u64()), (Some("PASSED"), Some(1)), "{d}");
+    assert_eq!(d["finding_id"], detail(&failed[0])["finding_id"], "the FAILED's finding_id");
+    assert_eq!(d["trigger"]["event_name"], "Scan");
+    assert!(p.wait_drained(&p.queue_url, T).await, "{}", worker.logs());
 }

@@ -116,13 +116,24 @@ async fn a_scheduled_scan_request_is_fanned_out_per_account_and_scanned_by_the_w
     let worker = Worker::start(&moto, &p, &MEMBER_ENV);
     assert!(worker.wait_ready(T).await, "{}", worker.logs());
 
-    // As the stack's schedule puts it on the queue.
-    p.send_raw(r#"{"keywatch": "scan-request"}"#).await;
-    let failing = truth.values().filter(|s| **s == "FAILED").count();
-    let found = p.findings(failing + 2, T).await;
+    // As the stack's schedule puts it on the queue: every user's finding,
+    // the compliant ones' PASSED included.
+    p.send_raw(&scheduled_scan_request()).await;
+    let found = p.findings(truth.len() + 2, T).await;
     let findings: Vec<&Value> = found.iter().filter(|e| e["detail-type"] == "IAM Access Key Finding").collect();
-    assert_eq!(findings.len(), failing, "{}", worker.logs());
-    assert!(findings.iter().all(|f| f["detail"]["status"] == "FAILED" && f["detail"]["trigger"]["event_name"] == "Scan"));
+    let seen: BTreeMap<(String, String), String> = findings
+        .iter()
+        .map(|f| {
+            let d = &f["detail"];
+            assert_eq!(d["trigger"]["event_name"], "Scan");
+            (
+                (d["account_id"].as_str().unwrap().to_string(), d["user_name"].as_str().unwrap().to_string()),
+                d["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected: BTreeMap<_, _> = truth.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+    assert_eq!(seen, expected, "{}", worker.logs());
     assert_eq!(found.iter().filter(|e| e["detail-type"] == "IAM Access Key Scan Summary").count(), 2, "a summary per account");
     assert!(p.wait_drained(&p.queue_url, T).await, "the request and its per-account requests acknowledged");
     assert!(worker.wait_metric("keywatch_scan_users_checked_total", truth.len() as f64, T).await, "{}", worker.metrics());
