@@ -102,8 +102,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `keywatch scan`: 0, or 1 with --fail-on-findings when a user fails; 2
-/// when the scan could not complete (an account, a user or a publication
+/// `keywatch scan`: 0, or 1 with --fail-on-findings when a user fails or a
+/// root user has a key; 2 when the scan could not complete (an account, a user or a publication
 /// failed: see the summary).
 async fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let _ = telemetry::install_recorder();
@@ -114,20 +114,21 @@ async fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let report = app::scan(&args, &sdk, &shutdown, progress.as_ref()).await?;
     progress.finish();
     for a in &report.accounts {
+        let root = a.root_access_keys.map_or("unknown".to_string(), |n| n.to_string());
         eprintln!(
-            "account {}: {} users checked, {} failing, {} active keys, {} findings published, {} errors, {:.1} s",
+            "account {}: {} users checked, {} failing, {} active keys, root access keys {root}, {} findings published, {} errors, {:.1} s",
             a.account_id, a.users_checked, a.users_failing, a.keys_active, a.findings_published, a.errors, a.duration_seconds
         );
         for e in &a.error_samples {
             eprintln!("  error: {e}");
         }
     }
-    let failing = report.users_failing();
-    eprintln!("scan: {} accounts, {failing} users failing CIS 1.13", report.accounts.len());
+    let (failing, root) = (report.users_failing(), report.root_keys());
+    eprintln!("scan: {} accounts, {failing} users failing CIS 1.13, {root} with a root access key (CIS 1.4)", report.accounts.len());
     Ok(if !report.complete() {
         eprintln!("keywatch: the scan is incomplete (errors above); run it again");
         ExitCode::from(2)
-    } else if failing > 0 && args.fail_on_findings {
+    } else if (failing > 0 || root > 0) && args.fail_on_findings {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

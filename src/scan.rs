@@ -6,8 +6,11 @@
 //! the event path, under the same per-account rate limit and retries. A
 //! violating user gets the `FAILED` finding the worker would publish (its
 //! trigger says it came from a scan); with `include_passed` every compliant
-//! user gets a `PASSED`, a baseline that closes stale alerts. Each account
-//! ends with a summary (users checked, failing, active keys, errors).
+//! user gets a `PASSED`, a baseline that closes stale alerts. The root
+//! user's keys are read as for a root key event (`GetAccountSummary`): a
+//! root key is a `FAILED` CIS-1.4 finding, none a `PASSED` with
+//! `include_passed`. Each account ends with a summary (users checked,
+//! failing, active keys, root keys, errors).
 //!
 //! `keywatch scan` runs it over every account keywatch may act in; the
 //! worker runs it for a scan request taken off its queue (a scheduled
@@ -101,6 +104,7 @@ impl<I: KeyInventory> Scanner<I> {
             users_checked: 0,
             users_failing: 0,
             keys_active: 0,
+            root_access_keys: None,
             findings_published: 0,
             started_at: rfc3339(started),
             finished_at: String::new(),
@@ -108,10 +112,25 @@ impl<I: KeyInventory> Scanner<I> {
             errors: 0,
             error_samples: Vec::new(),
         };
-        let users = match self.inventory.list_users(account_id).await {
+        let users = self.inventory.list_users(account_id).await;
+        // The root user's ARN is in the partition of the users' (which
+        // ListUsers gives); `aws` for an account without users.
+        let partition = users.as_ref().ok().and_then(|u| u.first()).and_then(|u| finding::partition_of_arn(&u.arn)).unwrap_or("aws");
+        let mut pending = Vec::new();
+        match self.check_root(account_id, partition, started).await {
+            Ok((present, finding)) => {
+                summary.root_access_keys = Some(present);
+                pending.extend(finding);
+            }
+            Err(e) => note_error(&mut summary, e),
+        }
+        let users = match users {
             Ok(users) => users,
             Err(e) => {
                 note_error(&mut summary, format!("ListUsers: {e}"));
+                if !pending.is_empty() {
+                    self.publish(&mut summary, pending).await;
+                }
                 return self.finish(summary, clock).await;
             }
         };
@@ -123,7 +142,6 @@ impl<I: KeyInventory> Scanner<I> {
                 checked
             })
             .buffer_unordered(self.settings.users_in_flight.max(1));
-        let mut pending = Vec::new();
         let mut checks = std::pin::pin!(checks);
         while let Some(checked) = checks.next().await {
             match checked {
@@ -150,6 +168,17 @@ impl<I: KeyInventory> Scanner<I> {
             self.publish(&mut summary, pending).await;
         }
         self.finish(summary, clock).await
+    }
+
+    /// The root user's keys (`GetAccountSummary`, as for a root key event):
+    /// how many, and the CIS-1.4 finding they make (`FAILED` while there is
+    /// one; `PASSED` only with `include_passed`).
+    async fn check_root(&self, account_id: &str, partition: &str, started: OffsetDateTime) -> Result<(u32, Option<Finding>), String> {
+        let observed_at = OffsetDateTime::now_utc();
+        let present = self.inventory.root_keys_present(account_id).await.map_err(|e| format!("GetAccountSummary: {e}"))?;
+        let now = OffsetDateTime::now_utc();
+        let built = finding::build_scan_root(account_id, partition, present, started, self.settings.include_passed, now);
+        Ok((present, built.map(|f| f.observed(observed_at))))
     }
 
     async fn check_user(&self, account_id: &str, user: &User, exceptions: &Exceptions, started: OffsetDateTime) -> Checked {

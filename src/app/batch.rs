@@ -31,6 +31,10 @@ impl ScanReport {
     pub fn users_failing(&self) -> usize {
         self.accounts.iter().map(|a| a.users_failing).sum()
     }
+    /// Accounts whose root user has an access key (CIS 1.4).
+    pub fn root_keys(&self) -> usize {
+        self.accounts.iter().filter(|a| a.root_access_keys.is_some_and(|n| n > 0)).count()
+    }
     pub fn complete(&self) -> bool {
         self.accounts.iter().all(ScanSummary::complete)
     }

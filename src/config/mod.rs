@@ -143,7 +143,8 @@ pub struct ScanArgs {
     #[arg(long, env = "KEYWATCH_DRY_RUN")]
     pub(crate) dry_run: bool,
 
-    /// Exit 1 when any user fails the control (for CI pipelines and cron).
+    /// Exit 1 when any user fails the control, or a root user has an access
+    /// key (for CI pipelines and cron).
     #[arg(long, env = "KEYWATCH_SCAN_FAIL_ON_FINDINGS")]
     pub fail_on_findings: bool,
 

@@ -28,13 +28,16 @@ pub(crate) fn partition_of_region(region: &str) -> &'static str {
     }
 }
 
+/// The partition an ARN names (`arn:aws-cn:…` → `aws-cn`).
+pub(crate) fn partition_of_arn(arn: &str) -> Option<&str> {
+    let mut parts = arn.split(':');
+    (parts.next() == Some("arn")).then(|| parts.next()).flatten().filter(|p| !p.is_empty())
+}
+
 /// The partition the event happened in: the caller's ARN says it
 /// (`arn:aws-cn:…`); else the event's region; else `aws`.
 fn partition_of(event: &KeyEvent) -> String {
-    let from_arn = event.actor.arn.as_deref().and_then(|arn| {
-        let mut parts = arn.split(':');
-        (parts.next() == Some("arn")).then(|| parts.next()).flatten().filter(|p| !p.is_empty())
-    });
+    let from_arn = event.actor.arn.as_deref().and_then(partition_of_arn);
     match (from_arn, event.region.as_deref()) {
         (Some(p), _) => p.to_string(),
         (None, Some(region)) => partition_of_region(region).to_string(),

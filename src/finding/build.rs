@@ -111,13 +111,17 @@ pub fn build_root(event: &KeyEvent, verdict: Verdict, present: u32, assumed: boo
     .finding();
     f.active_key_count = present as usize;
     if status == Status::Failed {
-        f.remediation = Some(format!(
-            "Sign in as the root user of account {} and delete its access keys (Security credentials → Access keys); \
-             use IAM roles or users instead",
-            event.account_id
-        ));
+        f.remediation = Some(root_remediation(&event.account_id));
     }
     Some(f)
+}
+
+/// What to do about a root access key.
+fn root_remediation(account_id: &str) -> String {
+    format!(
+        "Sign in as the root user of account {account_id} and delete its access keys (Security credentials → Access keys); \
+         use IAM roles or users instead"
+    )
 }
 
 /// The CIS-1.13 `PASSED` for a user IAM no longer has (`NoSuchEntity`):
@@ -243,6 +247,46 @@ pub(crate) fn build_scan(
     if status == Status::Failed {
         f.recommended_key_to_deactivate = recommend_key(&active, usage);
         f.remediation = Some(remediation(account_id, &user.name, f.recommended_key_to_deactivate.as_deref()));
+    }
+    Some(f)
+}
+
+/// The CIS-1.4 finding a scan makes of an account's root user from
+/// `AccountAccessKeysPresent` (`present`): `FAILED` (`CRITICAL`) while the
+/// root user has a key; with `include_passed`, `PASSED` when it has none;
+/// `None` otherwise. The same `finding_id` as a root key event's finding;
+/// the ARN in `partition`.
+pub(crate) fn build_scan_root(
+    account_id: &str,
+    partition: &str,
+    present: u32,
+    started: OffsetDateTime,
+    include_passed: bool,
+    detected_at: OffsetDateTime,
+) -> Option<Finding> {
+    let (status, severity) = match present {
+        0 if include_passed => (Status::Passed, Severity::Informational),
+        0 => return None,
+        _ => (Status::Failed, Severity::Critical),
+    };
+    let mut f = Base {
+        control_id: ROOT_CONTROL_ID,
+        control_title: ROOT_CONTROL_TITLE,
+        account_id,
+        user_name: ROOT_USER,
+        user_arn: format!("arn:{partition}:iam::{account_id}:root"),
+        status,
+        severity,
+        active_keys: Vec::new(),
+        event_state_assumed: false,
+        trigger: Trigger::scan(account_id, started),
+        trigger_time: started,
+        detected_at,
+    }
+    .finding();
+    f.active_key_count = present as usize;
+    if status == Status::Failed {
+        f.remediation = Some(root_remediation(account_id));
     }
     Some(f)
 }

@@ -14,6 +14,9 @@ pub struct ScanSummary {
     pub users_checked: usize,
     pub users_failing: usize,
     pub keys_active: usize,
+    /// `AccountAccessKeysPresent`: the root user's access keys (CIS 1.4);
+    /// `None` when the account summary could not be read (an error).
+    pub root_access_keys: Option<u32>,
     pub findings_published: usize,
     pub(crate) started_at: String,
     pub(crate) finished_at: String,

@@ -29,6 +29,10 @@ pub enum Fault {
     Blackout,
     /// `DeleteMessageBatch` answered with every entry failed, not forwarded.
     DeletesFail,
+    /// `GetAccountSummary` forwarded, its answer saying the root user has an
+    /// access key (`AccountAccessKeysPresent` 1), which the emulator cannot
+    /// make.
+    RootKeyPresent,
 }
 
 pub struct FaultProxy {
@@ -166,6 +170,14 @@ fn handle(mut conn: TcpStream, upstream: u16, fault: Fault, injected: &AtomicUsi
     up.write_all(&body)?;
     let mut answer = Vec::new();
     up.read_to_end(&mut answer)?;
+    if fault == Fault::RootKeyPresent && form.contains("Action=GetAccountSummary") {
+        let (from, to): (&[u8], &[u8]) =
+            (b"AccountAccessKeysPresent</key><value>0</value>", b"AccountAccessKeysPresent</key><value>1</value>");
+        if let Some(at) = find(&answer, from) {
+            answer[at..at + from.len()].copy_from_slice(to);
+            injected.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     if fault == Fault::PutEventsPartial && target.ends_with("PutEvents") {
         if let Some(at) = find(&answer, b"\r\n\r\n") {
             if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&answer[at + 4..]) {

@@ -1,16 +1,18 @@
 //! What closes a violation on the emulator, with the real binary, when no
 //! event that IAM's listing confirms ever comes: the user deleted, the
-//! scheduled scan request of the central stack.
+//! scheduled scan request of the central stack, a scan's look at the root
+//! user's keys.
 
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use keywatch::finding::{finding_id, CONTROL_ID};
+use keywatch::finding::{finding_id, CONTROL_ID, ROOT_CONTROL_ID};
 use serde_json::Value;
 
 trials! {
     multi offboarding_closes_the_finding_when_the_delete_events_find_the_user_gone,
     multi a_fix_whose_event_was_lost_is_closed_by_the_stacks_scheduled_scan_request,
+    multi a_scan_checks_the_root_users_keys_failed_critical_while_one_exists_and_passed_once_gone,
 }
 
 const T: Duration = Duration::from_secs(30);
@@ -100,4 +102,59 @@ async fn a_fix_whose_event_was_lost_is_closed_by_the_stacks_scheduled_scan_reque
     assert_eq!(d["finding_id"], detail(&failed[0])["finding_id"], "the FAILED's finding_id");
     assert_eq!(d["trigger"]["event_name"], "Scan");
     assert!(p.wait_drained(&p.queue_url, T).await, "{}", worker.logs());
+}
+
+/// The JSON lines of `keywatch scan --dry-run`.
+fn lines(stdout: &str) -> Vec<Value> {
+    stdout.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
+}
+
+async fn a_scan_checks_the_root_users_keys_failed_critical_while_one_exists_and_passed_once_gone() {
+    let moto = Moto::start();
+    let p = Pipeline::create(&moto.sdk_config().await, 5).await;
+    seed_user(&p.iam, "one-active", 1, 0).await;
+    // The emulator cannot give the root user a key: the proxy answers
+    // GetAccountSummary as IAM would for an account that has one.
+    let proxy = FaultProxy::start(moto.port);
+    let through_proxy = [("AWS_ENDPOINT_URL", proxy.url.as_str())];
+    let root_id = finding_id(ROOT_CONTROL_ID, ACCOUNT, "<root>");
+    let root_of = |out: &[Value]| out.iter().filter(|v| v["finding_id"] == root_id).cloned().collect::<Vec<Value>>();
+    let summary_of = |out: &[Value]| out.iter().find_map(|v| v.get("scan_summary").cloned()).expect("a summary");
+
+    proxy.set(Fault::RootKeyPresent);
+    let (code, stdout, stderr) = keywatch(&moto, &["scan", "--dry-run", "--fail-on-findings"], &through_proxy);
+    assert_eq!(code, Some(1), "a root key fails the scan:\n{stderr}");
+    assert!(proxy.injected.load(std::sync::atomic::Ordering::Relaxed) >= 1, "GetAccountSummary was asked");
+    let out = lines(&stdout);
+    let root = root_of(&out);
+    assert_eq!(root.len(), 1, "{stdout}");
+    let f = &root[0];
+    assert_eq!(
+        (f["control_id"].as_str(), f["status"].as_str(), f["severity"].as_str()),
+        (Some("CIS-AWS-1.4"), Some("FAILED"), Some("CRITICAL"))
+    );
+    assert_eq!((f["user_name"].as_str(), f["active_key_count"].as_u64()), (Some("<root>"), Some(1)));
+    assert_eq!(f["user_arn"], format!("arn:aws:iam::{ACCOUNT}:root"));
+    assert_eq!(f["trigger"]["event_name"], "Scan");
+    assert!(f["remediation"].as_str().unwrap().contains("root user"), "{f}");
+    let summary = summary_of(&out);
+    assert_eq!((summary["root_access_keys"].as_u64(), summary["users_failing"].as_u64()), (Some(1), Some(0)), "{summary}");
+    assert_eq!(summary["findings_published"], 1);
+    assert!(stderr.contains("1 with a root access key (CIS 1.4)"), "{stderr}");
+
+    // The root key deleted (the emulator's own answer): the scan of the
+    // stack's schedule, with include_passed, closes the CRITICAL.
+    proxy.set(Fault::None);
+    let (code, stdout, stderr) = keywatch(&moto, &["scan", "--dry-run", "--include-passed", "--fail-on-findings"], &through_proxy);
+    assert_eq!(code, Some(0), "{stderr}");
+    let out = lines(&stdout);
+    let root = root_of(&out);
+    assert_eq!(root.len(), 1, "{stdout}");
+    assert_eq!((root[0]["status"].as_str(), root[0]["severity"].as_str()), (Some("PASSED"), Some("INFORMATIONAL")));
+    assert_eq!(summary_of(&out)["root_access_keys"], 0);
+
+    // Without include_passed a root user without keys is not reported.
+    let (code, stdout, stderr) = keywatch(&moto, &["scan", "--dry-run"], &through_proxy);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(root_of(&lines(&stdout)).is_empty(), "{stdout}");
 }

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use crate::common::*;
-use keywatch::finding::{finding_id, CONTROL_ID};
+use keywatch::finding::{finding_id, CONTROL_ID, ROOT_CONTROL_ID};
 use serde_json::{json, Value};
 
 trials! {
@@ -46,6 +46,16 @@ async fn seed(moto: &Moto, p: &Pipeline) -> BTreeMap<(String, String), &'static 
     truth
 }
 
+/// The statuses a scan with include_passed reports: the users', and each
+/// account's root user's (the emulator's root users have no key).
+fn with_root(truth: &BTreeMap<(String, String), &'static str>) -> BTreeMap<(String, String), String> {
+    let mut all: BTreeMap<_, _> = truth.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+    for account in [ACCOUNT, MEMBER] {
+        all.insert((account.to_string(), "<root>".to_string()), "PASSED".to_string());
+    }
+    all
+}
+
 const MEMBER_ENV: [(&str, &str); 2] = [("KEYWATCH_ACCOUNTS", MEMBER), ("KEYWATCH_MEMBER_ROLE", "keywatch-member")];
 
 fn lines(stdout: &str) -> Vec<Value> {
@@ -63,12 +73,16 @@ async fn a_scan_of_two_accounts_reports_every_user_as_iam_shows_it() {
     let mut seen = BTreeMap::new();
     for f in out.iter().filter(|v| v.get("finding_id").is_some()) {
         let (account, user) = (f["account_id"].as_str().unwrap().to_string(), f["user_name"].as_str().unwrap().to_string());
-        assert_eq!(f["finding_id"], finding_id(CONTROL_ID, &account, &user), "the worker's finding id");
+        let control = if user == "<root>" { ROOT_CONTROL_ID } else { CONTROL_ID };
+        assert_eq!(
+            (f["control_id"].as_str(), &f["finding_id"]),
+            (Some(control), &json!(finding_id(control, &account, &user))),
+            "the worker's"
+        );
         assert_eq!(f["trigger"]["event_name"], "Scan");
         seen.insert((account, user), f["status"].as_str().unwrap().to_string());
     }
-    let expected: BTreeMap<_, _> = truth.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
-    assert_eq!(seen, expected, "{stderr}");
+    assert_eq!(seen, with_root(&truth), "{stderr}");
 
     let summaries: BTreeMap<String, Value> =
         out.iter().filter_map(|v| v.get("scan_summary")).map(|s| (s["account_id"].as_str().unwrap().to_string(), s.clone())).collect();
@@ -77,6 +91,7 @@ async fn a_scan_of_two_accounts_reports_every_user_as_iam_shows_it() {
     assert_eq!((own["users_checked"].as_u64(), own["users_failing"].as_u64(), own["keys_active"].as_u64()), (Some(6), Some(2), Some(6)));
     assert_eq!((summaries[MEMBER]["users_checked"].as_u64(), summaries[MEMBER]["users_failing"].as_u64()), (Some(2), Some(1)));
     assert_eq!(own["errors"], 0);
+    assert_eq!((own["root_access_keys"].as_u64(), summaries[MEMBER]["root_access_keys"].as_u64()), (Some(0), Some(0)));
     assert!(p.findings(1, Duration::from_secs(1)).await.is_empty(), "a dry run publishes nothing");
 
     // Without --include-passed only the failing users; --fail-on-findings exits 1.
@@ -119,7 +134,7 @@ async fn a_scheduled_scan_request_is_fanned_out_per_account_and_scanned_by_the_w
     // As the stack's schedule puts it on the queue: every user's finding,
     // the compliant ones' PASSED included.
     p.send_raw(&scheduled_scan_request()).await;
-    let found = p.findings(truth.len() + 2, T).await;
+    let found = p.findings(truth.len() + 4, T).await;
     let findings: Vec<&Value> = found.iter().filter(|e| e["detail-type"] == "IAM Access Key Finding").collect();
     let seen: BTreeMap<(String, String), String> = findings
         .iter()
@@ -132,8 +147,7 @@ async fn a_scheduled_scan_request_is_fanned_out_per_account_and_scanned_by_the_w
             )
         })
         .collect();
-    let expected: BTreeMap<_, _> = truth.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
-    assert_eq!(seen, expected, "{}", worker.logs());
+    assert_eq!(seen, with_root(&truth), "{}", worker.logs());
     assert_eq!(found.iter().filter(|e| e["detail-type"] == "IAM Access Key Scan Summary").count(), 2, "a summary per account");
     assert!(p.wait_drained(&p.queue_url, T).await, "the request and its per-account requests acknowledged");
     assert!(worker.wait_metric("keywatch_scan_users_checked_total", truth.len() as f64, T).await, "{}", worker.metrics());
@@ -144,6 +158,7 @@ async fn a_scheduled_scan_request_is_fanned_out_per_account_and_scanned_by_the_w
     let iam = |op: &str| worker.metric(&format!(r#"keywatch_aws_requests_total{{service="iam",operation="{op}",outcome="ok"}}"#));
     assert_eq!(iam("ListAccessKeys"), truth.len() as f64, "{}", worker.metrics());
     assert_eq!(iam("GetUser"), 0.0, "{}", worker.metrics());
+    assert_eq!(iam("GetAccountSummary"), 2.0, "the root user's keys, once an account: {}", worker.metrics());
 }
 
 /// A CloudTrail record as CloudTrail writes it to S3.

@@ -229,14 +229,17 @@ async fn a_scan_imports_into_security_hub_and_prints_ocsf_on_a_dry_run() {
     seed_user(&p.iam, "scan-two", 2, 0).await;
     seed_user(&p.iam, "scan-one", 1, 0).await;
 
-    // A dry run in OCSF: one valid Compliance Finding per user (with
-    // --include-passed), the user's ARN as ListUsers gives it.
+    // A dry run in OCSF: one valid Compliance Finding per user and one for
+    // the root user (with --include-passed), the user's ARN as ListUsers
+    // gives it.
     let (code, stdout, stderr) = keywatch(&moto, &["scan", "--dry-run", "--include-passed", "--finding-format", "ocsf"], &[]);
     assert_eq!(code, Some(0), "{stderr}");
     let docs: Vec<Value> =
         stdout.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|v| v.get("class_uid").is_some()).collect();
-    assert_eq!(docs.len(), 2, "{stdout}");
+    assert_eq!(docs.len(), 3, "{stdout}");
     assert_valid_ocsf(&docs);
+    let root = docs.iter().find(|d| d["resources"][0]["type"] == "AWS::IAM::Root").expect("the root user's finding");
+    assert_eq!((root["compliance"]["control"].as_str(), root["compliance"]["status_id"].as_u64()), (Some("CIS-AWS-1.4"), Some(1)));
     let two = docs.iter().find(|d| d["resources"][0]["name"] == "scan-two").expect("scan-two's finding");
     assert_eq!(two["compliance"]["status_id"], 3, "Fail: {two}");
     assert_eq!(two["resources"][0]["uid"], format!("arn:aws:iam::{ACCOUNT}:user/scan-two"), "{two}");

@@ -1,5 +1,6 @@
 //! What closes a violation besides an event that IAM's listing confirms:
-//! IAM's word that the user is gone. Pure, in process: `now` is passed in.
+//! IAM's word that the user is gone (pure, `now` passed in), and a scan's
+//! look at the root user's keys, which closes nothing without IAM's answer.
 
 use std::collections::HashMap;
 
@@ -7,10 +8,12 @@ use keywatch::aws::{AwsError, ErrorClass};
 use keywatch::decide::{conclude, Iam, Ignored, Outcome};
 use keywatch::exceptions::Exceptions;
 use keywatch::finding::{finding_id, Reason, Severity, Status, CONTROL_ID};
-use keywatch::inventory::InventoryError;
-use keywatch::keys::Listing;
+use keywatch::inventory::{InventoryError, KeyInventory, Need};
+use keywatch::keys::{KeyLastUsed, Listing};
 use keywatch::message::Disposition;
+use keywatch::scan::{Quiet, ScanSettings, Scanner};
 use keywatch::telemetry::EventOutcome;
+use time::OffsetDateTime;
 
 use crate::common::*;
 
@@ -118,4 +121,36 @@ fn the_reason_is_visible_in_asff_and_ocsf() {
     assert_eq!(o["status_detail"], "user_deleted: the IAM user was deleted");
     assert_eq!(o["unmapped"]["reason"], "user_deleted");
     assert!(keywatch::format::ocsf::compliance_finding(&passed()).get("status_detail").is_none());
+}
+
+/// An account without users whose summary cannot be read.
+struct SummaryDenied;
+
+impl KeyInventory for SummaryDenied {
+    async fn list_keys(&self, _: &str, user_name: &str, _: Option<OffsetDateTime>) -> Result<Listing, InventoryError> {
+        Ok(Listing { user_name: Some(user_name.into()), keys: Vec::new(), observed_at: OffsetDateTime::now_utc() })
+    }
+    async fn last_used(&self, _: &str, _: &str, _: Need) -> Result<Option<KeyLastUsed>, InventoryError> {
+        Ok(None)
+    }
+    async fn root_keys_present(&self, _: &str) -> Result<u32, InventoryError> {
+        Err(InventoryError::Aws(AwsError {
+            operation: "GetAccountSummary",
+            class: ErrorClass::Permanent,
+            code: Some("AccessDenied".into()),
+            message: "denied".into(),
+        }))
+    }
+}
+
+#[tokio::test]
+async fn a_scan_that_cannot_read_the_root_users_keys_is_incomplete_and_closes_nothing() {
+    let sink = std::sync::Arc::new(Kept::default());
+    let settings = ScanSettings { include_passed: true, last_use: true, users_in_flight: 1 };
+    let scanner = Scanner::new(std::sync::Arc::new(SummaryDenied), sink.clone(), settings);
+    let summary = scanner.scan_account("111122223333", &Exceptions::default(), &Quiet).await;
+    assert!(!summary.complete(), "{summary:?}");
+    assert_eq!((summary.root_access_keys, summary.errors), (None, 1));
+    assert!(summary.error_samples[0].contains("GetAccountSummary"), "{summary:?}");
+    assert!(sink.0.lock().unwrap().is_empty(), "no root PASSED without IAM's answer");
 }

@@ -294,6 +294,7 @@ async fn a_throttled_scan_still_completes_every_user() {
     use aws_sdk_iam::operation::list_users::ListUsersOutput;
     use aws_sdk_iam::types::User;
     use keywatch::exceptions::Exceptions;
+    use keywatch::finding::{Severity, Status, ROOT_CONTROL_ID};
     use keywatch::scan::{Quiet, ScanSettings, Scanner};
     let user = |name: &str| {
         User::builder()
@@ -327,7 +328,21 @@ async fn a_throttled_scan_still_completes_every_user() {
         .output(|| ListAccessKeysOutput::builder().access_key_metadata(key(&key_id("bob", 1))).build().unwrap())
         .build();
     let last_used = mock!(aws_sdk_iam::Client::get_access_key_last_used).then_output(|| GetAccessKeyLastUsedOutput::builder().build());
-    let client = mock_client!(aws_sdk_iam, RuleMode::MatchAny, [&page1, &page2, &throttled, &last_used], |c| c
+    // The root user has a key, throttled once too.
+    let summary = mock!(aws_sdk_iam::Client::get_account_summary)
+        .sequence()
+        .error(|| {
+            aws_sdk_iam::operation::get_account_summary::GetAccountSummaryError::generic(
+                aws_sdk_iam::error::ErrorMetadata::builder().code("Throttling").message("Rate exceeded").build(),
+            )
+        })
+        .output(|| {
+            aws_sdk_iam::operation::get_account_summary::GetAccountSummaryOutput::builder()
+                .summary_map(aws_sdk_iam::types::SummaryKeyType::AccountAccessKeysPresent, 1)
+                .build()
+        })
+        .build();
+    let client = mock_client!(aws_sdk_iam, RuleMode::MatchAny, [&page1, &page2, &throttled, &last_used, &summary], |c| c
         .retry_config(aws_sdk_iam::config::retry::RetryConfig::disabled()));
     let inventory = IamInventory::new(client).with_limits(Arc::new(RateLimiter::new(50.0)), fast_retries());
     let sink = Arc::new(Kept::default());
@@ -336,7 +351,13 @@ async fn a_throttled_scan_still_completes_every_user() {
         Scanner::new(Arc::new(inventory), sink.clone(), settings).scan_account("111122223333", &Exceptions::default(), &Quiet).await;
     assert!(summary.complete(), "{summary:?}");
     assert_eq!((summary.users_checked, summary.users_failing, summary.keys_active), (2, 1, 3));
+    assert_eq!(summary.root_access_keys, Some(1));
     assert_eq!(throttled.num_calls(), 4, "two throttles retried, then both users listed");
     let found = sink.0.lock().unwrap().clone();
-    assert_eq!(found.len(), 2, "FAILED for alice, PASSED for bob");
+    let statuses: Vec<(&str, &str, Status)> = found.iter().map(|f| (f.control_id, f.user_name.as_str(), f.status)).collect();
+    assert_eq!(statuses.len(), 3, "FAILED for alice, PASSED for bob, FAILED for the root user: {statuses:?}");
+    assert!(statuses.contains(&(ROOT_CONTROL_ID, "<root>", Status::Failed)), "{statuses:?}");
+    let root = found.iter().find(|f| f.control_id == ROOT_CONTROL_ID).unwrap();
+    assert_eq!((root.severity, root.active_key_count), (Severity::Critical, 1));
+    assert_eq!(root.user_arn, "arn:aws:iam::111122223333:root");
 }
