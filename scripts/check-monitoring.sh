@@ -191,7 +191,7 @@ LABELS = {
                   "GetObject"},
     "outcome": {"ok", "throttled", "error", "finding", "compliant", "ignored", "failed_call", "invalid",
                 "foreign_account", "superseded"},
-    "event_name": {"CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey", "other", "unknown"},
+    "event_name": {"CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey", "other", "unknown", "recheck"},
     "result": {"deleted", "retried", "invalid", "complete", "errors"},
     "queue": {"input", "dlq"},
     "state": {"visible", "in_flight"},

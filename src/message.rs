@@ -1,13 +1,14 @@
 //! A message as the core sees it, whatever its source (an SQS queue, a
-//! replayed file), what its body holds (`Body`, read once), and what the
-//! core decided to do with it.
+//! replayed file), what its body holds (`Body`, read once: a CloudTrail
+//! event, or keywatch's own scan request or re-check), and what the core
+//! decided to do with it.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::event::{self, is_account_id, truncate, ParseError, Parsed};
+use crate::event::{self, is_account_id, truncate, Check, ParseError, Parsed};
 
 /// One message. It carries no receipt handle: acknowledging is the
 /// source's job, and some sources have none to give.
@@ -50,9 +51,17 @@ pub enum Disposition {
 }
 
 /// Puts new messages on the source a message came from (a scan request
-/// fanned out per account onto the worker's own queue).
+/// fanned out per account onto the worker's own queue, a re-check).
 pub(crate) trait Requeue: Send + Sync {
     fn send<'a>(&'a self, bodies: &'a [String]) -> futures_util::future::BoxFuture<'a, Result<(), crate::error::AwsError>>;
+
+    /// The same, each message delivered no sooner than `delay` from now
+    /// (SQS `DelaySeconds`: at most 15 minutes).
+    fn send_delayed<'a>(
+        &'a self,
+        bodies: &'a [String],
+        delay: Duration,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), crate::error::AwsError>>;
 }
 
 /// What a message body holds, read once by [`Body::parse`].
@@ -61,23 +70,60 @@ pub(crate) enum Body {
     /// keywatch's own scan request (see [`ScanRequest`]); `Err`: it names a
     /// malformed account.
     ScanRequest(Result<ScanRequest, String>),
+    /// keywatch's own re-check of an event (see [`recheck_body`]): the event
+    /// it wraps, read and checked as any event is.
+    Recheck(Result<Parsed, ParseError>),
     /// Anything else: what claims to be a CloudTrail event, as
     /// [`event::parse`] reads it.
     Event(Result<Parsed, ParseError>),
 }
 
 impl Body {
-    /// Reads a message body. `scan_requests`: whether scan requests are
-    /// taken where the message came from; where they are not, a scan
-    /// request is read as any other body (and is no event).
+    /// Reads a message body. `scan_requests`: whether keywatch's own
+    /// requests (scan requests, re-checks) are taken where the message came
+    /// from; where they are not, one is read as any other body (and is no
+    /// event).
     pub(crate) fn parse(body: &str, scan_requests: bool) -> Body {
         if scan_requests {
             if let Some(request) = ScanRequest::parse(body) {
                 return Body::ScanRequest(request);
             }
+            if let Some(event) = parse_recheck(body) {
+                return Body::Recheck(event);
+            }
         }
         Body::Event(event::parse(body))
     }
+}
+
+/// The value of `keywatch` in a re-check.
+const RECHECK: &str = "recheck";
+
+/// The body of a re-check of the event whose message body is `original`:
+/// `{"keywatch": "recheck", "event": <original>}`, the event as it came, so
+/// that the re-check is read and checked as that event was. `None` when
+/// `original` is not JSON (no event then).
+pub(crate) fn recheck_body(original: &str) -> Option<String> {
+    let event: serde_json::Value = serde_json::from_str(original).ok()?;
+    Some(serde_json::json!({ "keywatch": RECHECK, "event": event }).to_string())
+}
+
+/// The event a re-check wraps, when `body` is one (its `keywatch` is
+/// `recheck`): parsed as any message body, so every check an event passes
+/// applies. A re-check of another shape than [`recheck_body`]'s is refused.
+fn parse_recheck(body: &str) -> Option<Result<Parsed, ParseError>> {
+    // Cheap test first: most bodies lack the marker.
+    if !body.contains(RECHECK) {
+        return None;
+    }
+    let serde_json::Value::Object(mut fields) = serde_json::from_str(body).ok()? else { return None };
+    if fields.get("keywatch").and_then(|k| k.as_str()) != Some(RECHECK) {
+        return None;
+    }
+    Some(match fields.remove("event").filter(|e| e.is_object() && fields.len() == 1) {
+        Some(event) => event::parse(&event.to_string()),
+        None => Err(ParseError::rejected(Check::Recheck, body)),
+    })
 }
 
 /// The body of a scan request on the worker's queue: a JSON object with
@@ -142,6 +188,26 @@ mod tests {
         let event = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/create_access_key_admin.json")).unwrap();
         assert_eq!(ScanRequest::parse(&event), None);
         assert_eq!(ScanRequest::parse(r#"{"detail":{"note":"scan-request"}}"#), None, "the marker must be the keywatch field");
+    }
+
+    #[test]
+    fn a_recheck_wraps_its_event_which_is_read_as_any_event() {
+        let event = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/create_access_key_admin.json")).unwrap();
+        let recheck = recheck_body(&event).unwrap();
+        assert_eq!(Body::parse(&recheck, true), Body::Recheck(event::parse(&event)));
+        assert!(matches!(Body::parse(&recheck, false), Body::Event(Err(_))), "only where keywatch's own requests are taken");
+        assert_eq!(recheck_body("not json"), None);
+        // What the event would fail, its re-check fails.
+        let forged = recheck.replace("aws.iam", "evil.source");
+        assert!(matches!(Body::parse(&forged, true), Body::Recheck(Err(ParseError::Rejected { check: Check::Source, .. }))));
+        // Another shape is refused, not taken for an event.
+        for shape in [r#"{"keywatch":"recheck"}"#, r#"{"keywatch":"recheck","event":"x"}"#, r#"{"keywatch":"recheck","event":{},"more":1}"#]
+        {
+            assert!(matches!(Body::parse(shape, true), Body::Recheck(Err(ParseError::Rejected { check: Check::Recheck, .. }))), "{shape}");
+        }
+        // An event that merely mentions the word is an event.
+        let named = event.replace("\"alice\"", "\"recheck\"");
+        assert!(matches!(Body::parse(&named, true), Body::Event(Ok(Parsed::Key(_)))));
     }
 
     #[test]

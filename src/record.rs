@@ -19,7 +19,20 @@ use crate::telemetry::{self, EventOutcome};
 /// message: the span it is logged in does ([`crate::processor`]); `m`
 /// gives an invalid one's receive count.
 pub(crate) fn outcome(m: &Message, ev: Option<&KeyEvent>, outcome: &Outcome) {
-    let label = ev.map_or("unknown", |e| e.event_name.as_str());
+    outcome_as(ev.map_or("unknown", |e| e.event_name.as_str()), m, ev, outcome)
+}
+
+/// `event_name` of the outcomes of re-checks (keywatch's own messages, not
+/// CloudTrail events).
+const RECHECK: &str = "recheck";
+
+/// Logs and counts the outcome of a re-check of `ev` other than a published
+/// finding (see [`rechecked`]), under `event_name` `recheck`.
+pub(crate) fn recheck_outcome(m: &Message, ev: Option<&KeyEvent>, outcome: &Outcome) {
+    outcome_as(RECHECK, m, ev, outcome)
+}
+
+fn outcome_as(label: &'static str, m: &Message, ev: Option<&KeyEvent>, outcome: &Outcome) {
     let event_id = ev.map(|e| e.event_id.as_str());
     let account_id = ev.map(|e| e.account_id.as_str());
     match outcome {
@@ -98,6 +111,20 @@ pub(crate) fn outcome(m: &Message, ev: Option<&KeyEvent>, outcome: &Outcome) {
 pub(crate) fn published(ev: &KeyEvent, f: &Finding, latency: f64) {
     telemetry::finding_accepted(f.status.as_str(), latency);
     telemetry::event(ev.event_name.as_str(), EventOutcome::Finding);
+    accepted(f, latency);
+}
+
+/// A re-check's finding accepted by every sink: counted, but not in the
+/// detection latency (a re-check comes a consistency window after its
+/// event by design).
+pub(crate) fn rechecked(f: &Finding) {
+    telemetry::finding_counted(f.status.as_str());
+    telemetry::event(RECHECK, EventOutcome::Finding);
+    accepted(f, f.detection_latency_seconds);
+}
+
+/// The log lines (and the suppression count) of an accepted finding.
+fn accepted(f: &Finding, latency: f64) {
     if f.suppressed {
         telemetry::suppressed_finding();
         if let Some(e) = &f.exception {

@@ -246,7 +246,7 @@ impl EventOutcome {
 }
 
 /// Records one event's outcome. `event_name` must come from a fixed set
-/// ([`crate::event::EventName::as_str`], or `other`).
+/// ([`crate::event::EventName::as_str`], `other`, `unknown`, `recheck`).
 pub(crate) fn event(event_name: &'static str, outcome: EventOutcome) {
     counter!(EVENTS, "event_name" => event_name, "outcome" => outcome.as_str()).increment(1);
 }
@@ -292,8 +292,13 @@ pub(crate) fn failed_call(event_name: &'static str, error_code: &str) {
 }
 
 pub(crate) fn finding_accepted(status: &'static str, detection_latency_seconds: f64) {
-    counter!(FINDINGS, "status" => status).increment(1);
+    finding_counted(status);
     histogram!(DETECTION_LATENCY, "status" => status).record(detection_latency_seconds.max(0.0));
+}
+
+/// A finding accepted whose delay is no detection latency (a re-check's).
+pub(crate) fn finding_counted(status: &'static str) {
+    counter!(FINDINGS, "status" => status).increment(1);
 }
 
 /// How a re-check did without a listing of its own.

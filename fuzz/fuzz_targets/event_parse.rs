@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use keywatch::decide::{conclude, owner, screen, triage, usage_wanted, Iam, Outcome, Rules};
+use keywatch::decide::{conclude, conclude_recheck, owner, recheck_when, screen, triage, usage_wanted, wants_recheck, Iam, Outcome, Rules};
 use keywatch::event::{parse, KeyEvent, KeyStatus, Target};
 use keywatch::exceptions::{Exception, Exceptions};
 use keywatch::keys::{AccessKey, Listing};
@@ -38,6 +38,7 @@ fn look_at(outcome: &Outcome) {
     match outcome {
         Outcome::Publish(f) | Outcome::Superseded(f) => {
             serde_json::to_string(f).expect("a finding serializes");
+            let _ = wants_recheck(f);
         }
         Outcome::Invalid(e) => {
             let _ = (e.reason(), e.to_string());
@@ -97,11 +98,18 @@ fn after_triage(event: &KeyEvent) {
             let iam = Iam::Keys { user_name: &user, listing: &listing };
             let _ = usage_wanted(event, iam, &usage, now, &RULES);
             look_at(&conclude(event, iam, &usage, &exceptions, now, &RULES));
+            look_at(&conclude_recheck(event, iam, &usage, &exceptions, now));
+        }
+        // The same event taken for a re-check off the queue.
+        if let Err(outcome) = recheck_when(event, now, &RULES) {
+            look_at(&outcome);
         }
         // IAM's NoSuchEntity for the user: a closing PASSED, or nothing.
         look_at(&conclude(event, Iam::UserGone { user_name: &user, observed_at: now }, &usage, &exceptions, now, &RULES));
+        look_at(&conclude_recheck(event, Iam::UserGone { user_name: &user, observed_at: now }, &usage, &exceptions, now));
         for present in [0, 1, 2] {
             look_at(&conclude(event, Iam::RootKeys { present, observed_at: now }, &usage, &Exceptions::default(), now, &RULES));
+            look_at(&conclude_recheck(event, Iam::RootKeys { present, observed_at: now }, &usage, &Exceptions::default(), now));
         }
     }
 }

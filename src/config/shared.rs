@@ -135,7 +135,8 @@ pub struct CheckArgs {
     /// IAM propagation window, in seconds. For an event younger than this, a
     /// listing that does not show the event's change yet is re-read and,
     /// failing that, the event's own key state is counted (the finding says
-    /// so). For an older event, the listing is the truth.
+    /// so, and is re-checked once the window has passed). For an older
+    /// event, the listing is the truth.
     #[arg(long, env = "KEYWATCH_CONSISTENCY_WINDOW_SECS", value_name = "SECS", default_value_t = 120)]
     pub(crate) consistency_window_secs: u64,
 

@@ -156,6 +156,9 @@ pub enum Check {
     UserName,
     /// The access key id is outside IAM's pattern `[\w]{16,128}`.
     AccessKeyId,
+    /// A re-check that is not `{"keywatch": "recheck", "event": {...}}`, or
+    /// of an event that made no key active.
+    Recheck,
 }
 
 impl Check {
@@ -169,6 +172,7 @@ impl Check {
             Check::FutureTime => "future_time",
             Check::UserName => "bad_user_name",
             Check::AccessKeyId => "bad_access_key_id",
+            Check::Recheck => "bad_recheck",
         }
     }
 }

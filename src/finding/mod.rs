@@ -68,12 +68,16 @@ pub enum Reason {
     /// IAM answered `NoSuchEntity` for the user: it was deleted, and its
     /// keys with it.
     UserDeleted,
+    /// A re-check after the consistency window: IAM never listed as active
+    /// the key a `FAILED` had counted from its event alone.
+    AssumedKeyNotConfirmed,
 }
 
 impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::UserDeleted => "user_deleted",
+            Reason::AssumedKeyNotConfirmed => "assumed_key_not_confirmed",
         }
     }
 
@@ -82,6 +86,7 @@ impl Reason {
     pub(crate) fn describe(self) -> &'static str {
         match self {
             Reason::UserDeleted => "the IAM user was deleted",
+            Reason::AssumedKeyNotConfirmed => "IAM never listed as active the key its event reported",
         }
     }
 }
@@ -231,11 +236,23 @@ impl Trigger {
 
 /// `trigger.event_name` of findings a scan made.
 const SCAN_TRIGGER: &str = "Scan";
+/// `trigger.event_name` of findings a re-check made.
+const RECHECK_TRIGGER: &str = "Recheck";
 
 impl Finding {
     /// Says when the IAM answer the finding rests on was taken.
     pub(crate) fn observed(mut self, at: OffsetDateTime) -> Self {
         self.observed_at = at;
+        self
+    }
+
+    /// The finding of a re-check of its trigger's event: `trigger.event_id`
+    /// becomes `recheck:<event id>` and `event_name` `Recheck` (so that a
+    /// consumer dropping repeats by `trigger.event_id` keeps it); the
+    /// event's time and actor stay.
+    pub(crate) fn rechecked(mut self) -> Self {
+        self.trigger.event_id = format!("recheck:{}", self.trigger.event_id);
+        self.trigger.event_name = RECHECK_TRIGGER;
         self
     }
 

@@ -188,6 +188,7 @@ impl<I: KeyInventory> Processor<I> {
         let results = self.sink.publish(&findings).await;
         // When the sinks answered: the detection latency runs to it.
         let accepted_at = OffsetDateTime::now_utc();
+        let mut rechecks = Vec::new();
         for ((i, ev), (f, result)) in owners.into_iter().zip(findings.iter().zip(results)) {
             let _in_message = spans[i].enter();
             dispositions[i] = match result {
@@ -195,6 +196,9 @@ impl<I: KeyInventory> Processor<I> {
                     self.last_word.published(f);
                     let latency = (accepted_at - ev.event_time).as_seconds_f64();
                     record::published(&ev, f, latency);
+                    if decide::wants_recheck(f) {
+                        rechecks.push((i, decide::recheck_delay(&ev, accepted_at, &self.settings.rules)));
+                    }
                     Disposition::Ack
                 }
                 Err(e) => {
@@ -203,6 +207,7 @@ impl<I: KeyInventory> Processor<I> {
                 }
             };
         }
+        self.schedule_rechecks(batch, &spans, rechecks, &mut dispositions).await;
         dispositions
     }
 
@@ -242,9 +247,10 @@ impl<I: KeyInventory> Processor<I> {
         // The one time the message's decision rests on, from screening to
         // the finding's `detected_at`.
         let now = OffsetDateTime::now_utc();
-        let parsed = match Body::parse(&m.body, self.requeue.is_some()) {
+        let (parsed, recheck) = match Body::parse(&m.body, self.requeue.is_some()) {
             Body::ScanRequest(request) => return Checked::Done(self.scan_request(request).await),
-            Body::Event(parsed) => parsed,
+            Body::Event(parsed) => (parsed, false),
+            Body::Recheck(parsed) => (parsed, true),
         };
         let ev = match decide::triage(parsed) {
             Ok(ev) => ev,
@@ -253,11 +259,14 @@ impl<I: KeyInventory> Processor<I> {
                 return Checked::Done(outcome.disposition());
             }
         };
-        telemetry::delivery_delay((m.received_at - ev.event_time).as_seconds_f64());
+        if !recheck {
+            telemetry::delivery_delay((m.received_at - ev.event_time).as_seconds_f64());
+        }
         let known = self.accounts.knows(&ev.account_id).await;
         let outcome = match decide::screen(&ev, now, known) {
             Some(outcome) => outcome,
-            None => match self.gather(&ev, now).await {
+            None if recheck => return Checked::Done(self.recheck(m, &ev, now).await),
+            None => match self.gather(&ev, now, ev.event_time).await {
                 Ok(facts) => decide::conclude(&ev, facts.iam(), &facts.usage, &self.exceptions(), now, &self.settings.rules),
                 Err(outcome) => outcome,
             },
@@ -281,10 +290,10 @@ impl<I: KeyInventory> Processor<I> {
     }
 
     /// Gathers what IAM says of the event's user (its keys, or the root
-    /// user's, and the keys' last use) for [`decide::conclude`]; `Err` when
-    /// the event ends before its keys can be asked for (its key's owner
-    /// cannot be found).
-    async fn gather(&self, ev: &KeyEvent, now: OffsetDateTime) -> Result<Facts, Outcome> {
+    /// user's, and the keys' last use) for [`decide::conclude`], from a
+    /// listing that started after `newer_than`; `Err` when the event ends
+    /// before its keys can be asked for (its key's owner cannot be found).
+    async fn gather(&self, ev: &KeyEvent, now: OffsetDateTime, newer_than: OffsetDateTime) -> Result<Facts, Outcome> {
         let rules = &self.settings.rules;
         let user_name = match &ev.target {
             Target::Root => {
@@ -306,7 +315,7 @@ impl<I: KeyInventory> Processor<I> {
         // waits for no extra round trip.
         let prefetch = decide::usage_to_prefetch(ev, now, rules);
         let asked_at = OffsetDateTime::now_utc();
-        let (listing, prefetched) = tokio::join!(self.list_until_reflected(ev, &user_name, rules.fresh(ev, now)), async {
+        let (listing, prefetched) = tokio::join!(self.list_until_reflected(ev, &user_name, rules.fresh(ev, now), newer_than), async {
             match prefetch {
                 Some(id) => Some((id, self.inventory.last_used(&ev.account_id, id, Need::Optional).await)),
                 None => None,
@@ -335,10 +344,17 @@ impl<I: KeyInventory> Processor<I> {
         Ok(Facts { answer: Answer::Keys { user_name, listing: Ok(listing), asked_at }, usage })
     }
 
-    /// Lists the user's keys; while the event is fresh and the listing does
-    /// not show its change yet, waits and lists again (bounded).
-    async fn list_until_reflected(&self, ev: &KeyEvent, user_name: &str, fresh: bool) -> Result<Listing, InventoryError> {
-        let mut listing = self.inventory.list_keys(&ev.account_id, user_name, Some(ev.event_time)).await?;
+    /// Lists the user's keys (a listing that started after `newer_than`);
+    /// while the event is fresh and the listing does not show its change
+    /// yet, waits and lists again (bounded).
+    async fn list_until_reflected(
+        &self,
+        ev: &KeyEvent,
+        user_name: &str,
+        fresh: bool,
+        newer_than: OffsetDateTime,
+    ) -> Result<Listing, InventoryError> {
+        let mut listing = self.inventory.list_keys(&ev.account_id, user_name, Some(newer_than)).await?;
         if fresh {
             for delay in &self.settings.relist_delays {
                 if evaluate::listing_reflects(ev, &listing.keys) {
@@ -352,5 +368,6 @@ impl<I: KeyInventory> Processor<I> {
     }
 }
 
+mod recheck;
 #[cfg(test)]
 mod tests;

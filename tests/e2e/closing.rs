@@ -1,18 +1,20 @@
 //! What closes a violation on the emulator, with the real binary, when no
 //! event that IAM's listing confirms ever comes: the user deleted, the
 //! scheduled scan request of the central stack, a scan's look at the root
-//! user's keys.
+//! user's keys, the delayed re-check of a key IAM never listed.
 
 use std::time::{Duration, Instant};
 
 use crate::common::*;
 use keywatch::finding::{finding_id, CONTROL_ID, ROOT_CONTROL_ID};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 trials! {
     multi offboarding_closes_the_finding_when_the_delete_events_find_the_user_gone,
     multi a_fix_whose_event_was_lost_is_closed_by_the_stacks_scheduled_scan_request,
     multi a_scan_checks_the_root_users_keys_failed_critical_while_one_exists_and_passed_once_gone,
+    multi a_phantom_creation_is_assumed_then_closed_by_its_delayed_recheck_even_across_a_restart,
+    multi a_forged_recheck_is_refused_or_acknowledged_like_any_message_and_closes_nothing,
 }
 
 const T: Duration = Duration::from_secs(30);
@@ -157,4 +159,91 @@ async fn a_scan_checks_the_root_users_keys_failed_critical_while_one_exists_and_
     let (code, stdout, stderr) = keywatch(&moto, &["scan", "--dry-run"], &through_proxy);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(root_of(&lines(&stdout)).is_empty(), "{stdout}");
+}
+
+/// A short consistency window, so that a re-check is due in seconds.
+const SHORT_WINDOW: [(&str, &str); 2] = [("KEYWATCH_CONSISTENCY_WINDOW_SECS", "3"), ("KEYWATCH_RELIST_BUDGET_MS", "300")];
+
+async fn a_phantom_creation_is_assumed_then_closed_by_its_delayed_recheck_even_across_a_restart() {
+    let moto = Moto::start();
+    let p = Pipeline::create(&moto.sdk_config().await, 5).await;
+    let mut worker = Worker::start(&moto, &p, &SHORT_WINDOW);
+    assert!(worker.wait_ready(T).await, "{}", worker.logs());
+    p.user_with_keys("quinn", 1).await;
+    // A creation IAM never lists (created and deleted out of order, or an
+    // event that lies): counted from the event while it is fresh.
+    p.put_cloudtrail(&create_key_event("evt-quinn-phantom", "admin", "quinn", "AKIAPHANTOMKEY000001")).await;
+    let failed = p.findings(1, T).await;
+    assert_eq!(failed.len(), 1, "{}", worker.logs());
+    let f = detail(&failed[0]);
+    assert_eq!(
+        (f["status"].as_str(), f["event_state_assumed"].as_bool(), f["active_key_count"].as_u64()),
+        (Some("FAILED"), Some(true), Some(2))
+    );
+    // The re-check is a message on the queue, delayed, not a timer in the
+    // worker: it survives the worker's stop.
+    worker.signal("TERM");
+    assert_eq!(worker.wait_exit(T).await, Some(0), "{}", worker.logs());
+    assert!(worker.logs().contains("re-check put on the queue"), "{}", worker.logs());
+    let worker = Worker::start(&moto, &p, &SHORT_WINDOW);
+
+    let passed = p.findings(1, T).await;
+    assert_eq!(passed.len(), 1, "no closing finding:\n{}", worker.logs());
+    let d = detail(&passed[0]);
+    assert_eq!((d["status"].as_str(), d["reason"].as_str()), (Some("PASSED"), Some("assumed_key_not_confirmed")), "{d}");
+    assert_eq!(d["finding_id"], f["finding_id"], "the FAILED's finding_id");
+    assert_eq!((d["active_key_count"].as_u64(), d["event_state_assumed"].as_bool()), (Some(1), Some(false)));
+    assert_eq!(
+        (d["trigger"]["event_id"].as_str(), d["trigger"]["event_name"].as_str()),
+        (Some("recheck:evt-quinn-phantom"), Some("Recheck"))
+    );
+    assert!(d["detection_latency_seconds"].as_f64().unwrap() >= 3.0, "not before the window has passed: {d}");
+    assert!(p.wait_drained(&p.queue_url, T).await, "{}", worker.logs());
+    assert_eq!(worker.metric(r#"keywatch_events_total{event_name="recheck",outcome="finding"}"#), 1.0, "{}", worker.metrics());
+    assert!(p.findings(1, Duration::from_secs(2)).await.is_empty(), "nothing more");
+}
+
+/// The EventBridge envelope a CloudTrail record arrives in.
+fn envelope(detail: Value) -> Value {
+    let account = detail["recipientAccountId"].clone();
+    json!({"version": "0", "id": "forged", "detail-type": "AWS API Call via CloudTrail", "source": "aws.iam", "account": account,
+           "time": detail["eventTime"], "region": "us-east-1", "resources": [], "detail": detail})
+}
+
+async fn a_forged_recheck_is_refused_or_acknowledged_like_any_message_and_closes_nothing() {
+    let moto = Moto::start();
+    let p = Pipeline::create(&moto.sdk_config().await, 1).await;
+    let worker = Worker::start(&moto, &p, &SHORT_WINDOW);
+    assert!(worker.wait_ready(T).await, "{}", worker.logs());
+    let keys = p.user_with_keys("rex", 2).await;
+    let old = |mut d: Value| {
+        d["eventTime"] = json!("2026-01-01T00:00:00Z");
+        d
+    };
+    // Of a delete (no assumed FAILED rests on one), in another shape, with
+    // a source no rule delivers: refused, left for the dead-letter queue.
+    let delete = envelope(old(delete_key_event("evt-forged-1", "admin", "rex", &keys[1])));
+    p.send_raw(&json!({"keywatch": "recheck", "event": delete}).to_string()).await;
+    p.send_raw(r#"{"keywatch": "recheck", "event": "AKIAPHANTOMKEY000001"}"#).await;
+    let mut elsewhere = envelope(old(create_key_event("evt-forged-2", "admin", "rex", "AKIAPHANTOMKEY000002")));
+    elsewhere["source"] = json!("evil.source");
+    p.send_raw(&json!({"keywatch": "recheck", "event": elsewhere}).to_string()).await;
+    // In an account keywatch does not act in: acknowledged, nothing listed.
+    let foreign = envelope(in_account(old(create_key_event("evt-forged-3", "admin", "rex", "AKIAPHANTOMKEY000003")), "999999999999"));
+    p.send_raw(&json!({"keywatch": "recheck", "event": foreign}).to_string()).await;
+
+    let deadline = Instant::now() + T;
+    while p.depth(&p.dlq_url).await.0 < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(p.depth(&p.dlq_url).await.0, 3, "{}", worker.logs());
+    assert!(
+        worker.wait_metric(r#"keywatch_events_total{event_name="CreateAccessKey",outcome="foreign_account"}"#, 1.0, T).await,
+        "{}",
+        worker.metrics()
+    );
+    assert!(worker.logs().contains("bad_recheck"), "{}", worker.logs());
+    assert!(p.findings(1, Duration::from_secs(2)).await.is_empty(), "a forged re-check publishes nothing here");
+    let iam = worker.metric(r#"keywatch_aws_requests_total{service="iam",operation="ListAccessKeys",outcome="ok"}"#);
+    assert_eq!(iam, 0.0, "nothing was listed: {}", worker.metrics());
 }

@@ -12,6 +12,13 @@
 //!
 //! The verdict itself (how many active keys, whether the event's own state
 //! is merged into a stale listing) is [`crate::evaluate`]'s.
+//!
+//! A `FAILED` that counted its event's key from the event alone is looked
+//! at again once the consistency window has passed: `recheck.rs` says
+//! when ([`wants_recheck`], [`recheck_when`]) and what the second look
+//! concludes ([`conclude_recheck`]).
+
+mod recheck;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,6 +29,8 @@ use crate::evaluate::{evaluate, evaluate_root, Verdict};
 use crate::event::{Check, EventName, KeyEvent, ParseError, Parsed, Target, MAX_CLOCK_SKEW};
 use crate::exceptions::Exceptions;
 use crate::finding::{self, Finding, Status};
+
+pub use self::recheck::{conclude_recheck, recheck_delay, recheck_when, wants_recheck, RecheckWhen, MAX_RECHECK_DELAY};
 use crate::inventory::InventoryError;
 use crate::keys::{KeyStatus, KeyUsage, Listing};
 use crate::message::Disposition;
@@ -275,7 +284,22 @@ pub fn conclude(
     now: OffsetDateTime,
     rules: &Rules,
 ) -> Outcome {
-    let fresh = rules.fresh(event, now);
+    decided(event, iam, usage, exceptions, now, rules.fresh(event, now), false)
+}
+
+/// [`conclude`], with the event's freshness given; `closing`: a listing
+/// with at most one active key closes the finding (`PASSED`) whatever the
+/// event did (a re-check), where an event that made a key active would
+/// otherwise find nothing to report.
+fn decided(
+    event: &KeyEvent,
+    iam: Iam<'_>,
+    usage: &HashMap<String, KeyUsage>,
+    exceptions: &Exceptions,
+    now: OffsetDateTime,
+    fresh: bool,
+    closing: bool,
+) -> Outcome {
     match iam {
         // IAM's word that the user is gone closes its finding, unless a
         // fresh event says the user just got an active key (IAM may lag
@@ -299,7 +323,10 @@ pub fn conclude(
             // IAM's spelling: the finding id of a PASSED must match the
             // FAILED's whatever case the events used.
             let user_name = listing.user_name.as_deref().unwrap_or(user_name);
-            let assessment = evaluate(event, listing.keys.clone(), fresh);
+            let mut assessment = evaluate(event, listing.keys.clone(), fresh);
+            if closing && assessment.verdict == Verdict::Compliant {
+                assessment.verdict = Verdict::Resolved;
+            }
             if assessment.verdict == Verdict::Unconfirmed {
                 return Outcome::Retry(Retry::Unconfirmed);
             }

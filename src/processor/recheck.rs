@@ -1,0 +1,113 @@
+//! Re-checks: the second look, once the consistency window has passed, at a
+//! `FAILED` that counted a key IAM did not list yet (see
+//! [`decide::wants_recheck`]). The look is a message on the worker's own
+//! queue, delivered after the window (SQS `DelaySeconds`), not a timer in
+//! memory: it outlives a restart, and any replica may take it. Its body
+//! wraps the event's own message ([`message::recheck_body`]), and is read
+//! and screened as that event was (a forged one may at most make keywatch
+//! look at a user of an account it knows); [`decide::conclude_recheck`]
+//! concludes from IAM's answer alone.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tracing::{info, warn, Span};
+
+use super::Processor;
+use crate::decide::{self, Outcome, RecheckWhen};
+use crate::event::KeyEvent;
+use crate::inventory::KeyInventory;
+use crate::message::{self, Disposition, Message};
+use crate::record;
+
+impl<I: KeyInventory> Processor<I> {
+    /// Puts a re-check on the queue for each message `due` names (its
+    /// index in `batch`, and how long until it is due), delivered after the
+    /// longest of those delays. A message whose re-check cannot be put
+    /// there is left for redelivery: the re-check is not lost with it.
+    /// Where keywatch's own requests are not taken (a replay), there is no
+    /// queue to come back on, and nothing is put.
+    pub(super) async fn schedule_rechecks(
+        &self,
+        batch: &[Message],
+        spans: &[Span],
+        due: Vec<(usize, Duration)>,
+        dispositions: &mut [Disposition],
+    ) {
+        let Some(requeue) = self.requeue.as_ref().filter(|_| !due.is_empty()) else { return };
+        let delay = due.iter().map(|(_, d)| *d).max().unwrap_or_default();
+        let bodies: Vec<String> = due.iter().filter_map(|(i, _)| message::recheck_body(&batch[*i].body)).collect();
+        let sent = requeue.send_delayed(&bodies, delay).await;
+        for (i, _) in due {
+            let _in_message = spans[i].enter();
+            match &sent {
+                Ok(()) => {
+                    info!(delay_seconds = delay.as_secs(), "the finding counted a key IAM does not list yet; re-check put on the queue")
+                }
+                Err(e) => {
+                    warn!(error = %e, "could not put the re-check on the queue; message left for redelivery");
+                    dispositions[i] = Disposition::Retry;
+                }
+            }
+        }
+    }
+
+    /// Carries out a re-check taken off the queue, its event screened like
+    /// any other: put back, delayed, while the event is within the
+    /// consistency window; then re-listed (a listing that starts now, never
+    /// one kept from before) and concluded, and its finding published.
+    pub(super) async fn recheck(&self, m: &Message, ev: &KeyEvent, now: OffsetDateTime) -> Disposition {
+        let rules = &self.settings.rules;
+        match decide::recheck_when(ev, now, rules) {
+            Err(outcome) => {
+                record::recheck_outcome(m, Some(ev), &outcome);
+                return outcome.disposition();
+            }
+            Ok(RecheckWhen::Later(delay)) => return self.recheck_later(m, delay).await,
+            Ok(RecheckWhen::Now) => {}
+        }
+        let outcome = match self.gather(ev, now, now).await {
+            Ok(facts) => decide::conclude_recheck(ev, facts.iam(), &facts.usage, &self.exceptions(), now),
+            Err(outcome) => outcome,
+        };
+        let finding = match outcome {
+            Outcome::Publish(f) => f,
+            outcome => {
+                record::recheck_outcome(m, Some(ev), &outcome);
+                return outcome.disposition();
+            }
+        };
+        let found = std::slice::from_ref(&*finding);
+        if !self.last_word.keep(found).first().copied().unwrap_or(true) {
+            record::recheck_outcome(m, Some(ev), &Outcome::Superseded(finding));
+            return Disposition::Ack;
+        }
+        match self.sink.publish(found).await.pop() {
+            Some(Ok(())) => {
+                self.last_word.published(&finding);
+                record::rechecked(&finding);
+                Disposition::Ack
+            }
+            Some(Err(e)) => {
+                record::not_accepted(&finding, &e);
+                Disposition::Retry
+            }
+            None => Disposition::Retry,
+        }
+    }
+
+    /// Puts a re-check that is not due yet back on the queue, delayed.
+    async fn recheck_later(&self, m: &Message, delay: Duration) -> Disposition {
+        let Some(requeue) = &self.requeue else { unreachable!("re-checks are read only where keywatch's own requests are taken") };
+        match requeue.send_delayed(std::slice::from_ref(&m.body), delay).await {
+            Ok(()) => {
+                info!(delay_seconds = delay.as_secs(), "re-check not due yet (the event is within the consistency window); put back");
+                Disposition::Ack
+            }
+            Err(e) => {
+                warn!(error = %e, "could not put the re-check back on the queue; left for redelivery");
+                Disposition::Retry
+            }
+        }
+    }
+}
