@@ -37,6 +37,7 @@ use crate::finding::Finding;
 use crate::inventory::{self, InventoryError, KeyInventory, Need};
 use crate::keys::{KeyLastUsed, KeyUsage, Listing};
 use crate::last_word::LastWord;
+use crate::limit;
 use crate::message::{Body, Disposition, Message, Requeue, ScanRequest};
 use crate::record;
 use crate::scan::{self, ScanSettings, Scanner};
@@ -270,13 +271,14 @@ impl<I: KeyInventory> Processor<I> {
         }
     }
 
-    /// Carries out a scan request (see [`ScanRequest`]); only called where
+    /// Carries out a scan request (see [`ScanRequest`]), its IAM calls after
+    /// those of key events ([`limit::in_background`]); only called where
     /// scan requests are taken.
     async fn scan_request(&self, request: Result<ScanRequest, String>) -> Disposition {
         let Some(requeue) = &self.requeue else { unreachable!("scan requests are read only where they are taken") };
         let settings = ScanSettings { include_passed: false, last_use: true, users_in_flight: self.settings.max_concurrent_checks };
         let scanner = Scanner::new(self.inventory.clone(), self.sink.clone(), settings);
-        scan::carry_out(&scanner, &self.accounts, &self.exceptions(), requeue.as_ref(), request).await
+        limit::in_background(scan::carry_out(&scanner, &self.accounts, &self.exceptions(), requeue.as_ref(), request)).await
     }
 
     /// Gathers what IAM says of the event's user (its keys, or the root
