@@ -56,6 +56,15 @@ pub trait MessageSource: Send + Sync + 'static {
     /// Hands messages back unfinished, to be delivered again at once (to
     /// another replica): at shutdown, for what the drain timeout cut off.
     fn release(&self, acks: Vec<&Self::Ack>) -> impl Future<Output = Vec<Result<(), SourceError>>> + Send;
+
+    /// Keeps a message the core is still working on (a scan) from being
+    /// delivered again, for a while from now, and says when to call again.
+    /// `None`: this source never delivers a message again on its own (a
+    /// replayed file, a Lambda invocation), so there is nothing to keep.
+    fn keep(&self, ack: &Self::Ack) -> impl Future<Output = Result<Option<Duration>, SourceError>> + Send {
+        let _ = ack;
+        async { Ok(None) }
+    }
 }
 
 /// Batches being processed, by number: what a drain that runs out of time
