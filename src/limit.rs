@@ -8,6 +8,13 @@
 //! configured rate. Throttled and transient failures are retried with
 //! exponential backoff and full jitter; every attempt goes through
 //! `aws::call`, so each throttle is counted in the metrics.
+//!
+//! Detection comes first. Work that can wait (a scan taken off the queue)
+//! runs [`in_background`]: in each account its calls take a token only while
+//! no detection call waits for one, and leave a reserve in the bucket, so
+//! that a key event arriving during a scan finds a token at once instead of
+//! queueing behind the scan's calls. The scan still gets the account's whole
+//! rate while no event needs it.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -52,12 +59,31 @@ fn jitter() -> f64 {
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
+tokio::task_local! {
+    /// Set while a task does work that can wait (see [`in_background`]).
+    static BACKGROUND: ();
+}
+
+/// Runs `work` with its IAM calls behind detection's: in each account they
+/// take a token only while no other call waits for one, and only above a
+/// reserve kept for the calls that detection needs.
+pub async fn in_background<F: Future>(work: F) -> F::Output {
+    BACKGROUND.scope((), work).await
+}
+
+fn in_the_background() -> bool {
+    BACKGROUND.try_with(|_| ()).is_ok()
+}
+
 #[derive(Debug)]
 struct Bucket {
     tokens: f64,
     /// Current rate (tokens per second), adapted on throttling.
     rate: f64,
     last: Instant,
+    /// Calls that are not in the background waiting for a token: while
+    /// there are any, background calls take none.
+    waiting: usize,
 }
 
 impl Bucket {
@@ -69,6 +95,31 @@ impl Bucket {
 
     fn burst(&self) -> f64 {
         self.rate.max(1.0)
+    }
+
+    /// Tokens background calls leave in the bucket: a quarter of the burst,
+    /// at least one where the burst has room for it.
+    fn reserve(&self) -> f64 {
+        (self.burst() / 4.0).max(1.0).min(self.burst() - 1.0)
+    }
+}
+
+/// A call counted in its bucket's `waiting` until it takes a token, or
+/// until it is given up (its future dropped).
+struct Waiting<'a> {
+    limiter: &'a RateLimiter,
+    account: &'a str,
+    counted: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.counted {
+            let mut buckets = self.limiter.buckets.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(b) = buckets.get_mut(self.account) {
+                b.waiting = b.waiting.saturating_sub(1);
+            }
+        }
     }
 }
 
@@ -98,11 +149,15 @@ impl RateLimiter {
         self.max_rate > 0.0
     }
 
-    /// Takes a token for `account`, waiting as long as the bucket needs.
+    /// Takes a token for `account`, waiting as long as the bucket needs; in
+    /// the background ([`in_background`]), also while another call waits and
+    /// until the bucket holds more than its reserve.
     pub async fn acquire(&self, account: &str) {
         if !self.enabled() {
             return;
         }
+        let background = in_the_background();
+        let mut waiting = Waiting { limiter: self, account, counted: false };
         loop {
             let wait = {
                 let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
@@ -110,14 +165,29 @@ impl RateLimiter {
                 if !buckets.contains_key(account) && buckets.len() >= MAX_BUCKETS {
                     self.evict(&mut buckets, now);
                 }
-                let b = buckets.entry(account.to_string()).or_insert(Bucket { tokens: self.max_rate, rate: self.max_rate, last: now });
+                let b = buckets.entry(account.to_string()).or_insert(Bucket {
+                    tokens: self.max_rate,
+                    rate: self.max_rate,
+                    last: now,
+                    waiting: 0,
+                });
                 b.tokens = b.tokens_at(now);
                 b.last = now;
-                if b.tokens >= 1.0 {
+                // What the bucket must hold for this call to take a token.
+                let needed = if background { 1.0 + b.reserve() + b.waiting as f64 } else { 1.0 };
+                if b.tokens >= needed {
                     b.tokens -= 1.0;
+                    if waiting.counted {
+                        b.waiting -= 1;
+                        waiting.counted = false;
+                    }
                     return;
                 }
-                Duration::from_secs_f64((1.0 - b.tokens) / b.rate)
+                if !background && !waiting.counted {
+                    b.waiting += 1;
+                    waiting.counted = true;
+                }
+                Duration::from_secs_f64((needed - b.tokens) / b.rate)
             };
             tokio::time::sleep(wait).await;
         }
@@ -125,9 +195,10 @@ impl RateLimiter {
 
     /// Makes room for a new bucket.
     fn evict(&self, buckets: &mut HashMap<String, Bucket>, now: Instant) {
-        buckets.retain(|_, b| !(b.rate >= self.max_rate && b.tokens_at(now) >= b.burst()));
+        buckets.retain(|_, b| !(b.rate >= self.max_rate && b.tokens_at(now) >= b.burst() && b.waiting == 0));
         while buckets.len() >= MAX_BUCKETS {
-            let Some(idle) = buckets.iter().min_by_key(|(_, b)| b.last).map(|(k, _)| k.clone()) else { break };
+            let idle = buckets.iter().filter(|(_, b)| b.waiting == 0).min_by_key(|(_, b)| b.last).map(|(k, _)| k.clone());
+            let Some(idle) = idle else { break };
             buckets.remove(&idle);
         }
     }

@@ -152,7 +152,7 @@ impl ScanRequest {
 
     /// The request a message body holds, if it is one. A body that claims to
     /// be a request but names a malformed account is an error.
-    fn parse(body: &str) -> Option<Result<ScanRequest, String>> {
+    pub(crate) fn parse(body: &str) -> Option<Result<ScanRequest, String>> {
         // Cheap test first: every CloudTrail envelope lacks the marker.
         if !body.contains(SCAN_REQUEST) {
             return None;

@@ -103,7 +103,7 @@ fn describe() {
     describe_counter!(EMIT_FAILED_ENTRIES, "Findings not accepted by a sink (a rejected entry, or every entry of a failed PutEvents or BatchImportFindings call); their messages are left for redelivery.");
     describe_counter!(
         MESSAGES,
-        "SQS messages by result: deleted, retried (left for redelivery) or invalid (left for the dead-letter queue)."
+        "SQS messages by result: deleted, retried (left for redelivery), invalid (left for the dead-letter queue) or released (handed back unfinished at shutdown)."
     );
     describe_gauge!(INFLIGHT, "SQS messages received and not yet acknowledged or released.");
     describe_gauge!(QUEUE_MESSAGES, "Messages in the input queue and its dead-letter queue, by state (visible, in_flight).");
@@ -126,7 +126,7 @@ fn describe() {
 
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     gauge!(INFLIGHT).set(0.0);
-    for result in [MessageResult::Deleted, MessageResult::Retried, MessageResult::Invalid] {
+    for result in [MessageResult::Deleted, MessageResult::Retried, MessageResult::Invalid, MessageResult::Released] {
         counter!(MESSAGES, "result" => result.as_str()).absolute(0);
     }
     for status in ["FAILED", "PASSED"] {
@@ -257,6 +257,8 @@ pub(crate) enum MessageResult {
     Deleted,
     Retried,
     Invalid,
+    /// Handed back unfinished at shutdown, for another replica.
+    Released,
 }
 
 impl MessageResult {
@@ -265,6 +267,7 @@ impl MessageResult {
             MessageResult::Deleted => "deleted",
             MessageResult::Retried => "retried",
             MessageResult::Invalid => "invalid",
+            MessageResult::Released => "released",
         }
     }
 }

@@ -180,7 +180,7 @@ impl App {
         let exceptions_poll = args.common.exceptions_poll();
 
         Ok(App {
-            source: Arc::new(SqsSource { queue, settings: ReceiveSettings::from(args) }),
+            source: Arc::new(SqsSource::new(queue, ReceiveSettings::from(args))),
             processor,
             health,
             admin,

@@ -1,5 +1,6 @@
 //! SQS: the input queue as a [`MessageSource`] — receive, delete in
-//! batches — and its depth for the metrics.
+//! batches, keep a long-running message invisible — and its depth for the
+//! metrics.
 //!
 //! Deletion is the acknowledgement: a message is deleted only once the
 //! worker has decided it is done with it (its finding accepted, or nothing to
@@ -15,6 +16,7 @@ use aws_sdk_sqs::types::{
 };
 use time::OffsetDateTime;
 
+use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -130,6 +132,19 @@ impl SqsQueue {
         results
     }
 
+    /// Makes a message invisible for `lease` from now
+    /// (`ChangeMessageVisibility`), however long it has been in flight.
+    async fn extend(&self, handle: &str, lease: Duration) -> Result<(), AwsError> {
+        let request = self
+            .client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(handle)
+            .visibility_timeout(lease.as_secs().min(MAX_VISIBILITY_SECS) as i32);
+        call(Service::Sqs, "ChangeMessageVisibility", request.customize().config_override(self.call_timeouts()).send()).await?;
+        Ok(())
+    }
+
     /// Timeouts for calls other than the long poll: shorter than any drain.
     fn call_timeouts(&self) -> aws_sdk_sqs::config::Builder {
         aws_sdk_sqs::config::Builder::default().timeout_config(super::call_timeouts())
@@ -221,6 +236,45 @@ pub struct ReceiveSettings {
 pub struct SqsSource {
     pub queue: SqsQueue,
     pub settings: ReceiveSettings,
+    /// The queue's own visibility timeout, read once when first needed.
+    queue_visibility: OnceCell<Duration>,
+}
+
+/// SQS's largest visibility timeout (12 hours).
+const MAX_VISIBILITY_SECS: u64 = 43_200;
+/// A kept message's lease when the queue's visibility timeout cannot be read
+/// (SQS's default timeout).
+const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// The shortest lease a kept message gets.
+const MIN_LEASE: Duration = Duration::from_secs(3);
+
+impl SqsSource {
+    pub fn new(queue: SqsQueue, settings: ReceiveSettings) -> Self {
+        SqsSource { queue, settings, queue_visibility: OnceCell::new() }
+    }
+
+    /// How long a kept message stays invisible from each extension: the
+    /// visibility timeout the worker receives with, so that a worker that
+    /// dies mid-scan leaves the message to come back as soon as any other
+    /// would (the one asked for on receive, else the queue's own).
+    async fn lease(&self) -> Duration {
+        let lease = match self.settings.visibility_timeout {
+            Some(asked) => asked,
+            None => {
+                let read = self.queue_visibility.get_or_try_init(|| async {
+                    Ok::<_, AwsError>(self.queue.attributes().await?.visibility_timeout.unwrap_or(DEFAULT_LEASE))
+                });
+                match read.await {
+                    Ok(v) => *v,
+                    Err(e) => {
+                        warn!(error = %e, lease_secs = DEFAULT_LEASE.as_secs(), "cannot read the queue's visibility timeout");
+                        DEFAULT_LEASE
+                    }
+                }
+            }
+        };
+        lease.max(MIN_LEASE)
+    }
 }
 
 impl MessageSource for SqsSource {
@@ -240,6 +294,14 @@ impl MessageSource for SqsSource {
     async fn release(&self, acks: Vec<&String>) -> Vec<Result<(), SourceError>> {
         let handles: Vec<&str> = acks.into_iter().map(String::as_str).collect();
         self.queue.release(&handles).await.into_iter().map(|r| r.map_err(SourceError::from)).collect()
+    }
+
+    /// Invisible for a lease from now; again after a third of it, so that
+    /// two more tries fit before it lapses.
+    async fn keep(&self, ack: &String) -> Result<Option<Duration>, SourceError> {
+        let lease = self.lease().await;
+        self.queue.extend(ack, lease).await?;
+        Ok(Some(lease / 3))
     }
 }
 
@@ -319,6 +381,7 @@ pub(crate) struct QueueState {
     visible: u64,
     in_flight: u64,
     dead_letter_arn: Option<String>,
+    visibility_timeout: Option<Duration>,
 }
 
 async fn queue_state(client: &aws_sdk_sqs::Client, url: &str) -> Result<QueueState, AwsError> {
@@ -328,6 +391,7 @@ async fn queue_state(client: &aws_sdk_sqs::Client, url: &str) -> Result<QueueSta
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
         .attribute_names(QueueAttributeName::RedrivePolicy)
+        .attribute_names(QueueAttributeName::VisibilityTimeout)
         .send();
     let out = call(Service::Sqs, "GetQueueAttributes", request).await?;
     let attrs = out.attributes();
@@ -340,5 +404,6 @@ async fn queue_state(client: &aws_sdk_sqs::Client, url: &str) -> Result<QueueSta
         visible: count(QueueAttributeName::ApproximateNumberOfMessages),
         in_flight: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
         dead_letter_arn,
+        visibility_timeout: get(QueueAttributeName::VisibilityTimeout).and_then(|v| v.parse().ok()).map(Duration::from_secs),
     })
 }

@@ -101,7 +101,8 @@ pub struct RunArgs {
     pub(crate) max_messages: i32,
 
     /// Visibility timeout to request on receive, in seconds; unset, the
-    /// queue's own. A message not acknowledged within it is delivered again.
+    /// queue's own. A message not acknowledged within it is delivered again;
+    /// a scan request is kept invisible that long at a time while scanned.
     #[arg(long, env = "KEYWATCH_VISIBILITY_TIMEOUT_SECS", value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=43200))]
     pub(crate) visibility_timeout_secs: Option<u64>,
 

@@ -37,6 +37,7 @@ use crate::finding::Finding;
 use crate::inventory::{self, InventoryError, KeyInventory, Need};
 use crate::keys::{KeyLastUsed, KeyUsage, Listing};
 use crate::last_word::LastWord;
+use crate::limit;
 use crate::message::{Body, Disposition, Message, Requeue, ScanRequest};
 use crate::record;
 use crate::scan::{self, ScanSettings, Scanner};
@@ -85,7 +86,13 @@ pub struct Processor<I> {
     /// Approved exceptions; replaced whole on reload.
     exceptions: RwLock<Arc<Exceptions>>,
     checks: Semaphore,
+    /// Scans carried out at once; the others wait their turn.
+    scans: Semaphore,
 }
+
+/// Account scans one processor carries out at once (each with
+/// `max_concurrent_checks` users in flight).
+pub(crate) const SCANS_AT_ONCE: usize = 4;
 
 /// What the processor learned of an event's user, for [`decide::conclude`].
 struct Facts {
@@ -139,6 +146,7 @@ impl<I: KeyInventory> Processor<I> {
             requeue: None,
             last_word: LastWord::default(),
             checks: Semaphore::new(settings.max_concurrent_checks.max(1)),
+            scans: Semaphore::new(SCANS_AT_ONCE),
             settings,
             exceptions: RwLock::new(Arc::new(Exceptions::default())),
         }
@@ -248,7 +256,7 @@ impl<I: KeyInventory> Processor<I> {
         // the finding's `detected_at`.
         let now = OffsetDateTime::now_utc();
         let (parsed, recheck) = match Body::parse(&m.body, self.requeue.is_some()) {
-            Body::ScanRequest(request) => return Checked::Done(self.scan_request(request).await),
+            Body::ScanRequest(request) => return Checked::Done(self.carry_out_scan(request).await),
             Body::Event(parsed) => (parsed, false),
             Body::Recheck(parsed) => (parsed, true),
         };
@@ -280,13 +288,36 @@ impl<I: KeyInventory> Processor<I> {
         }
     }
 
-    /// Carries out a scan request (see [`ScanRequest`]); only called where
-    /// scan requests are taken.
-    async fn scan_request(&self, request: Result<ScanRequest, String>) -> Disposition {
+    /// The scan request `m` holds, where scan requests are taken: what a
+    /// source's driver runs on its own ([`Processor::scan`]) rather than in
+    /// its batch.
+    pub(crate) fn scan_request(&self, m: &Message) -> Option<Result<ScanRequest, String>> {
+        self.requeue.as_ref()?;
+        ScanRequest::parse(&m.body)
+    }
+
+    /// Carries out the scan request `m` holds (see [`ScanRequest`]), in the
+    /// message's span.
+    pub(crate) async fn scan(&self, m: &Message, request: Result<ScanRequest, String>) -> Disposition {
+        self.carry_out_scan(request).instrument(message_span(m)).await
+    }
+
+    /// Carries out a scan request, at most [`SCANS_AT_ONCE`] account scans
+    /// at once, their IAM calls after those of key events
+    /// ([`limit::in_background`]); only called where scan requests are
+    /// taken.
+    async fn carry_out_scan(&self, request: Result<ScanRequest, String>) -> Disposition {
         let Some(requeue) = &self.requeue else { unreachable!("scan requests are read only where they are taken") };
+        // A request naming no account is only fanned out: it needs no turn.
+        // (Closed only if the processor is gone, which cannot happen while
+        // `self` is borrowed.)
+        let _turn = match &request {
+            Ok(r) if r.account_id.is_some() => Some(self.scans.acquire().await),
+            _ => None,
+        };
         let settings = ScanSettings { include_passed: false, last_use: true, users_in_flight: self.settings.max_concurrent_checks };
         let scanner = Scanner::new(self.inventory.clone(), self.sink.clone(), settings);
-        scan::carry_out(&scanner, &self.accounts, &self.exceptions(), requeue.as_ref(), request).await
+        limit::in_background(scan::carry_out(&scanner, &self.accounts, &self.exceptions(), requeue.as_ref(), request)).await
     }
 
     /// Gathers what IAM says of the event's user (its keys, or the root

@@ -31,6 +31,7 @@ mod detect;
 mod exceptions_sources;
 mod faults;
 mod integrity;
+mod long_scan;
 mod monitoring;
 mod ocsf_schema;
 mod pipeline;
@@ -48,6 +49,7 @@ fn main() {
         exceptions_sources::trials(),
         faults::trials(),
         integrity::trials(),
+        long_scan::trials(),
         monitoring::trials(),
         ocsf_schema::trials(),
         pipeline::trials(),

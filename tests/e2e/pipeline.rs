@@ -65,7 +65,7 @@ fn wire(config: &aws_config::SdkConfig, p: &Pipeline, inventory: GatedInventory)
     let accounts = Arc::new(keywatch::accounts::Accounts::only(ACCOUNT));
     let processor = Arc::new(Processor::new(inventory, Arc::new(sink), accounts, ProcessorSettings::from(&defaults)));
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(config), p.queue_url.clone());
-    (Arc::new(SqsSource { queue, settings: ReceiveSettings::from(&defaults) }), processor)
+    (Arc::new(SqsSource::new(queue, ReceiveSettings::from(&defaults))), processor)
 }
 
 async fn a_slow_check_does_not_stall_the_next_message_and_shutdown_finishes_it() {

@@ -14,7 +14,7 @@ use aws_smithy_mocks::{mock, mock_client, RuleMode};
 use keywatch::aws::iam::IamInventory;
 use keywatch::aws::{AwsError, ErrorClass};
 use keywatch::inventory::{InventoryError, KeyInventory, Need};
-use keywatch::limit::{RateLimiter, RetryPolicy};
+use keywatch::limit::{in_background, RateLimiter, RetryPolicy};
 
 fn aws_error(class: ErrorClass, code: &str) -> AwsError {
     AwsError { operation: "ListAccessKeys", class, code: Some(code.into()), message: code.into() }
@@ -41,6 +41,61 @@ async fn the_bucket_allows_its_burst_then_its_rate() {
     let other = tokio::time::Instant::now();
     limiter.acquire("444455556666").await;
     assert_eq!(other.elapsed(), Duration::ZERO);
+}
+
+/// A scan's calls (in the background) as fast as the bucket lets them;
+/// counts them.
+fn background_caller(limiter: Arc<RateLimiter>, taken: Arc<AtomicU32>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(in_background(async move {
+        loop {
+            limiter.acquire("111122223333").await;
+            taken.fetch_add(1, Ordering::SeqCst);
+        }
+    }))
+}
+
+#[tokio::test(start_paused = true)]
+async fn background_calls_get_the_rate_but_leave_detection_a_reserve_and_go_after_it() {
+    let limiter = Arc::new(RateLimiter::new(8.0));
+    let taken = Arc::new(AtomicU32::new(0));
+    let scan = background_caller(limiter.clone(), taken.clone());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    // Alone, the scan gets the account's rate: its burst less a reserve of
+    // two tokens (a quarter of the burst), then 8 a second.
+    let alone = taken.load(Ordering::SeqCst);
+    assert!((6 + 79..=6 + 80).contains(&alone), "{alone}");
+
+    // A detection call finds the reserve at once.
+    let start = tokio::time::Instant::now();
+    limiter.acquire("111122223333").await;
+    limiter.acquire("111122223333").await;
+    assert_eq!(start.elapsed(), Duration::ZERO, "the reserve is taken at once");
+    // More of them wait for tokens, and each goes before the scan's calls.
+    let before = taken.load(Ordering::SeqCst);
+    for _ in 0..8 {
+        limiter.acquire("111122223333").await;
+    }
+    assert!(start.elapsed() <= Duration::from_millis(1_010), "at the account's rate: {:?}", start.elapsed());
+    assert_eq!(taken.load(Ordering::SeqCst), before, "no background call while detection calls waited");
+
+    // Then the scan goes on at the account's rate, once the reserve is back.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(taken.load(Ordering::SeqCst) >= before + 12, "{} after {before}", taken.load(Ordering::SeqCst));
+    scan.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_detection_call_given_up_while_waiting_does_not_hold_the_background_back() {
+    let limiter = RateLimiter::new(2.0);
+    limiter.acquire("111122223333").await;
+    limiter.acquire("111122223333").await;
+    // Waits for a token, and is given up (its future dropped) first.
+    assert!(tokio::time::timeout(Duration::from_millis(100), limiter.acquire("111122223333")).await.is_err());
+    // A background call needs the token and the reserve (two): 1 s from empty.
+    let start = tokio::time::Instant::now();
+    let background = tokio::time::timeout(Duration::from_secs(5), in_background(limiter.acquire("111122223333")));
+    assert!(background.await.is_ok(), "the waiter given up is no longer counted");
+    assert!(start.elapsed() <= Duration::from_secs(1), "{:?}", start.elapsed());
 }
 
 #[tokio::test(start_paused = true)]

@@ -7,6 +7,12 @@
 //! one being checked and the next, whose receive already waits), and stops
 //! on the shutdown token after finishing the batches in hand: a batch once
 //! received is always finished and acknowledged.
+//!
+//! A scan request is not part of its batch: it runs as a task of its own
+//! (`scans.rs`), so that it holds neither a receive loop nor the key
+//! events received with it, and its message is kept from redelivery for as
+//! long as the scan takes ([`MessageSource::keep`]). At shutdown a scan is
+//! not waited for: its message is handed back at once, for another replica.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,6 +29,8 @@ use crate::inventory::KeyInventory;
 use crate::message::{Disposition, Message};
 use crate::processor::Processor;
 use crate::telemetry::{self, MessageResult};
+
+mod scans;
 
 /// A received message with what its source needs to acknowledge it.
 #[derive(Debug, Clone)]
@@ -54,8 +62,19 @@ pub trait MessageSource: Send + Sync + 'static {
     fn ack(&self, acks: Vec<&Self::Ack>) -> impl Future<Output = Vec<Result<(), SourceError>>> + Send;
 
     /// Hands messages back unfinished, to be delivered again at once (to
-    /// another replica): at shutdown, for what the drain timeout cut off.
+    /// another replica): at shutdown, for a scan and for what the drain
+    /// timeout cut off.
     fn release(&self, acks: Vec<&Self::Ack>) -> impl Future<Output = Vec<Result<(), SourceError>>> + Send;
+
+    /// Keeps a message the core is still working on (a scan) from being
+    /// delivered again, for a while from now, and says when to call again,
+    /// which [`drive`] does until the work is done. `None`: this source
+    /// never delivers a message again on its own (a replayed file, a Lambda
+    /// invocation), so there is nothing to keep.
+    fn keep(&self, ack: &Self::Ack) -> impl Future<Output = Result<Option<Duration>, SourceError>> + Send {
+        let _ = ack;
+        async { Ok(None) }
+    }
 }
 
 /// Batches being processed, by number: what a drain that runs out of time
@@ -138,6 +157,7 @@ where
     }
     let left = unfinished.take();
     let released = source.release(left.iter().collect()).await.into_iter().filter(Result::is_ok).count();
+    (0..released).for_each(|_| telemetry::message(MessageResult::Released));
     warn!(unfinished = left.len(), released, drain_secs = drain.as_secs(), "drain timeout: unfinished messages handed back for redelivery");
     Err(DrainTimedOut { released })
 }
@@ -184,6 +204,9 @@ where
                     self.health.set_ready();
                     if !batch.is_empty() {
                         telemetry::messages_received(batch[0].message.received_at.unix_timestamp_nanos() as f64 / 1e9);
+                    }
+                    let batch = self.start_scans(batch, &shutdown);
+                    if !batch.is_empty() {
                         let (source, processor, unfinished) = (self.source.clone(), self.processor.clone(), self.unfinished.clone());
                         let id = unfinished.add(batch.iter().map(|d| d.ack.clone()).collect());
                         self.tracker.spawn(async move {
@@ -217,8 +240,14 @@ async fn process<S: MessageSource, I: KeyInventory>(source: &S, processor: &Proc
     telemetry::inflight_add(n);
     let (messages, acks): (Vec<Message>, Vec<S::Ack>) = batch.into_iter().map(|d| (d.message, d.ack)).unzip();
     let dispositions = processor.handle_batch(&messages).await;
+    settle(source, &messages, &acks, &dispositions).await;
+    telemetry::inflight_sub(n);
+}
 
-    let done: Vec<usize> = (0..n).filter(|&i| dispositions[i] == Disposition::Ack).collect();
+/// Acknowledges the messages the core is done with, and counts what became
+/// of each.
+async fn settle<S: MessageSource>(source: &S, messages: &[Message], acks: &[S::Ack], dispositions: &[Disposition]) {
+    let done: Vec<usize> = (0..messages.len()).filter(|&i| dispositions[i] == Disposition::Ack).collect();
     let acked = if done.is_empty() { Vec::new() } else { source.ack(done.iter().map(|&i| &acks[i]).collect()).await };
     for (&i, result) in done.iter().zip(acked) {
         match result {
@@ -229,7 +258,7 @@ async fn process<S: MessageSource, I: KeyInventory>(source: &S, processor: &Proc
             }
         }
     }
-    for (m, d) in messages.iter().zip(&dispositions) {
+    for (m, d) in messages.iter().zip(dispositions) {
         match d {
             Disposition::Ack => {}
             Disposition::Retry => telemetry::message(MessageResult::Retried),
@@ -237,5 +266,4 @@ async fn process<S: MessageSource, I: KeyInventory>(source: &S, processor: &Proc
         }
         telemetry::processing(m.received.elapsed());
     }
-    telemetry::inflight_sub(n);
 }
