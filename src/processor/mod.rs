@@ -19,7 +19,6 @@
 //! understood is left too, so that the queue's redrive policy moves it to
 //! the dead-letter queue.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -29,13 +28,11 @@ use tokio::sync::Semaphore;
 use tracing::{error_span, Instrument, Span};
 
 use crate::accounts::Accounts;
-use crate::decide::{self, Iam, Outcome, Rules};
-use crate::evaluate;
-use crate::event::{KeyEvent, Target};
+use crate::decide::{self, Outcome, Rules};
+use crate::event::KeyEvent;
 use crate::exceptions::Exceptions;
 use crate::finding::Finding;
-use crate::inventory::{self, InventoryError, KeyInventory, Need};
-use crate::keys::{KeyLastUsed, KeyUsage, Listing};
+use crate::inventory::KeyInventory;
 use crate::last_word::LastWord;
 use crate::limit;
 use crate::message::{Body, Disposition, Message, Requeue, ScanRequest};
@@ -93,36 +90,6 @@ pub struct Processor<I> {
 /// Account scans one processor carries out at once (each with
 /// `max_concurrent_checks` users in flight).
 pub(crate) const SCANS_AT_ONCE: usize = 4;
-
-/// What the processor learned of an event's user, for [`decide::conclude`].
-struct Facts {
-    answer: Answer,
-    /// The last use of the keys a finding will name, where it was learned.
-    usage: HashMap<String, KeyUsage>,
-}
-
-/// IAM's answer, owned.
-enum Answer {
-    /// `AccountAccessKeysPresent`, for a root key event, and when it was
-    /// asked for (the finding's `observed_at`: like a listing's, the time
-    /// of the request, not of the message, so that of two answers the later
-    /// one wins).
-    RootKeys(Result<u32, InventoryError>, OffsetDateTime),
-    /// The user's keys, and when they were first asked for (the
-    /// `observed_at` of a user IAM no longer has).
-    Keys { user_name: String, listing: Result<Listing, InventoryError>, asked_at: OffsetDateTime },
-}
-
-impl Facts {
-    /// IAM's answer as the decision reads it.
-    fn iam(&self) -> Iam<'_> {
-        match &self.answer {
-            Answer::RootKeys(Ok(present), observed_at) => Iam::RootKeys { present: *present, observed_at: *observed_at },
-            Answer::RootKeys(Err(e), _) => Iam::Failed(e),
-            Answer::Keys { user_name, listing, asked_at } => Iam::listed(user_name, listing, *asked_at),
-        }
-    }
-}
 
 /// The span of one message: every line logged while it is handled, here
 /// and in the ports, names it. At `ERROR`, so that it is on whenever any
@@ -252,8 +219,8 @@ impl<I: KeyInventory> Processor<I> {
         // Closed only if the processor is gone, which cannot happen while
         // `self` is borrowed.
         let _permit = self.checks.acquire().await;
-        // The one time the message's decision rests on, from screening to
-        // the finding's `detected_at`.
+        // When the message was taken up: screening, and whether the event is
+        // fresh enough for the listing to be read again until it shows it.
         let now = OffsetDateTime::now_utc();
         let (parsed, recheck) = match Body::parse(&m.body, self.requeue.is_some()) {
             Body::ScanRequest(request) => return Checked::Done(self.carry_out_scan(request).await),
@@ -275,7 +242,13 @@ impl<I: KeyInventory> Processor<I> {
             Some(outcome) => outcome,
             None if recheck => return Checked::Done(self.recheck(m, &ev, now).await),
             None => match self.gather(&ev, now, ev.event_time).await {
-                Ok(facts) => decide::conclude(&ev, facts.iam(), &facts.usage, &self.exceptions(), now, &self.settings.rules),
+                // Decided once IAM's answer is complete: the finding's
+                // `detected_at` (and so its `detection_latency_seconds`)
+                // includes the IAM calls, as the finding's schema says.
+                Ok(facts) => {
+                    let decided_at = OffsetDateTime::now_utc();
+                    decide::conclude(&ev, facts.iam(), &facts.usage, &self.exceptions(), decided_at, &self.settings.rules)
+                }
                 Err(outcome) => outcome,
             },
         };
@@ -319,86 +292,9 @@ impl<I: KeyInventory> Processor<I> {
         let scanner = Scanner::new(self.inventory.clone(), self.sink.clone(), settings);
         limit::in_background(scan::carry_out(&scanner, &self.accounts, &self.exceptions(), requeue.as_ref(), request)).await
     }
-
-    /// Gathers what IAM says of the event's user (its keys, or the root
-    /// user's, and the keys' last use) for [`decide::conclude`], from a
-    /// listing that started after `newer_than`; `Err` when the event ends
-    /// before its keys can be asked for (its key's owner cannot be found).
-    async fn gather(&self, ev: &KeyEvent, now: OffsetDateTime, newer_than: OffsetDateTime) -> Result<Facts, Outcome> {
-        let rules = &self.settings.rules;
-        let user_name = match &ev.target {
-            Target::Root => {
-                let observed_at = OffsetDateTime::now_utc();
-                let present = self.inventory.root_keys_present(&ev.account_id).await;
-                return Ok(Facts { answer: Answer::RootKeys(present, observed_at), usage: HashMap::new() });
-            }
-            Target::User { name, .. } => name.clone(),
-            Target::Unresolved => {
-                let lookup = match ev.access_key_id.as_deref() {
-                    Some(key_id) => Some(self.inventory.last_used(&ev.account_id, key_id, Need::Required).await),
-                    None => None,
-                };
-                decide::owner(ev, lookup)?
-            }
-        };
-        // The last use of the key the event made active is asked for while
-        // the listing is read, not after it: a finding naming that key then
-        // waits for no extra round trip.
-        let prefetch = decide::usage_to_prefetch(ev, now, rules);
-        let asked_at = OffsetDateTime::now_utc();
-        let (listing, prefetched) = tokio::join!(self.list_until_reflected(ev, &user_name, rules.fresh(ev, now), newer_than), async {
-            match prefetch {
-                Some(id) => Some((id, self.inventory.last_used(&ev.account_id, id, Need::Optional).await)),
-                None => None,
-            }
-        });
-        let mut usage = HashMap::new();
-        let listing = match listing {
-            Ok(listing) => listing,
-            Err(e) => return Ok(Facts { answer: Answer::Keys { user_name, listing: Err(e), asked_at }, usage }),
-        };
-        if let Some(created) = decide::just_created(ev, &listing, now, rules) {
-            usage.insert(created.access_key_id.to_string(), KeyUsage::default());
-            if created.listed {
-                let owner = listing.user_name.clone().unwrap_or_else(|| user_name.clone());
-                let last = KeyLastUsed { user_name: Some(owner), usage: KeyUsage::default() };
-                self.inventory.remember_last_used(&ev.account_id, created.access_key_id, last);
-            }
-        }
-        if let Some((id, result)) = prefetched {
-            inventory::note_last_use(&ev.account_id, id, result, &mut usage);
-        }
-        let wanted = decide::usage_wanted(ev, Iam::Keys { user_name: &user_name, listing: &listing }, &usage, now, rules);
-        if !wanted.is_empty() {
-            inventory::add_last_use(&*self.inventory, &ev.account_id, &wanted, &mut usage).await;
-        }
-        Ok(Facts { answer: Answer::Keys { user_name, listing: Ok(listing), asked_at }, usage })
-    }
-
-    /// Lists the user's keys (a listing that started after `newer_than`);
-    /// while the event is fresh and the listing does not show its change
-    /// yet, waits and lists again (bounded).
-    async fn list_until_reflected(
-        &self,
-        ev: &KeyEvent,
-        user_name: &str,
-        fresh: bool,
-        newer_than: OffsetDateTime,
-    ) -> Result<Listing, InventoryError> {
-        let mut listing = self.inventory.list_keys(&ev.account_id, user_name, Some(newer_than)).await?;
-        if fresh {
-            for delay in &self.settings.relist_delays {
-                if evaluate::listing_reflects(ev, &listing.keys) {
-                    break;
-                }
-                tokio::time::sleep(*delay).await;
-                listing = self.inventory.list_keys(&ev.account_id, user_name, Some(listing.observed_at)).await?;
-            }
-        }
-        Ok(listing)
-    }
 }
 
+mod gather;
 mod recheck;
 #[cfg(test)]
 mod tests;

@@ -11,7 +11,8 @@ use crate::accounts::Scope;
 use crate::config::RunArgs;
 use crate::error::AwsError;
 use crate::inventory::cached::{CacheSettings, CachingInventory, CACHE_CAPACITY};
-use crate::keys::{AccessKey, KeyStatus};
+use crate::inventory::{InventoryError, Need};
+use crate::keys::{AccessKey, KeyLastUsed, KeyStatus, Listing};
 use crate::limit::{RateLimiter, RetryPolicy, MAX_BUCKETS};
 use crate::sink::SinkError;
 
