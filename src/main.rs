@@ -76,7 +76,9 @@ fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
         // Each line carries its spans' fields (the message's id) at the top
         // level; text lines name their spans before the message.
         LogFormat::Json => builder.fmt_fields(JsonFields::new()).event_format(JsonLines::default()).init(),
-        LogFormat::Text => builder.init(),
+        // Colour only on a terminal: a file or a pipe (a log shipper) would
+        // store the escape sequences.
+        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
     }
     Ok(())
 }

@@ -15,6 +15,22 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// The environment of a `keywatch run` whose queue and AWS endpoint are a
+/// port where nothing listens: it starts, logs its failed calls and is never
+/// ready.
+pub fn dead_endpoint_env(dead_port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("KEYWATCH_QUEUE_URL", format!("http://127.0.0.1:{dead_port}/123456789012/q")),
+        ("KEYWATCH_FINDINGS_BUS", "findings".to_string()),
+        ("KEYWATCH_WAIT_SECS", "1".to_string()),
+        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{dead_port}")),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_ACCESS_KEY_ID", "x".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "x".to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+    ]
+}
+
 /// Where the emulator is: `KEYWATCH_MOTO_SERVER` (set by `scripts/test.sh`),
 /// else the venv at `.venv`. The venv's Python is beside it.
 pub fn moto_server_path() -> PathBuf {

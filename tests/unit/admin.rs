@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{free_port, http_get};
+use crate::common::{dead_endpoint_env, free_port, http_get};
 use keywatch::admin;
 use keywatch::health::Health;
 use metrics_exporter_prometheus::PrometheusBuilder;
@@ -49,17 +49,8 @@ fn a_worker_that_cannot_reach_its_queue_is_alive_but_not_ready() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keywatch"))
         .arg("run")
         .env_clear()
-        .envs([
-            ("KEYWATCH_QUEUE_URL", format!("http://127.0.0.1:{dead_port}/123456789012/q")),
-            ("KEYWATCH_FINDINGS_BUS", "findings".to_string()),
-            ("KEYWATCH_METRICS_ADDR", format!("127.0.0.1:{admin_port}")),
-            ("KEYWATCH_WAIT_SECS", "1".to_string()),
-            ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{dead_port}")),
-            ("AWS_REGION", "us-east-1".to_string()),
-            ("AWS_ACCESS_KEY_ID", "x".to_string()),
-            ("AWS_SECRET_ACCESS_KEY", "x".to_string()),
-            ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
-        ])
+        .envs(dead_endpoint_env(dead_port))
+        .env("KEYWATCH_METRICS_ADDR", format!("127.0.0.1:{admin_port}"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

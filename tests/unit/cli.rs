@@ -145,3 +145,41 @@ fn each_subcommand_s_errors_point_at_its_own_help() {
     assert_eq!(code, 2);
     assert!(err.trim().ends_with("see `keywatch --help`"), "{err}");
 }
+
+#[test]
+fn text_logs_to_a_pipe_carry_no_colour_codes() {
+    // A worker against a dead endpoint logs (its settings, the failed
+    // receives) without AWS; its standard error is a pipe, not a terminal.
+    let dead_port = crate::common::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keywatch"))
+        .args(["run", "--log-format", "text", "--metrics-addr", "127.0.0.1:0"])
+        .env_clear()
+        .envs(crate::common::dead_endpoint_env(dead_port))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            lines.push(line);
+            if lines.len() >= 2 {
+                break;
+            }
+        }
+        lines
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !reader.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let lines = reader.join().unwrap();
+    let text = lines.join("\n");
+    assert!(!lines.is_empty(), "no log line");
+    assert!(text.contains("INFO") || text.contains("WARN") || text.contains("ERROR"), "{text}");
+    assert!(!text.contains("\x1b["), "colour codes in piped logs: {text:?}");
+}
