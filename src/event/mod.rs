@@ -88,6 +88,8 @@ pub enum TargetSource {
 /// A CloudTrail record of a call that failed (`errorCode` present).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailedCall {
+    /// The `errorCode`; [`OTHER_ERROR_CODE`] when it is not a token of at
+    /// most [`MAX_TOKEN`] characters of `[A-Za-z0-9._:-]`.
     pub code: String,
     pub message: Option<String>,
 }
@@ -156,6 +158,9 @@ pub enum Check {
     UserName,
     /// The access key id is outside IAM's pattern `[\w]{16,128}`.
     AccessKeyId,
+    /// `eventID` is not a token of at most [`MAX_TOKEN`] characters of
+    /// `[A-Za-z0-9._:-]` (CloudTrail's are UUIDs).
+    EventId,
     /// A re-check that is not `{"keywatch": "recheck", "event": {...}}`, or
     /// of an event that made no key active.
     Recheck,
@@ -172,6 +177,7 @@ impl Check {
             Check::FutureTime => "future_time",
             Check::UserName => "bad_user_name",
             Check::AccessKeyId => "bad_access_key_id",
+            Check::EventId => "bad_event_id",
             Check::Recheck => "bad_recheck",
         }
     }
@@ -221,6 +227,25 @@ pub(crate) fn truncate(value: &str) -> String {
         Some((at, _)) => format!("{}…", &value[..at]),
         None => value.to_string(),
     }
+}
+
+/// Characters of an `eventID` or an `errorCode`.
+pub(crate) const MAX_TOKEN: usize = 128;
+
+/// The code of a failed call whose `errorCode` is not a token.
+pub const OTHER_ERROR_CODE: &str = "other";
+
+/// An `eventID` or an `errorCode`: 1 to [`MAX_TOKEN`] characters of
+/// `[A-Za-z0-9._:-]`, safe to log and to use as a key.
+pub(crate) fn is_token(s: &str) -> bool {
+    (1..=MAX_TOKEN).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+}
+
+/// The account an ARN names (`arn:aws:iam::111122223333:user/a` →
+/// `111122223333`).
+pub(crate) fn account_of_arn(arn: &str) -> Option<&str> {
+    let mut parts = arn.split(':');
+    (parts.next() == Some("arn")).then(|| parts.nth(3)).flatten()
 }
 
 /// A 12-digit AWS account id.

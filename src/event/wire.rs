@@ -8,8 +8,8 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::{
-    is_access_key_id, is_account_id, is_user_name, truncate, Actor, Check, EventName, FailedCall, KeyEvent, KeyStatus, ParseError, Parsed,
-    Target, TargetSource, CLOUDTRAIL_DETAIL_TYPE, IAM_EVENT_SOURCE, IAM_SOURCE, REPLAY_SOURCE,
+    is_access_key_id, is_account_id, is_token, is_user_name, truncate, Actor, Check, EventName, FailedCall, KeyEvent, KeyStatus,
+    ParseError, Parsed, Target, TargetSource, CLOUDTRAIL_DETAIL_TYPE, IAM_EVENT_SOURCE, IAM_SOURCE, OTHER_ERROR_CODE, REPLAY_SOURCE,
 };
 
 /// The EventBridge envelope. `account` is absent in the local emulator's
@@ -125,11 +125,12 @@ pub fn parse(body: &str) -> Result<Parsed, ParseError> {
     let Some(event_name) = event_name_raw.as_deref().and_then(EventName::from_str) else {
         return Ok(Parsed::Ignored {
             event_name: event_name_raw.as_deref().map(truncate),
-            event_id: record.event_id.as_deref().map(truncate),
+            event_id: record.event_id.filter(|id| is_token(id)),
         });
     };
 
     let event_id = non_empty(record.event_id).ok_or(ParseError::MissingField("eventID"))?;
+    check(is_token(&event_id), Check::EventId, &event_id)?;
     let event_time = match (non_empty(record.event_time), non_empty(envelope.time)) {
         (Some(t), _) => parse_time("eventTime", &t)?,
         (None, Some(t)) => parse_time("time", &t)?,
@@ -186,7 +187,10 @@ pub fn parse(body: &str) -> Result<Parsed, ParseError> {
         check(is_access_key_id(id), Check::AccessKeyId, id)?;
     }
 
-    let failed = non_empty(record.error_code).map(|code| FailedCall { code, message: non_empty(record.error_message) });
+    let failed = non_empty(record.error_code).map(|code| FailedCall {
+        code: if is_token(&code) { code } else { OTHER_ERROR_CODE.to_string() },
+        message: non_empty(record.error_message),
+    });
 
     Ok(Parsed::Key(Box::new(KeyEvent {
         event_id,

@@ -3,7 +3,7 @@
 //! user's ARN, so it is pieced together from what the event does say (the
 //! caller's ARN, the region).
 
-use crate::event::KeyEvent;
+use crate::event::{account_of_arn, KeyEvent};
 
 /// `user_name` of root findings.
 pub(crate) const ROOT_USER: &str = "<root>";
@@ -34,10 +34,16 @@ pub(crate) fn partition_of_arn(arn: &str) -> Option<&str> {
     (parts.next() == Some("arn")).then(|| parts.next()).flatten().filter(|p| !p.is_empty())
 }
 
-/// The partition the event happened in: the caller's ARN says it
-/// (`arn:aws-cn:…`); else the event's region; else `aws`.
+/// The caller's ARN when it names the event's account; an ARN of another
+/// account is not evidence about this one.
+fn actor_arn(event: &KeyEvent) -> Option<&str> {
+    event.actor.arn.as_deref().filter(|arn| account_of_arn(arn) == Some(event.account_id.as_str()))
+}
+
+/// The partition the event happened in: the caller's ARN in the event's
+/// account says it (`arn:aws-cn:…`); else the event's region; else `aws`.
 fn partition_of(event: &KeyEvent) -> String {
-    let from_arn = event.actor.arn.as_deref().and_then(partition_of_arn);
+    let from_arn = actor_arn(event).and_then(partition_of_arn);
     match (from_arn, event.region.as_deref()) {
         (Some(p), _) => p.to_string(),
         (None, Some(region)) => partition_of_region(region).to_string(),
@@ -46,7 +52,8 @@ fn partition_of(event: &KeyEvent) -> String {
 }
 
 /// The IAM user's ARN. When the caller is that user, its own ARN from the
-/// event (which carries the user's IAM path); otherwise
+/// event (which carries the user's IAM path) when that ARN is in the
+/// event's account; otherwise
 /// `arn:<partition>:iam::<account>:user/<name>`, which assumes the default
 /// path `/` (neither CloudTrail's record of the call nor ListAccessKeys
 /// says the path). The root user's is `arn:<partition>:iam::<account>:root`.
@@ -56,7 +63,7 @@ pub fn user_arn(event: &KeyEvent, user_name: &str) -> String {
         return format!("arn:{partition}:iam::{}:root", event.account_id);
     }
     if actor_is_target(event, user_name) {
-        if let Some(arn) = event.actor.arn.as_deref().filter(|a| a.contains(":user/") && a.ends_with(&format!("/{user_name}"))) {
+        if let Some(arn) = actor_arn(event).filter(|a| a.contains(":user/") && a.ends_with(&format!("/{user_name}"))) {
             return arn.to_string();
         }
     }

@@ -213,3 +213,45 @@ fn arbitrary_bytes_never_panic() {
         }
     }
 }
+
+#[test]
+fn an_event_id_is_a_bounded_token_of_safe_characters() {
+    let admin = fixture("create_access_key_admin.json");
+    let id = "a1b2c3d4-0001-4000-8000-000000000001";
+    for bad in ["a1b2\\u001b[31mred", "line\\nforged INFO line", "has space", "quote\\\"d", &"a".repeat(129), "ü-nicode"] {
+        let e = parse(&admin.replace(id, bad)).unwrap_err();
+        assert_eq!(e.reason(), "bad_event_id", "{bad}: {e}");
+        assert!(e.to_string().len() < 200, "{e}");
+    }
+    // CloudTrail's UUIDs, and ids of other safe characters (a replay's
+    // `replay:`-style ids), up to 128 characters.
+    for good in ["replay:a1b2c3d4-0001", "evt_1.2", &"a".repeat(128)] {
+        assert_eq!(key_event_from(&admin.replace(id, good)).event_id, good);
+    }
+    // An ignored event's id is reported only when it is such a token.
+    let other = fixture("other_event_create_user.json");
+    match parse(&other.replace("a1b2c3d4-0012-4000-8000-000000000012", "forged\\nline")) {
+        Ok(Parsed::Ignored { event_id, .. }) => assert_eq!(event_id, None),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_error_code_that_is_not_a_bounded_token_is_other() {
+    let denied = fixture("create_access_key_failed_denied.json");
+    for bad in ["Access\\u001b[0mDenied", "Denied\\nforged line", &"E".repeat(129)] {
+        let ev = key_event_from(&denied.replace("\"AccessDenied\"", &format!("\"{bad}\"")));
+        assert_eq!(ev.failed.expect("still a failed call").code, "other", "{bad}");
+    }
+    for good in ["AccessDenied", "Client.UnauthorizedOperation", "iam:Throttling_1-x"] {
+        let ev = key_event_from(&denied.replace("\"AccessDenied\"", &format!("\"{good}\"")));
+        assert_eq!(ev.failed.expect("failed call").code, good);
+    }
+}
+
+fn key_event_from(body: &str) -> KeyEvent {
+    match parse(body) {
+        Ok(Parsed::Key(ev)) => *ev,
+        other => panic!("expected a key event, got {other:?}"),
+    }
+}

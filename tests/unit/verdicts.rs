@@ -325,3 +325,18 @@ fn dead_letter_queue_urls_are_derived_from_the_input_queue() {
     assert_eq!(sibling_url("https://example.com/queue", "1", "dlq"), None);
     assert_eq!(sibling_url("not a url", "1", "dlq"), None);
 }
+
+#[test]
+fn an_actor_arn_of_another_account_is_not_the_users_arn() {
+    // bob acting on his own keys, but the record's ARN names another
+    // account (and partition): the finding's ARN is built from the event's
+    // account and the user name.
+    let mut ev = fixture_event("create_access_key_self.json");
+    ev.actor.arn = Some("arn:aws-cn:iam::999988887777:user/team/bob".into());
+    let a = evaluate(&ev, vec![key("AKIAOLD", KeyStatus::Active), key("AKIAEXAMPLEBOB000002", KeyStatus::Active)], true);
+    let f = build(&ev, "bob", &a, &no_usage(), datetime!(2026-11-20 14:03:10 UTC)).unwrap();
+    assert_eq!(f.user_arn, "arn:aws:iam::111122223333:user/bob");
+    // The same ARN in the event's account is used, path included.
+    ev.actor.arn = Some("arn:aws:iam::111122223333:user/team/bob".into());
+    assert_eq!(keywatch::finding::user_arn(&ev, "bob"), "arn:aws:iam::111122223333:user/team/bob");
+}
