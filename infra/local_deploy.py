@@ -67,6 +67,7 @@ REQUIRED_OUTPUTS = [
     "FindingsBusName",
     "FindingsBusArn",
     "WorkerRoleArn",
+    "ScalerPolicyArn",
 ]
 
 WORKER_ACTIONS = {
@@ -710,6 +711,16 @@ def verify(
             "and consuming but by the worker and redrive roles, as the input queue does"
         )
 
+    def scaler_policy_reads_queue_depth_only() -> str:
+        arn = outputs["ScalerPolicyArn"]
+        meta = iam.get_policy(PolicyArn=arn)["Policy"]
+        doc = iam.get_policy_version(PolicyArn=arn, VersionId=meta["DefaultVersionId"])["PolicyVersion"]["Document"]
+        doc = json.loads(doc) if isinstance(doc, str) else doc
+        got = [(st["Effect"], sorted(as_list(st["Action"])), sorted(as_list(st["Resource"]))) for st in doc["Statement"]]
+        want = [("Allow", ["sqs:GetQueueAttributes"], [outputs["QueueArn"]])]
+        assert got == want, f"the KEDA scaler policy grants {got}, expected {want}"
+        return "Allow sqs:GetQueueAttributes on the input queue, nothing else"
+
     def worker_statements() -> list[dict[str, Any]]:
         role_name = outputs["WorkerRoleArn"].rsplit("/", 1)[-1]
         statements: list[dict[str, Any]] = []
@@ -848,6 +859,7 @@ def verify(
     checks.run("queue policies admit the stack's rules and spare exactly the worker and redrive roles", queue_policies_admit_the_rules_and_the_workers)
     checks.run("the DLQ has the input queue's deny statements (TLS, senders, consumers)", dead_letter_queue_has_the_input_queue_denies)
     checks.run("worker role grants exactly the worker's actions", worker_role_is_least_privilege)
+    checks.run("the KEDA scaler policy reads the input queue's attributes only", scaler_policy_reads_queue_depth_only)
     checks.run("worker may send scan requests to its input queue", worker_may_send_scan_requests)
     checks.run("worker may assume the member role only in the organization or listed accounts", member_role_assumption_is_scoped)
     checks.run("worker reads the exceptions parameter and no other", exceptions_parameter_is_scoped)
