@@ -392,6 +392,13 @@ def main(argv: list[str]) -> int:
             ref = sqs[0].get("authenticationRef", {}).get("name")
             _assert(ref, "trigger needs authenticationRef (or identityOwner: operator)")
             one("TriggerAuthentication", ref)
+        # The scaler reads the queue's depth under a role of its own (the central
+        # stack's ScalerPolicyArn), never the worker's IRSA role.
+        _assert(md.get("identityOwner") != "operator", "the aws-sqs-queue trigger must name a TriggerAuthentication with its own roleArn")
+        pod = one("TriggerAuthentication", sqs[0]["authenticationRef"]["name"])["spec"].get("podIdentity", {})
+        worker_role = one("ServiceAccount", deployment()["spec"]["template"]["spec"]["serviceAccountName"])["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+        _assert(pod.get("identityOwner") != "workload", "the KEDA scaler must not use the worker's role (identityOwner: workload)")
+        _assert(pod.get("roleArn") and pod["roleArn"] != worker_role, "the KEDA TriggerAuthentication must name a roleArn of its own, not the worker's")
 
     def service_selects_pods() -> None:
         svc = one("Service", "keywatch")

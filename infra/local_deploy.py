@@ -67,6 +67,7 @@ REQUIRED_OUTPUTS = [
     "FindingsBusName",
     "FindingsBusArn",
     "WorkerRoleArn",
+    "ScalerPolicyArn",
 ]
 
 WORKER_ACTIONS = {
@@ -662,6 +663,64 @@ def verify(
             "the worker role, AdditionalWorkerRoleArns and RedriveRoleArns, no one else"
         )
 
+    def dead_letter_queue_has_the_input_queue_denies() -> str:
+        # The DLQ must not be a way around the input queue's policy: each of the input
+        # queue's Deny statements has its counterpart on the DLQ, for the same actions,
+        # sparing the same principals (the redrive roles may also consume there: a
+        # redrive receives and deletes as its caller), and the EventBridge rules
+        # spared on the input queue are not spared on the DLQ (none targets it).
+        extra_worker = f"arn:aws:iam::{account}:role/keywatch-irsa"
+        redrive = f"arn:aws:iam::{account}:role/ops-redrive"
+        cases = [{}] + [
+            {"AdditionalWorkerRoleArns": w, "RedriveRoleArns": r} for w, r in itertools.product(["", extra_worker], ["", redrive])
+        ]
+        dlq_arn = outputs["DeadLetterQueueArn"]
+        policies = [
+            r for r in template()["Resources"].values()
+            if r.get("Type") == "AWS::SQS::QueuePolicy" and {"Ref": "DeadLetterQueue"} in as_list(r["Properties"]["Queues"])
+        ]
+        assert len(policies) == 1, f"expected one AWS::SQS::QueuePolicy on DeadLetterQueue, found {len(policies)}"
+        for overrides in cases:
+            res = resolver(overrides)
+            where = f"parameters {overrides or 'as deployed'}"
+            queue_doc = res.properties("QueuePolicy")["PolicyDocument"]
+            dlq_doc = res.value(policies[0]["Properties"])["PolicyDocument"]
+            dlq_denies = [st for st in dlq_doc["Statement"] if st["Effect"] == "Deny"]
+            assert all(st.get("Principal") == "*" and st["Resource"] == dlq_arn for st in dlq_denies), (
+                f"{where}: every DLQ deny must be for Principal * on the DLQ: {dlq_denies}"
+            )
+            redrive_roles = [a for a in res.params["RedriveRoleArns"] if a]
+            for st in (s for s in queue_doc["Statement"] if s["Effect"] == "Deny"):
+                acts = sorted(as_list(st["Action"]))
+                twins = [d for d in dlq_denies if sorted(as_list(d["Action"])) == acts]
+                assert len(twins) == 1, f"{where}: the DLQ has {len(twins)} deny statements for {acts} (input queue: {st['Sid']})"
+                want_cond = json.loads(json.dumps(st["Condition"]))
+                spared = want_cond.get("ArnNotEquals", {})
+                spared.pop("aws:SourceArn", None)
+                if "aws:PrincipalArn" in spared and "sqs:ReceiveMessage" in acts:
+                    spared["aws:PrincipalArn"] = as_list(spared["aws:PrincipalArn"]) + redrive_roles
+                got_cond = twins[0]["Condition"]
+                for block in (want_cond, got_cond):
+                    for values in block.values():
+                        for key in values:
+                            if isinstance(values[key], list):
+                                values[key] = sorted(values[key])
+                assert got_cond == want_cond, f"{where}: the DLQ's deny on {acts} has {got_cond}, expected {want_cond}"
+        return (
+            f"{len(cases)} parameter sets: the DLQ denies non-TLS access, sending but by the worker and redrive roles, "
+            "and consuming but by the worker and redrive roles, as the input queue does"
+        )
+
+    def scaler_policy_reads_queue_depth_only() -> str:
+        arn = outputs["ScalerPolicyArn"]
+        meta = iam.get_policy(PolicyArn=arn)["Policy"]
+        doc = iam.get_policy_version(PolicyArn=arn, VersionId=meta["DefaultVersionId"])["PolicyVersion"]["Document"]
+        doc = json.loads(doc) if isinstance(doc, str) else doc
+        got = [(st["Effect"], sorted(as_list(st["Action"])), sorted(as_list(st["Resource"]))) for st in doc["Statement"]]
+        want = [("Allow", ["sqs:GetQueueAttributes"], [outputs["QueueArn"]])]
+        assert got == want, f"the KEDA scaler policy grants {got}, expected {want}"
+        return "Allow sqs:GetQueueAttributes on the input queue, nothing else"
+
     def worker_statements() -> list[dict[str, Any]]:
         role_name = outputs["WorkerRoleArn"].rsplit("/", 1)[-1]
         statements: list[dict[str, Any]] = []
@@ -798,7 +857,9 @@ def verify(
         checks.run("no scan schedule rule when ScanSchedule is empty", no_scan_rule_without_schedule)
     checks.run("queue key policy as deployed = template; it admits the scan schedule rule", resolver_reproduces_the_key_policy)
     checks.run("queue policies admit the stack's rules and spare exactly the worker and redrive roles", queue_policies_admit_the_rules_and_the_workers)
+    checks.run("the DLQ has the input queue's deny statements (TLS, senders, consumers)", dead_letter_queue_has_the_input_queue_denies)
     checks.run("worker role grants exactly the worker's actions", worker_role_is_least_privilege)
+    checks.run("the KEDA scaler policy reads the input queue's attributes only", scaler_policy_reads_queue_depth_only)
     checks.run("worker may send scan requests to its input queue", worker_may_send_scan_requests)
     checks.run("worker may assume the member role only in the organization or listed accounts", member_role_assumption_is_scoped)
     checks.run("worker reads the exceptions parameter and no other", exceptions_parameter_is_scoped)

@@ -4,8 +4,9 @@
 //! and goes through `aws::call`. Events from an organisation carry
 //! member account ids: with a member role configured, calls for an account
 //! other than the worker's own use an IAM client whose credentials come
-//! from `sts:AssumeRole` into `arn:aws:iam::<account>:role/<name>`
-//! (`sts::AssumeRoleCredentials`, cached and renewed by the SDK).
+//! from `sts:AssumeRole` into `arn:<partition>:iam::<account>:role/<name>`
+//! (`sts::AssumeRoleCredentials`, cached and renewed by the SDK), the
+//! partition that of the worker's own region.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use time::OffsetDateTime;
 use super::sts::AssumeRoleCredentials;
 use super::{call, AwsError, ErrorClass, CREDENTIALS_ERROR};
 use crate::cache::BoundedCache;
+use crate::finding::partition_of_region;
 use crate::inventory::{InventoryError, KeyInventory, Need};
 use crate::keys::{AccessKey, KeyLastUsed, KeyStatus, KeyUsage, Listing, User};
 use crate::limit::{RateLimiter, RetryPolicy};
@@ -49,6 +51,9 @@ pub struct IamInventory {
 
 struct Members {
     role: MemberRole,
+    /// The partition of the worker's region (`aws`, `aws-cn`, `aws-us-gov`, ...):
+    /// member roles are in the worker's partition.
+    partition: &'static str,
     /// Accounts whose role could not be assumed lately: until when their
     /// calls fail at once, and the pause that led there.
     failing: BoundedCache<String, (Instant, Duration)>,
@@ -80,7 +85,8 @@ impl IamInventory {
         // Clients live as long as their credentials are worth keeping.
         let clients = BoundedCache::new(MEMBER_CLIENTS, std::time::Duration::from_secs(12 * 3600));
         let failing = BoundedCache::new(MEMBER_CLIENTS, Duration::from_secs(3600));
-        self.member = Some(Arc::new(Members { role, base, sts, clients, failing }));
+        let partition = partition_of_region(sts.config().region().map(|r| r.as_ref()).unwrap_or_default());
+        self.member = Some(Arc::new(Members { role, partition, base, sts, clients, failing }));
         self
     }
 
@@ -92,11 +98,18 @@ impl IamInventory {
         if let Some(c) = m.clients.get(&account_id.to_string()) {
             return c;
         }
-        let role_arn = format!("arn:aws:iam::{account_id}:role/{}", m.role.name);
+        let role_arn = m.role_arn(account_id);
         let provider = AssumeRoleCredentials::new(m.sts.clone(), role_arn, m.role.external_id.clone());
         let client = aws_sdk_iam::Client::from_conf(m.base.to_builder().credentials_provider(provider).build());
         m.clients.insert(account_id.to_string(), client.clone());
         client
+    }
+}
+
+impl Members {
+    /// The member role's ARN in `account_id`, in the worker's partition.
+    fn role_arn(&self, account_id: &str) -> String {
+        format!("arn:{}:iam::{account_id}:role/{}", self.partition, self.role.name)
     }
 }
 
@@ -288,6 +301,23 @@ mod tests {
 
     fn key(id: &str) -> AccessKeyMetadata {
         AccessKeyMetadata::builder().access_key_id(id).status(StatusType::Active).user_name("alice").build()
+    }
+
+    #[test]
+    fn member_role_arns_are_in_the_partition_of_the_workers_region() {
+        let iam = aws_sdk_iam::Client::from_conf(aws_sdk_iam::Config::builder().behavior_version_latest().build());
+        for (region, want) in [
+            ("eu-west-1", "arn:aws:iam::111122223333:role/keywatch-member"),
+            ("cn-north-1", "arn:aws-cn:iam::111122223333:role/keywatch-member"),
+            ("us-gov-west-1", "arn:aws-us-gov:iam::111122223333:role/keywatch-member"),
+        ] {
+            let sts = aws_sdk_sts::Client::from_conf(
+                aws_sdk_sts::Config::builder().behavior_version_latest().region(aws_sdk_sts::config::Region::new(region)).build(),
+            );
+            let role = MemberRole { name: "keywatch-member".into(), external_id: None, own_account_id: "444455556666".into() };
+            let inventory = IamInventory::new(iam.clone()).with_member_role(sts, role);
+            assert_eq!(inventory.member.as_ref().unwrap().role_arn("111122223333"), want, "{region}");
+        }
     }
 
     #[tokio::test]

@@ -97,7 +97,9 @@ pub struct CommonArgs {
     pub(crate) accounts: Option<crate::accounts::Scope>,
 
     /// Role name to assume in member accounts: IAM calls for an account
-    /// other than the worker's own go to arn:aws:iam::<account>:role/<NAME>.
+    /// other than the worker's own go to arn:<partition>:iam::<account>:role/<NAME>,
+    /// the partition that of the worker's region (aws-cn for cn-*, aws-us-gov
+    /// for us-gov-*, aws for the commercial regions).
     /// Needs KEYWATCH_ACCOUNTS. Unset, every call uses the worker's own
     /// credentials.
     #[arg(long, env = "KEYWATCH_MEMBER_ROLE", value_name = "NAME", value_parser = parse_non_empty)]
