@@ -68,6 +68,7 @@ REQUIRED_OUTPUTS = [
     "FindingsBusArn",
     "WorkerRoleArn",
     "ScalerPolicyArn",
+    "LedgerTableName",
 ]
 
 WORKER_ACTIONS = {
@@ -86,7 +87,17 @@ WORKER_ACTIONS = {
     "iam:ListUsers",  # scans
     "sts:AssumeRole",
     "securityhub:BatchImportFindings",
+    # the ledger table and its index "open" (KEYWATCH_LEDGER_TABLE)
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "dynamodb:DescribeTable",
+    "kms:Encrypt",  # the ledger's encryption, through DynamoDB only
+    "kms:DescribeKey",
 }
+LEDGER_ACTIONS = {a for a in WORKER_ACTIONS if a.startswith("dynamodb:")}
 # Allowed only with MemberAccounts=organization, explicitly denied otherwise.
 ORGANIZATION_ACTION = "organizations:ListAccounts"
 # Allowed (on that parameter alone) only with ExceptionsParameterName, explicitly denied otherwise.
@@ -152,7 +163,7 @@ def clients(endpoint_url: str, region: str) -> dict[str, Any]:
     cfg = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30)
     return {
         name: session.client(name, endpoint_url=endpoint_url, config=cfg)
-        for name in ("cloudformation", "sqs", "events", "iam", "kms")
+        for name in ("cloudformation", "sqs", "events", "iam", "kms", "dynamodb")
     }
 
 
@@ -754,6 +765,35 @@ def verify(
             f"{EXCEPTIONS_ACTION} {'allowed' if exceptions_parameter else 'denied'}, no wildcards"
         )
 
+    def ledger_table_is_the_record() -> str:
+        table = c["dynamodb"].describe_table(TableName=outputs["LedgerTableName"])["Table"]
+        keys = {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]}
+        assert keys == {"finding_id": "HASH"}, f"ledger key schema {keys}"
+        indexes = {i["IndexName"]: i for i in table.get("GlobalSecondaryIndexes", [])}
+        assert "open" in indexes, f"no index 'open' on the ledger: {sorted(indexes)}"
+        open_keys = {k["AttributeName"]: k["KeyType"] for k in indexes["open"]["KeySchema"]}
+        assert open_keys == {"open_account": "HASH"}, f"index 'open' key schema {open_keys}"
+        billing = (table.get("BillingModeSummary") or {}).get("BillingMode")
+        assert billing == "PAY_PER_REQUEST", f"ledger billing mode {billing}"
+        # The emulator does not apply or report a table's encryption, point-in-time
+        # recovery or TTL:
+        # they are checked in the template resolved for this stack.
+        props = resolver({}).properties("LedgerTable")
+        sse = props.get("SSESpecification") or {}
+        assert sse.get("SSEEnabled") is True and sse.get("SSEType") == "KMS", f"ledger encryption {sse}"
+        assert sse.get("KMSMasterKeyId") == outputs["QueueKeyArn"], f"ledger key {sse.get('KMSMasterKeyId')} is not the stack's key"
+        pitr = (props.get("PointInTimeRecoverySpecification") or {}).get("PointInTimeRecoveryEnabled")
+        assert pitr is True, "ledger without point-in-time recovery"
+        ttl = props.get("TimeToLiveSpecification") or {}
+        assert ttl == {"AttributeName": "expires_at", "Enabled": True}, f"ledger TTL {ttl}"
+        statements = [st for st in worker_statements() if LEDGER_ACTIONS & set(st["Action"] if isinstance(st["Action"], list) else [st["Action"]])]
+        assert len(statements) == 1, f"expected one ledger statement, got {statements}"
+        resources = statements[0]["Resource"]
+        resources = sorted(resources if isinstance(resources, list) else [resources])
+        want = sorted([table["TableArn"], table["TableArn"] + "/index/open"])
+        assert resources == want, f"ledger statement on {resources}, expected {want}"
+        return f"{outputs['LedgerTableName']}: on demand, SSE-KMS (stack key), PITR, TTL expires_at, index open; the worker's statement on it alone"
+
     def exceptions_parameter_is_scoped() -> str:
         reads = [st for st in worker_statements() if EXCEPTIONS_ACTION in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])]
         assert len(reads) == 1, f"expected one {EXCEPTIONS_ACTION} statement, got {reads}"
@@ -789,7 +829,8 @@ def verify(
         allows = [st for st in worker_statements() if st["Effect"] == "Allow"]
         send = [st for st in allows if "sqs:SendMessage" in as_list(st["Action"])]
         assert [as_list(st["Resource"]) for st in send] == [[outputs["QueueArn"]]], f"sqs:SendMessage statements {send}"
-        gen = [st for st in allows if "kms:GenerateDataKey" in as_list(st["Action"])]
+        # (The ledger's statement allows the key through DynamoDB only: not for SQS.)
+        gen = [st for st in allows if "kms:GenerateDataKey" in as_list(st["Action"]) and "kms:ViaService" not in str(st.get("Condition"))]
         assert [as_list(st["Resource"]) for st in gen] == [[outputs["QueueKeyArn"]]], f"kms:GenerateDataKey statements {gen}"
         deny = policy_statement(resolver({}).properties("QueuePolicy")["PolicyDocument"], "DenySendExceptRules")
         exempt = as_list(deny["Condition"]["ArnNotEquals"].get("aws:PrincipalArn", []))
@@ -863,6 +904,7 @@ def verify(
     checks.run("worker may send scan requests to its input queue", worker_may_send_scan_requests)
     checks.run("worker may assume the member role only in the organization or listed accounts", member_role_assumption_is_scoped)
     checks.run("worker reads the exceptions parameter and no other", exceptions_parameter_is_scoped)
+    checks.run("the ledger table: key, index, billing, encryption, TTL, and the worker's access to it alone", ledger_table_is_the_record)
     if with_org:
         # Last: the member stack's rule adds a second delivery of default-bus events.
         checks.run("member stack deploys and forwards through the organization bus", member_stack_forwards_to_the_organization_bus)

@@ -149,6 +149,11 @@ impl<K: Eq + Hash + Clone, V: Clone> BoundedCache<K, V> {
                 true
             }
         });
+        // Rebuilt at its new size: the removed entries would otherwise stay
+        // as tombstones until the table, found full of them, is doubled
+        // once more than half its slots are live, which at the cap is
+        // always: a one-time jump of the whole table's size.
+        entries.shrink_to_fit();
     }
 }
 

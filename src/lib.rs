@@ -66,7 +66,7 @@ pub mod format;
 pub mod health;
 pub mod inventory;
 pub mod keys;
-mod last_word;
+pub mod ledger;
 #[cfg(feature = "aws")]
 pub mod limit;
 pub mod message;

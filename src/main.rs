@@ -15,7 +15,9 @@ use tracing_subscriber::EnvFilter;
 
 use keywatch::admin;
 use keywatch::app::{self, App, JsonLines};
-use keywatch::config::{one_line_error, subcommand_of, Cli, Command, HealthcheckArgs, LogFormat, ReplayArgs, RunArgs, ScanArgs};
+use keywatch::config::{
+    one_line_error, subcommand_of, Cli, Command, FindingsArgs, HealthcheckArgs, LogFormat, ReplayArgs, RunArgs, ScanArgs,
+};
 use keywatch::telemetry;
 
 /// The AWS SDK's request path allocates and frees heavily on every call;
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         Command::Run(args) => runtime.block_on(run(*args)).map(|()| ExitCode::SUCCESS),
         Command::Scan(args) => runtime.block_on(scan(*args)),
         Command::Replay(args) => runtime.block_on(replay(*args)),
+        Command::Findings(args) => runtime.block_on(findings(args)),
         Command::Healthcheck(args) => runtime.block_on(healthcheck(args)).map(|()| ExitCode::SUCCESS),
     };
     match result {
@@ -135,6 +138,26 @@ async fn scan(args: ScanArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `keywatch findings`: the open violations on standard output (a table,
+/// or JSON lines), a count on standard error; 0, or 1 with --fail-on-open
+/// when one is not covered by an exception.
+async fn findings(args: FindingsArgs) -> anyhow::Result<ExitCode> {
+    let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let open = app::findings(&args, &sdk).await?;
+    let now = time::OffsetDateTime::now_utc();
+    if args.json {
+        for e in &open {
+            println!("{}", app::json_line(e, now));
+        }
+    } else if !open.is_empty() {
+        print!("{}", app::table(&open, now));
+    }
+    let suppressed = open.iter().filter(|e| e.suppressed).count();
+    let accounts: std::collections::BTreeSet<&str> = open.iter().map(|e| e.account_id.as_str()).collect();
+    eprintln!("findings: {} open violations in {} accounts ({suppressed} suppressed by an exception)", open.len(), accounts.len());
+    Ok(if args.fail_on_open && open.len() > suppressed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 /// `keywatch replay`: 0 when every file was read and every key event

@@ -93,6 +93,12 @@ fn outcome_as(label: &'static str, m: &Message, ev: Option<&KeyEvent>, outcome: 
             observed_at = %crate::finding::rfc3339(f.observed_at),
             "a finding from a later IAM answer was already published; this one dropped"
         ),
+        Outcome::Identical(f) => debug!(
+            event_id,
+            finding_id = %f.finding_id,
+            observed_at = %crate::finding::rfc3339(f.observed_at),
+            "the same verdict on the same IAM answer was already published; this one dropped"
+        ),
         Outcome::Retry(Retry::Lookup(e)) => warn!(
             event_id,
             account_id,

@@ -16,7 +16,7 @@
 //! worker runs it for a scan request taken off its queue (a scheduled
 //! reconciliation), one account per message.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures_util::stream::{self, StreamExt};
@@ -29,8 +29,9 @@ use crate::exceptions::Exceptions;
 use crate::finding::{self, rfc3339, Finding, ScanSummary, Status};
 use crate::inventory::{self, InventoryError, KeyInventory};
 use crate::keys::User;
+use crate::ledger::{Entry, Ledger};
 use crate::message::{Disposition, Requeue, ScanRequest};
-use crate::sink::FindingSink;
+use crate::sink::{FindingSink, SinkError};
 use crate::telemetry;
 
 /// Error messages a summary quotes at most.
@@ -68,6 +69,9 @@ pub struct Scanner<I> {
     inventory: Arc<I>,
     sink: Arc<dyn FindingSink>,
     settings: ScanSettings,
+    /// Where the account's open violations are read from, so that each is
+    /// closed when it no longer fails; `None`: only `include_passed` closes.
+    ledger: Option<Arc<dyn Ledger>>,
 }
 
 /// One user's outcome.
@@ -80,12 +84,34 @@ enum Checked {
 
 impl<I: KeyInventory> Scanner<I> {
     pub fn new(inventory: Arc<I>, sink: Arc<dyn FindingSink>, settings: ScanSettings) -> Self {
-        Scanner { inventory, sink, settings }
+        Scanner { inventory, sink, settings, ledger: None }
+    }
+
+    /// Closes the violations `ledger` holds open for each scanned account
+    /// that no longer fail: a `PASSED` for each such user (a user IAM no
+    /// longer has gets one with reason `user_deleted`), and for the root
+    /// user, whatever `include_passed` says.
+    pub(crate) fn with_ledger(mut self, ledger: Option<Arc<dyn Ledger>>) -> Self {
+        self.ledger = ledger;
+        self
     }
 
     /// The same scanner with other settings.
     fn with_settings(&self, settings: ScanSettings) -> Self {
-        Scanner { inventory: self.inventory.clone(), sink: self.sink.clone(), settings }
+        Scanner { inventory: self.inventory.clone(), sink: self.sink.clone(), settings, ledger: self.ledger.clone() }
+    }
+
+    /// The violations the ledger holds open for `account_id`, by
+    /// `finding_id` (none without a ledger; an error is the summary's).
+    async fn open_violations(&self, account_id: &str, summary: &mut ScanSummary) -> HashMap<String, Entry> {
+        let Some(ledger) = &self.ledger else { return HashMap::new() };
+        match ledger.open(Some(account_id)).await {
+            Ok(open) => open.into_iter().map(|e| (e.finding_id.clone(), e)).collect(),
+            Err(e) => {
+                note_error(summary, format!("reading the ledger's open violations: {e}"));
+                HashMap::new()
+            }
+        }
     }
 
     /// Scans one account and publishes its findings and its summary, in a
@@ -112,12 +138,16 @@ impl<I: KeyInventory> Scanner<I> {
             errors: 0,
             error_samples: Vec::new(),
         };
+        let open = self.open_violations(account_id, &mut summary).await;
         let users = self.inventory.list_users(account_id).await;
         // The root user's ARN is in the partition of the users' (which
         // ListUsers gives); `aws` for an account without users.
-        let partition = users.as_ref().ok().and_then(|u| u.first()).and_then(|u| finding::partition_of_arn(&u.arn)).unwrap_or("aws");
+        let partition: String =
+            users.as_ref().ok().and_then(|u| u.first()).and_then(|u| finding::partition_of_arn(&u.arn)).unwrap_or("aws").to_string();
+        let partition = partition.as_str();
         let mut pending = Vec::new();
-        match self.check_root(account_id, partition, started).await {
+        let root_open = open.contains_key(&finding::finding_id(finding::ROOT_CONTROL_ID, account_id, finding::ROOT_USER));
+        match self.check_root(account_id, partition, started, root_open).await {
             Ok((present, finding)) => {
                 summary.root_access_keys = Some(present);
                 pending.extend(finding);
@@ -135,9 +165,28 @@ impl<I: KeyInventory> Scanner<I> {
             }
         };
         progress.users_found(account_id, users.len());
+        // Open violations of users ListUsers no longer shows: looked at one
+        // by one after the others (deleted, most likely).
+        let listed: HashSet<&str> = users.iter().map(|u| u.name.as_str()).collect();
+        let missing: Vec<User> = open
+            .values()
+            .filter(|e| e.control_id == finding::CONTROL_ID && !listed.contains(e.user_name.as_str()))
+            .map(|e| User { name: e.user_name.clone(), arn: format!("arn:{partition}:iam::{account_id}:user/{}", e.user_name) })
+            .collect();
+        let mut users = users;
+        users.extend(missing);
+        let open = &open;
         let checks = stream::iter(users)
             .map(|user| async move {
-                let checked = self.check_user(account_id, &user, exceptions, started).await;
+                let is_open = open.contains_key(&finding::finding_id(finding::CONTROL_ID, account_id, &user.name));
+                let checked = match self.check_user(account_id, &user, exceptions, started, is_open).await {
+                    Checked::Gone if is_open => {
+                        let now = OffsetDateTime::now_utc();
+                        let f = finding::build_scan_user_gone(account_id, &user.name, partition, started, now);
+                        Checked::Finding(Box::new(f), 0)
+                    }
+                    checked => checked,
+                };
                 progress.user_checked();
                 checked
             })
@@ -173,15 +222,23 @@ impl<I: KeyInventory> Scanner<I> {
     /// The root user's keys (`GetAccountSummary`, as for a root key event):
     /// how many, and the CIS-1.4 finding they make (`FAILED` while there is
     /// one; `PASSED` only with `include_passed`).
-    async fn check_root(&self, account_id: &str, partition: &str, started: OffsetDateTime) -> Result<(u32, Option<Finding>), String> {
+    async fn check_root(
+        &self,
+        account_id: &str,
+        partition: &str,
+        started: OffsetDateTime,
+        open: bool,
+    ) -> Result<(u32, Option<Finding>), String> {
         let observed_at = OffsetDateTime::now_utc();
         let present = self.inventory.root_keys_present(account_id).await.map_err(|e| format!("GetAccountSummary: {e}"))?;
         let now = OffsetDateTime::now_utc();
-        let built = finding::build_scan_root(account_id, partition, present, started, self.settings.include_passed, now);
+        let built = finding::build_scan_root(account_id, partition, present, started, self.settings.include_passed || open, now);
         Ok((present, built.map(|f| f.observed(observed_at))))
     }
 
-    async fn check_user(&self, account_id: &str, user: &User, exceptions: &Exceptions, started: OffsetDateTime) -> Checked {
+    /// One user's keys, and the finding they make (a `PASSED` too when
+    /// `include_passed` or `open`: a violation is open for the user).
+    async fn check_user(&self, account_id: &str, user: &User, exceptions: &Exceptions, started: OffsetDateTime, open: bool) -> Checked {
         let listing = match self.inventory.list_user_keys(account_id, user).await {
             Ok(listing) => listing,
             // Deleted since ListUsers: nothing to say.
@@ -195,7 +252,7 @@ impl<I: KeyInventory> Scanner<I> {
             inventory::add_last_use(&*self.inventory, account_id, &active, &mut usage).await;
         }
         let now = OffsetDateTime::now_utc();
-        let built = finding::build_scan(account_id, user, &listing.keys, &usage, started, self.settings.include_passed, now);
+        let built = finding::build_scan(account_id, user, &listing.keys, &usage, started, self.settings.include_passed || open, now);
         match built {
             Some(f) => {
                 let mut f = f.observed(listing.observed_at);
@@ -217,6 +274,9 @@ impl<I: KeyInventory> Scanner<I> {
                     summary.findings_published += 1;
                     telemetry::finding_accepted(f.status.as_str(), f.detection_latency_seconds);
                 }
+                // The ledger's last word is newer, or says the same: nothing
+                // to publish.
+                Err(SinkError::Dropped(_)) => {}
                 Err(e) => note_error(summary, format!("publishing {}: {e}", f.finding_id)),
             }
         }

@@ -31,6 +31,33 @@ pub enum SinkError {
     /// The finding could not be encoded or written.
     #[error("finding could not be written: {0}")]
     Write(String),
+    /// The ledger could not be asked or written (see [`crate::ledger`]);
+    /// nothing was published.
+    #[error("ledger: {0}")]
+    Ledger(String),
+    /// The ledger dropped the finding: publishing it would add nothing.
+    /// Not a failure: its message is acknowledged.
+    #[error("not published: {}", .0.as_str())]
+    Dropped(Dropped),
+}
+
+/// Why the ledger dropped a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// It rests on an older IAM answer than the last word on its
+    /// `finding_id`.
+    Superseded,
+    /// The same verdict on the same IAM answer was published already.
+    Identical,
+}
+
+impl Dropped {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Dropped::Superseded => "superseded",
+            Dropped::Identical => "identical",
+        }
+    }
 }
 
 /// Where findings go.

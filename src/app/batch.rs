@@ -47,7 +47,8 @@ pub async fn scan(args: &ScanArgs, sdk: &SdkConfig, shutdown: &CancellationToken
     let sink = parts.sinks(&args.common, args.dry_run)?;
     let settings =
         ScanSettings { include_passed: args.include_passed, last_use: !args.no_last_use, users_in_flight: args.users_in_flight as usize };
-    let scanner = Scanner::new(Arc::new(parts.iam), sink, settings);
+    let ledger = parts.shared_ledger();
+    let scanner = Scanner::new(Arc::new(parts.iam), sink, settings).with_ledger(ledger);
     let accounts = parts.accounts.all();
     info!(accounts = accounts.len(), "scan started");
     let exceptions = &parts.exceptions;

@@ -14,6 +14,7 @@
 //! `logs.rs`, so this file is the worker.
 
 mod batch;
+mod findings;
 mod logs;
 mod parts;
 
@@ -36,10 +37,13 @@ use crate::exceptions::{Exceptions, ExceptionsError};
 use crate::exceptions_source::{self, Watch};
 use crate::health::Health;
 use crate::inventory::cached::{CacheSettings, CachingInventory};
+use crate::ledger::{self, Ledger};
 use crate::processor::{Processor, ProcessorSettings};
 use crate::source;
+use crate::telemetry;
 
 pub use self::batch::{replay, scan, ReplayReport, ScanReport};
+pub use self::findings::{findings, json_line, table};
 pub use self::logs::JsonLines;
 
 /// The inventory the app runs with.
@@ -71,6 +75,10 @@ pub enum AppError {
     AccountsWithoutMemberRole(String),
     #[error("KEYWATCH_ACCOUNTS=organization: cannot list the organisation's accounts (organizations:ListAccounts): {0}")]
     Organization(AwsError),
+    #[error("cannot use the ledger table {table} (KEYWATCH_LEDGER_TABLE): {source}")]
+    Ledger { table: String, source: AwsError },
+    #[error("cannot read the ledger table {table} (KEYWATCH_LEDGER_TABLE): {message}")]
+    LedgerRead { table: String, message: String },
     #[error("messages in flight did not finish within {0} s (KEYWATCH_DRAIN_TIMEOUT_SECS); {1} were handed back for redelivery")]
     DrainTimeout(u64, usize),
 }
@@ -131,6 +139,10 @@ pub struct App {
     exceptions: Option<Watch>,
     exceptions_poll: Option<Duration>,
     drain_timeout_secs: u64,
+    /// The shared ledger, and how often its open violations are counted
+    /// for the metrics.
+    ledger: Option<(Arc<dyn Ledger>, Duration)>,
+    violation_sla: Duration,
 }
 
 impl App {
@@ -172,9 +184,18 @@ impl App {
         .await?;
         let (queue, parts) = parts;
         let sink = parts.sinks(&args.common, false)?;
+        let ledger = parts.shared_ledger();
         let inventory = CachingInventory::new(parts.iam, parts.limiter, &CacheSettings::from(&args.check));
-        let processor =
+        let mut processor =
             Processor::new(inventory, sink, parts.accounts, ProcessorSettings::from(&args.check)).with_scans(Arc::new(queue.clone()));
+        match &ledger {
+            Some(ledger) => processor = processor.with_ledger(ledger.clone()),
+            None => warn!(
+                "no ledger table (KEYWATCH_LEDGER_TABLE): the last word on a finding is kept per process (another replica, or a restart, \
+                 may publish an older verdict after a newer one), scans close only what they publish (include_passed), \
+                 and `keywatch findings` cannot say who fails now"
+            ),
+        }
         processor.set_exceptions(parts.exceptions);
         let processor = Arc::new(processor);
         let exceptions_poll = args.common.exceptions_poll();
@@ -190,6 +211,8 @@ impl App {
             exceptions: parts.watch,
             exceptions_poll,
             drain_timeout_secs: args.drain_timeout_secs,
+            ledger: ledger.map(|l| (l, Duration::from_secs(args.ledger_metrics_secs))),
+            violation_sla: Duration::from_secs(args.violation_sla_hours * 3600),
         })
     }
 
@@ -206,6 +229,10 @@ impl App {
             let apply = move |e: Exceptions| processor.set_exceptions(e);
             tokio::spawn(exceptions_source::keep_current(watch, self.exceptions_poll, true, apply, stop_helpers.clone()));
         }
+        telemetry::violation_sla(self.violation_sla.as_secs_f64());
+        if let Some((ledger, interval)) = self.ledger.filter(|(_, interval)| !interval.is_zero()) {
+            tokio::spawn(count_open(ledger, interval, stop_helpers.clone()));
+        }
         info!(queue_url = %self.source.queue.url(), version = env!("CARGO_PKG_VERSION"), "keywatch started");
         let drain = Duration::from_secs(self.drain_timeout_secs);
         let outcome = source::drive(self.source, self.processor, self.receivers, self.health, shutdown, drain)
@@ -216,5 +243,26 @@ impl App {
             let _ = task.await;
         }
         outcome
+    }
+}
+
+/// Counts the ledger's open violations every `interval` for the metrics
+/// (`keywatch_open_violations`, `keywatch_oldest_open_violation_age_seconds`)
+/// until `stop`. A failed count keeps the last figures and is logged.
+async fn count_open(ledger: Arc<dyn Ledger>, interval: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match ledger.open(None).await {
+            Ok(open) => {
+                let counted = ledger::count(&open, time::OffsetDateTime::now_utc());
+                telemetry::open_violations(counted.unsuppressed, counted.suppressed, counted.oldest_seconds);
+            }
+            Err(e) => warn!(error = %e, "could not count the ledger's open violations; the metrics keep their last values"),
+        }
     }
 }

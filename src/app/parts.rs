@@ -13,6 +13,7 @@ use tracing::{debug, info, warn};
 
 use super::AppError;
 use crate::accounts::{AccountLister, Accounts, Scope};
+use crate::aws::dynamodb::DynamoLedger;
 use crate::aws::eventbridge::EventBridgeSink;
 use crate::aws::iam::{IamInventory, MemberRole};
 use crate::aws::organizations::OrganizationAccounts;
@@ -24,6 +25,8 @@ use crate::config::{CommonArgs, SinkKind};
 use crate::exceptions::Exceptions;
 use crate::exceptions_source::{ExceptionsSource, FileSource, Location, Watch};
 use crate::format::{asff, FindingFormat};
+use crate::ledger::sink::RecordedSinks;
+use crate::ledger::{Ledger, MemoryLedger};
 use crate::limit::{RateLimiter, RetryPolicy};
 use crate::sink::{FindingSink, Sinks, StdoutSink};
 
@@ -38,6 +41,8 @@ pub(super) struct Parts {
     /// keep them current (`run`).
     pub(super) exceptions: Exceptions,
     pub(super) watch: Option<Watch>,
+    /// The ledger's table (`--ledger-table`), checked at start-up.
+    pub(super) ledger: Option<Arc<DynamoLedger>>,
     region: String,
 }
 
@@ -79,6 +84,14 @@ impl Parts {
             info!(count = exceptions.entries.len(), source = %source, "approved exceptions loaded");
         }
         let checked = first(clients.clone()).await?;
+        let ledger = match &args.ledger_table {
+            Some(table) if !dry_run => Some(Arc::new(ledger(&clients, table).await?)),
+            Some(table) => {
+                info!(table = %table, "dry run: the ledger is neither read nor written");
+                None
+            }
+            None => None,
+        };
         let accounts = Arc::new(accounts(args, &clients, shutdown).await?);
         let limiter = Arc::new(RateLimiter::new(args.iam_rate_per_account));
         let retry = RetryPolicy { max_attempts: args.iam_max_attempts, ..RetryPolicy::default() };
@@ -93,14 +106,14 @@ impl Parts {
             iam = iam.with_member_role(clients.sts(), role);
         }
         debug!(clients = ?clients.built(), "AWS clients built so far (the others are built when first needed)");
-        Ok((checked, Parts { clients, accounts, iam, limiter, exceptions, watch, region }))
+        Ok((checked, Parts { clients, accounts, iam, limiter, exceptions, watch, ledger, region }))
     }
 
     /// The sinks findings go to: JSON lines on standard output for a dry
     /// run, else the selected sinks (`--sink`).
     pub(super) fn sinks(&self, args: &CommonArgs, dry_run: bool) -> Result<Arc<dyn FindingSink>, AppError> {
         if dry_run {
-            return Ok(Arc::new(StdoutSink::default().with_format(args.finding_format)));
+            return Ok(self.recorded(Arc::new(StdoutSink::default().with_format(args.finding_format))));
         }
         let kinds = args.sinks();
         let mut sinks: Vec<Arc<dyn FindingSink>> = Vec::new();
@@ -131,8 +144,39 @@ impl Parts {
                 "KEYWATCH_FINDING_FORMAT applies to the eventbridge and stdout sinks; none is selected"
             );
         }
-        Ok(Arc::new(Sinks(sinks)))
+        Ok(self.recorded(Arc::new(Sinks(sinks))))
     }
+
+    /// The ledger scans read open violations from: the table, if any.
+    pub(super) fn shared_ledger(&self) -> Option<Arc<dyn Ledger>> {
+        self.ledger.clone().map(|l| l as Arc<dyn Ledger>)
+    }
+
+    /// `sinks` behind the ledger: the table, or this process's memory.
+    fn recorded(&self, sinks: Arc<dyn FindingSink>) -> Arc<dyn FindingSink> {
+        let ledger: Arc<dyn Ledger> = match self.shared_ledger() {
+            Some(table) => table,
+            None => Arc::new(MemoryLedger::default()),
+        };
+        Arc::new(RecordedSinks::new(ledger, sinks))
+    }
+}
+
+/// The ledger's table, once `DescribeTable` has answered: a table that is
+/// not there, or not readable, stops start-up with its name; a transient
+/// failure is only logged (the claims retry it).
+async fn ledger(clients: &Clients, table: &str) -> Result<DynamoLedger, AppError> {
+    let ledger = DynamoLedger::new(clients.dynamodb(), table.to_string());
+    match ledger.check().await {
+        Ok(()) => {}
+        Err(e) if !e.is_retryable() => return Err(AppError::Ledger { table: table.to_string(), source: e }),
+        Err(e) => warn!(table, error = %e, "ledger table not reachable yet; findings wait for it"),
+    }
+    info!(
+        table,
+        "ledger: DynamoDB table; the last word on each finding holds across replicas and restarts, scans close the open violations that no longer fail, and `keywatch findings` lists who fails now"
+    );
+    Ok(ledger)
 }
 
 /// The accounts keywatch may act in: its own (`GetCallerIdentity`) and

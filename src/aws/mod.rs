@@ -14,6 +14,7 @@
 //! transient errors leave the message for redelivery, permanent ones are
 //! logged and (for input problems) left to the queue's redrive policy.
 
+pub(crate) mod dynamodb;
 pub mod eventbridge;
 pub mod iam;
 pub(crate) mod organizations;
@@ -153,11 +154,11 @@ fn call_timeouts() -> aws_config::timeout::TimeoutConfig {
 /// wait (a shorter one would cut every receive), IAM signed for its global
 /// region and without SDK retries (keywatch retries IAM itself, per account,
 /// counting each attempt), EventBridge, Security Hub, STS, Organizations,
-/// SSM and S3 with the SDK's standard retries.
+/// SSM, S3 and DynamoDB (the ledger) with the SDK's standard retries.
 ///
 /// Built on demand because a client costs memory and start-up work (each
 /// SDK crate parses its own copy of the endpoint partitions) and most runs
-/// need only four of the eight: a worker without Security Hub, exceptions in
+/// need only four of the nine: a worker without Security Hub, exceptions in
 /// SSM or S3, or an organisation never builds those clients.
 ///
 /// None of them watches uploads for stalls: request bodies are small and in
@@ -182,6 +183,7 @@ struct Built {
     organizations: OnceLock<aws_sdk_organizations::Client>,
     ssm: OnceLock<aws_sdk_ssm::Client>,
     s3: OnceLock<aws_sdk_s3::Client>,
+    dynamodb: OnceLock<aws_sdk_dynamodb::Client>,
 }
 
 /// Upload stall protection off, download stall protection on (see
@@ -205,6 +207,7 @@ impl Clients {
             organizations: OnceLock::new(),
             ssm: OnceLock::new(),
             s3: OnceLock::new(),
+            dynamodb: OnceLock::new(),
         };
         Clients { inner: std::sync::Arc::new(built) }
     }
@@ -221,6 +224,7 @@ impl Clients {
             ("organizations", b.organizations.get().is_some()),
             ("ssm", b.ssm.get().is_some()),
             ("s3", b.s3.get().is_some()),
+            ("dynamodb", b.dynamodb.get().is_some()),
         ];
         all.into_iter().filter(|(_, built)| *built).map(|(name, _)| name).collect()
     }
@@ -305,6 +309,17 @@ impl Clients {
             .get_or_init(|| {
                 let conf = aws_sdk_ssm::config::Builder::from(&b.sdk).timeout_config(call_timeouts()).stalled_stream_protection(stalls());
                 aws_sdk_ssm::Client::from_conf(conf.build())
+            })
+            .clone()
+    }
+
+    pub(crate) fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        let b = &*self.inner;
+        b.dynamodb
+            .get_or_init(|| {
+                let conf =
+                    aws_sdk_dynamodb::config::Builder::from(&b.sdk).timeout_config(call_timeouts()).stalled_stream_protection(stalls());
+                aws_sdk_dynamodb::Client::from_conf(conf.build())
             })
             .clone()
     }

@@ -67,6 +67,11 @@ pub enum Command {
     /// findings published, as `run` does (backfills after an outage, rule
     /// tests). A summary goes to standard error.
     Replay(Box<ReplayArgs>),
+    /// List the open violations the ledger holds (who fails CIS 1.13 or
+    /// 1.4 now), oldest first, with their age and the key to deactivate.
+    /// Exit 0; 1 with --fail-on-open when an unsuppressed violation is open;
+    /// 2 when the ledger cannot be read.
+    Findings(FindingsArgs),
     /// Probe a running worker's admin port (for container health checks
     /// where no curl exists). Exits 0 when the endpoint answers 200.
     Healthcheck(HealthcheckArgs),
@@ -115,6 +120,20 @@ pub struct RunArgs {
     /// below the orchestrator's stop timeout.
     #[arg(long, env = "KEYWATCH_DRAIN_TIMEOUT_SECS", value_name = "SECS", default_value_t = 30)]
     pub(crate) drain_timeout_secs: u64,
+
+    /// How long a violation may stay open, in hours, before the
+    /// KeywatchViolationOpenTooLong alert fires (exported as
+    /// keywatch_violation_sla_seconds, which the alert compares the oldest
+    /// open violation's age with).
+    #[arg(long, env = "KEYWATCH_VIOLATION_SLA_HOURS", value_name = "HOURS", default_value_t = 72, value_parser = clap::value_parser!(u64).range(1..=8760))]
+    pub(crate) violation_sla_hours: u64,
+
+    /// How often the open violations are counted from the ledger for the
+    /// metrics keywatch_open_violations and
+    /// keywatch_oldest_open_violation_age_seconds, in seconds; 0 never.
+    /// Needs --ledger-table.
+    #[arg(long, env = "KEYWATCH_LEDGER_METRICS_SECS", value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=86400))]
+    pub(crate) ledger_metrics_secs: u64,
 
     /// How often to read the input queue's and dead-letter queue's depth for
     /// the keywatch_queue_messages metric, in seconds; 0 turns it off.
@@ -205,6 +224,28 @@ impl RunArgs {
     pub(crate) fn queue_metrics_interval(&self) -> Option<Duration> {
         (self.queue_metrics_interval_secs > 0).then(|| Duration::from_secs(self.queue_metrics_interval_secs))
     }
+}
+
+/// `keywatch findings`: who fails now, from the ledger.
+#[derive(Debug, Clone, Args)]
+pub struct FindingsArgs {
+    /// DynamoDB table of the ledger of findings (the central stack's output
+    /// LedgerTableName).
+    #[arg(long, env = "KEYWATCH_LEDGER_TABLE", value_name = "TABLE", value_parser = shared::parse_non_empty)]
+    pub ledger_table: String,
+
+    /// Only this account's violations (repeat, or separate with commas).
+    #[arg(long = "account", env = "KEYWATCH_FINDINGS_ACCOUNTS", value_name = "ID", value_delimiter = ',')]
+    pub accounts: Vec<String>,
+
+    /// One JSON object per line instead of a table.
+    #[arg(long, env = "KEYWATCH_FINDINGS_JSON")]
+    pub json: bool,
+
+    /// Exit 1 when an open violation is not covered by an approved
+    /// exception (for pipelines: the control's expected answer is none).
+    #[arg(long, env = "KEYWATCH_FAIL_ON_OPEN")]
+    pub fail_on_open: bool,
 }
 
 #[derive(Debug, Clone, Args)]

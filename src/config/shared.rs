@@ -109,6 +109,16 @@ pub struct CommonArgs {
     #[arg(long, env = "KEYWATCH_MEMBER_ROLE_EXTERNAL_ID", value_name = "ID", requires = "member_role")]
     pub(crate) member_role_external_id: Option<String>,
 
+    /// DynamoDB table of the ledger of findings (the central stack's output
+    /// LedgerTableName): one item per finding, shared by every replica, so
+    /// that an older IAM answer never overwrites a newer one across replicas
+    /// and restarts, scans close the open violations no longer failing, and
+    /// `keywatch findings` can say who fails now. Unset: the last word is
+    /// kept per process, and only what events and scans publish closes a
+    /// violation.
+    #[arg(long, env = "KEYWATCH_LEDGER_TABLE", value_name = "TABLE", value_parser = parse_non_empty)]
+    pub ledger_table: Option<String>,
+
     /// Region to sign IAM requests with (IAM is global; us-east-1 in the
     /// aws partition).
     #[arg(long, env = "KEYWATCH_IAM_REGION", value_name = "REGION", default_value = "us-east-1")]
@@ -166,7 +176,7 @@ pub struct CheckArgs {
     pub(crate) listing_reuse_secs: u64,
 }
 
-fn parse_non_empty(s: &str) -> Result<String, String> {
+pub(super) fn parse_non_empty(s: &str) -> Result<String, String> {
     let s = s.trim();
     if s.is_empty() {
         Err("must not be empty".into())

@@ -101,6 +101,9 @@ pub enum Outcome {
     /// A finding resting on an older IAM answer than one already published
     /// for the same user: dropped, so that the last word stays the truth.
     Superseded(Box<Finding>),
+    /// A finding saying what the last one published for its user said, on
+    /// the same IAM answer: dropped, as it would add nothing.
+    Identical(Box<Finding>),
 }
 
 impl Outcome {
@@ -121,6 +124,7 @@ impl Outcome {
             Outcome::Ignored(Ignored::ForeignAccount) => EventOutcome::ForeignAccount,
             Outcome::Ignored(_) => EventOutcome::Ignored,
             Outcome::Superseded(_) => EventOutcome::Superseded,
+            Outcome::Identical(_) => EventOutcome::Identical,
             Outcome::FailedCall { .. } => EventOutcome::FailedCall,
             Outcome::Compliant { .. } => EventOutcome::Compliant,
             Outcome::Publish(_) => EventOutcome::Finding,

@@ -147,6 +147,36 @@ pub fn build_user_gone(event: &KeyEvent, user_name: &str, detected_at: OffsetDat
     f
 }
 
+/// The CIS-1.13 `PASSED` a scan makes for a user the ledger holds a
+/// violation open for and IAM no longer has: deleted, and its keys with it.
+/// The ARN is built in `partition` (IAM cannot give the path of a user it
+/// no longer has).
+pub(crate) fn build_scan_user_gone(
+    account_id: &str,
+    user_name: &str,
+    partition: &str,
+    started: OffsetDateTime,
+    detected_at: OffsetDateTime,
+) -> Finding {
+    let mut f = Base {
+        control_id: CONTROL_ID,
+        control_title: CONTROL_TITLE,
+        account_id,
+        user_name,
+        user_arn: format!("arn:{partition}:iam::{account_id}:user/{user_name}"),
+        status: Status::Passed,
+        severity: Severity::Informational,
+        active_keys: Vec::new(),
+        event_state_assumed: false,
+        trigger: Trigger::scan(account_id, started),
+        trigger_time: started,
+        detected_at,
+    }
+    .finding();
+    f.reason = Some(Reason::UserDeleted);
+    f
+}
+
 /// What every finding is made of, whichever builder makes it. The fields
 /// left out (the recommended key, the remediation, an exception) start
 /// empty for the builders to fill in.

@@ -31,7 +31,7 @@ use crate::exceptions::Exception;
 pub use self::arn::user_arn;
 pub(crate) use self::arn::{actor_is_target, partition_of_arn, partition_of_region, ROOT_USER};
 pub use self::build::{build, build_root, build_user_gone, recommend_key};
-pub(crate) use self::build::{build_scan, build_scan_root};
+pub(crate) use self::build::{build_scan, build_scan_root, build_scan_user_gone};
 pub(crate) use self::control::{compliance_of, CONTROL_TITLE, ROOT_CONTROL_TITLE};
 pub use self::control::{ControlRef, CIS_NO_ROOT_KEY, CIS_ONE_ACTIVE_KEY, CONTROL_ID, ROOT_CONTROL_ID};
 pub use self::summary::ScanSummary;

@@ -33,12 +33,12 @@ use crate::event::KeyEvent;
 use crate::exceptions::Exceptions;
 use crate::finding::Finding;
 use crate::inventory::KeyInventory;
-use crate::last_word::LastWord;
+use crate::ledger::Ledger;
 use crate::limit;
 use crate::message::{Body, Disposition, Message, Requeue, ScanRequest};
 use crate::record;
 use crate::scan::{self, ScanSettings, Scanner};
-use crate::sink::FindingSink;
+use crate::sink::{Dropped, FindingSink, SinkError};
 use crate::telemetry;
 
 /// How the processor treats IAM's eventual consistency and its own load.
@@ -77,9 +77,11 @@ pub struct Processor<I> {
     /// Where a scan request that names no account is fanned out to (the
     /// worker's own queue); `None`: scan requests are not taken.
     requeue: Option<Arc<dyn Requeue>>,
-    /// A decision resting on an older IAM answer than the last published
-    /// for its `finding_id` is dropped, not published.
-    last_word: LastWord,
+    /// The ledger scans read the account's open violations from, to close
+    /// those no longer failing; `None`: scans close what they are asked to
+    /// publish (`include_passed`). The last word is kept by the sink (see
+    /// [`crate::ledger::sink`]).
+    ledger: Option<Arc<dyn Ledger>>,
     /// Approved exceptions; replaced whole on reload.
     exceptions: RwLock<Arc<Exceptions>>,
     checks: Semaphore,
@@ -98,6 +100,14 @@ fn message_span(m: &Message) -> Span {
     error_span!("message", message_id = %m.message_id)
 }
 
+/// The outcome of a finding the ledger dropped.
+fn dropped(f: &Finding, why: Dropped) -> Outcome {
+    match why {
+        Dropped::Superseded => Outcome::Superseded(Box::new(f.clone())),
+        Dropped::Identical => Outcome::Identical(Box::new(f.clone())),
+    }
+}
+
 /// One message checked, before publishing.
 enum Checked {
     Done(Disposition),
@@ -111,7 +121,7 @@ impl<I: KeyInventory> Processor<I> {
             sink,
             accounts,
             requeue: None,
-            last_word: LastWord::default(),
+            ledger: None,
             checks: Semaphore::new(settings.max_concurrent_checks.max(1)),
             scans: Semaphore::new(SCANS_AT_ONCE),
             settings,
@@ -128,6 +138,12 @@ impl<I: KeyInventory> Processor<I> {
     /// account.
     pub(crate) fn with_scans(mut self, requeue: Arc<dyn Requeue>) -> Self {
         self.requeue = Some(requeue);
+        self
+    }
+
+    /// Scans close the open violations `ledger` holds for their account.
+    pub(crate) fn with_ledger(mut self, ledger: Arc<dyn Ledger>) -> Self {
+        self.ledger = Some(ledger);
         self
     }
 
@@ -156,7 +172,6 @@ impl<I: KeyInventory> Processor<I> {
                 }
             }
         }
-        self.drop_superseded(batch, &spans, &mut findings, &mut owners, &mut dispositions);
         if findings.is_empty() {
             return dispositions;
         }
@@ -168,12 +183,15 @@ impl<I: KeyInventory> Processor<I> {
             let _in_message = spans[i].enter();
             dispositions[i] = match result {
                 Ok(()) => {
-                    self.last_word.published(f);
                     let latency = (accepted_at - ev.event_time).as_seconds_f64();
                     record::published(&ev, f, latency);
                     if decide::wants_recheck(f) {
                         rechecks.push((i, decide::recheck_delay(&ev, accepted_at, &self.settings.rules)));
                     }
+                    Disposition::Ack
+                }
+                Err(SinkError::Dropped(why)) => {
+                    record::outcome(&batch[i], Some(&ev), &dropped(f, why));
                     Disposition::Ack
                 }
                 Err(e) => {
@@ -184,35 +202,6 @@ impl<I: KeyInventory> Processor<I> {
         }
         self.schedule_rechecks(batch, &spans, rechecks, &mut dispositions).await;
         dispositions
-    }
-
-    /// Drops the findings that rest on an older IAM answer than one already
-    /// published for their `finding_id`, or than another in this batch.
-    fn drop_superseded(
-        &self,
-        batch: &[Message],
-        spans: &[Span],
-        findings: &mut Vec<Finding>,
-        owners: &mut Vec<(usize, Box<KeyEvent>)>,
-        dispositions: &mut [Disposition],
-    ) {
-        let keep = self.last_word.keep(findings);
-        if keep.iter().all(|k| *k) {
-            return;
-        }
-        let mut kept = keep.iter();
-        let (mut kept_findings, mut kept_owners) = (Vec::new(), Vec::new());
-        for (f, (i, ev)) in findings.drain(..).zip(owners.drain(..)) {
-            if *kept.next().unwrap_or(&true) {
-                kept_findings.push(f);
-                kept_owners.push((i, ev));
-            } else {
-                spans[i].in_scope(|| record::outcome(&batch[i], Some(&ev), &Outcome::Superseded(Box::new(f))));
-                dispositions[i] = Disposition::Ack;
-            }
-        }
-        *findings = kept_findings;
-        *owners = kept_owners;
     }
 
     async fn check(&self, m: &Message) -> Checked {
@@ -289,7 +278,7 @@ impl<I: KeyInventory> Processor<I> {
             _ => None,
         };
         let settings = ScanSettings { include_passed: false, last_use: true, users_in_flight: self.settings.max_concurrent_checks };
-        let scanner = Scanner::new(self.inventory.clone(), self.sink.clone(), settings);
+        let scanner = Scanner::new(self.inventory.clone(), self.sink.clone(), settings).with_ledger(self.ledger.clone());
         limit::in_background(scan::carry_out(&scanner, &self.accounts, &self.exceptions(), requeue.as_ref(), request)).await
     }
 }

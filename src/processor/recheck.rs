@@ -19,6 +19,7 @@ use crate::event::KeyEvent;
 use crate::inventory::KeyInventory;
 use crate::message::{self, Disposition, Message};
 use crate::record;
+use crate::sink::SinkError;
 
 impl<I: KeyInventory> Processor<I> {
     /// Puts a re-check on the queue for each message `due` names (its
@@ -78,14 +79,13 @@ impl<I: KeyInventory> Processor<I> {
             }
         };
         let found = std::slice::from_ref(&*finding);
-        if !self.last_word.keep(found).first().copied().unwrap_or(true) {
-            record::recheck_outcome(m, Some(ev), &Outcome::Superseded(finding));
-            return Disposition::Ack;
-        }
         match self.sink.publish(found).await.pop() {
             Some(Ok(())) => {
-                self.last_word.published(&finding);
                 record::rechecked(&finding);
+                Disposition::Ack
+            }
+            Some(Err(SinkError::Dropped(why))) => {
+                record::recheck_outcome(m, Some(ev), &super::dropped(&finding, why));
                 Disposition::Ack
             }
             Some(Err(e)) => {

@@ -13,6 +13,8 @@ use crate::error::AwsError;
 use crate::inventory::cached::{CacheSettings, CachingInventory, CACHE_CAPACITY};
 use crate::inventory::{InventoryError, Need};
 use crate::keys::{AccessKey, KeyLastUsed, KeyStatus, Listing};
+use crate::ledger::sink::RecordedSinks;
+use crate::ledger::MemoryLedger;
 use crate::limit::{RateLimiter, RetryPolicy, MAX_BUCKETS};
 use crate::sink::SinkError;
 
@@ -98,7 +100,9 @@ async fn every_map_keyed_by_event_data_stays_bounded() {
     let defaults = RunArgs::from_flags("http://queue", "bus", &[]).unwrap();
     let inventory = CachingInventory::new(Instant { limiter: limiter.clone() }, limiter.clone(), &CacheSettings::from(&defaults));
     let sink = Arc::new(Counting::default());
-    let processor = Processor::new(inventory, sink.clone(), accounts, ProcessorSettings::from(&defaults));
+    let ledger = Arc::new(MemoryLedger::default());
+    let recorded = Arc::new(RecordedSinks::new(ledger.clone(), sink.clone()));
+    let processor = Processor::new(inventory, recorded, accounts, ProcessorSettings::from(&defaults));
 
     let mut samples = Vec::new();
     for start in (0..USERS).step_by(10) {
@@ -111,7 +115,7 @@ async fn every_map_keyed_by_event_data_stays_bounded() {
     assert_eq!(sink.0.load(Ordering::Relaxed), USERS, "a finding per user");
     let (listings, last_used) = processor.inventory().cached();
     assert!(listings <= CACHE_CAPACITY && last_used <= CACHE_CAPACITY, "caches: {listings}, {last_used}");
-    assert!(processor.last_word.len() <= 50_000, "last word: {}", processor.last_word.len());
+    assert!(ledger.len() <= 50_000, "ledger in memory: {}", ledger.len());
     assert!(limiter.buckets() <= MAX_BUCKETS, "limiter buckets: {}", limiter.buckets());
     // Once every map is full (by 60,000 users), memory stays flat.
     let at = |n: usize| samples.iter().find(|(m, _)| *m == n).map(|(_, kb)| *kb).unwrap();

@@ -66,6 +66,19 @@ const EXCEPTIONS_RELOAD_FAILURES: &str = "keywatch_exceptions_reload_failures_to
 const SUPPRESSED_FINDINGS: &str = "keywatch_suppressed_findings_total";
 /// Always 1; the label carries the running version.
 const BUILD_INFO: &str = "keywatch_build_info";
+/// Time from a violation's opening to its closing, observed at the close.
+const VIOLATION_OPEN_DURATION: &str = "keywatch_violation_open_duration_seconds";
+/// Open violations in the ledger, by `suppressed`.
+const OPEN_VIOLATIONS: &str = "keywatch_open_violations";
+/// Age of the oldest open, unsuppressed violation in the ledger.
+const OLDEST_OPEN_VIOLATION: &str = "keywatch_oldest_open_violation_age_seconds";
+/// The configured time a violation may stay open (`--violation-sla`).
+const VIOLATION_SLA: &str = "keywatch_violation_sla_seconds";
+/// Findings the ledger dropped, by reason (superseded, identical).
+const FINDINGS_DROPPED: &str = "keywatch_findings_dropped_total";
+/// Buckets of the open-to-close histogram: a minute to a quarter.
+const BUCKETS_OPEN_DURATION: &[f64] =
+    &[60.0, 300.0, 900.0, 3600.0, 4.0 * 3600.0, 12.0 * 3600.0, 86400.0, 3.0 * 86400.0, 7.0 * 86400.0, 30.0 * 86400.0, 90.0 * 86400.0];
 
 /// Buckets for every histogram, in seconds. They span the emulator's
 /// milliseconds and AWS's minutes of CloudTrail delivery delay, so one set of
@@ -83,6 +96,7 @@ pub(crate) enum Service {
     SecurityHub,
     Ssm,
     S3,
+    DynamoDb,
 }
 
 impl Service {
@@ -96,6 +110,7 @@ impl Service {
             Service::SecurityHub => "securityhub",
             Service::Ssm => "ssm",
             Service::S3 => "s3",
+            Service::DynamoDb => "dynamodb",
         }
     }
 }
@@ -142,6 +157,9 @@ pub enum EventOutcome {
     ForeignAccount,
     /// Its finding rested on an older IAM answer than one already published.
     Superseded,
+    /// Its finding said what the last one published said, on the same IAM
+    /// answer.
+    Identical,
 }
 
 impl EventOutcome {
@@ -154,6 +172,7 @@ impl EventOutcome {
             EventOutcome::Invalid => "invalid",
             EventOutcome::ForeignAccount => "foreign_account",
             EventOutcome::Superseded => "superseded",
+            EventOutcome::Identical => "identical",
         }
     }
 }
@@ -308,6 +327,29 @@ pub(crate) fn exceptions_loaded(n: usize) {
 
 pub(crate) fn exceptions_reload_failed(reason: ReloadFailure) {
     counter!(EXCEPTIONS_RELOAD_FAILURES, "reason" => reason.as_str()).increment(1);
+}
+
+/// A violation was closed after `open_for`.
+pub(crate) fn violation_closed(open_for: Duration) {
+    histogram!(VIOLATION_OPEN_DURATION).record(open_for.as_secs_f64());
+}
+
+/// What the ledger holds open now: `unsuppressed` and `suppressed`
+/// violations, the oldest unsuppressed one `oldest_seconds` old.
+pub(crate) fn open_violations(unsuppressed: usize, suppressed: usize, oldest_seconds: f64) {
+    gauge!(OPEN_VIOLATIONS, "suppressed" => "false").set(unsuppressed as f64);
+    gauge!(OPEN_VIOLATIONS, "suppressed" => "true").set(suppressed as f64);
+    gauge!(OLDEST_OPEN_VIOLATION).set(oldest_seconds);
+}
+
+/// The time a violation may stay open, for the alert that compares with it.
+pub(crate) fn violation_sla(seconds: f64) {
+    gauge!(VIOLATION_SLA).set(seconds);
+}
+
+/// The ledger dropped a finding (`superseded` or `identical`).
+pub(crate) fn finding_dropped(reason: &'static str) {
+    counter!(FINDINGS_DROPPED, "reason" => reason).increment(1);
 }
 
 /// A FAILED finding was published marked suppressed.

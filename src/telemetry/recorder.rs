@@ -15,6 +15,7 @@ pub fn install_recorder() -> Result<PrometheusHandle, metrics_exporter_prometheu
     for name in [DETECTION_LATENCY, DELIVERY_DELAY, PROCESSING, AWS_REQUEST_DURATION, SCAN_DURATION] {
         builder = builder.set_buckets_for_metric(Matcher::Full(name.to_string()), BUCKETS_SECONDS)?;
     }
+    builder = builder.set_buckets_for_metric(Matcher::Full(VIOLATION_OPEN_DURATION.to_string()), BUCKETS_OPEN_DURATION)?;
     let handle = builder.install_recorder()?;
     describe();
     Ok(handle)
@@ -60,6 +61,15 @@ fn describe() {
         SUPPRESSED_FINDINGS,
         "FAILED findings published marked suppressed because an approved, unexpired exception covers the user."
     );
+    describe_histogram!(VIOLATION_OPEN_DURATION, Unit::Seconds, "Time from a violation's opening (the first FAILED since the last PASSED) to the PASSED that closed it, observed when the closing finding is accepted.");
+    describe_gauge!(OPEN_VIOLATIONS, "Open violations (FAILED findings not closed yet) in the ledger, by suppressed (covered by an approved exception); refreshed every --ledger-metrics-interval, absent without a ledger table.");
+    describe_gauge!(OLDEST_OPEN_VIOLATION, Unit::Seconds, "Age of the oldest open, unsuppressed violation in the ledger (0 when none).");
+    describe_gauge!(
+        VIOLATION_SLA,
+        Unit::Seconds,
+        "How long a violation may stay open before the KeywatchViolationOpenTooLong alert fires (--violation-sla)."
+    );
+    describe_counter!(FINDINGS_DROPPED, "Findings the ledger did not publish, by reason: superseded (an older IAM answer than the last word on its finding_id) or identical (the same verdict on the same IAM answer, published already).");
     describe_gauge!(BUILD_INFO, "Always 1; label version is the running keywatch version.");
 
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
@@ -76,6 +86,10 @@ fn describe() {
         counter!(EXCEPTIONS_RELOAD_FAILURES, "reason" => reason.as_str()).absolute(0);
     }
     counter!(SUPPRESSED_FINDINGS).absolute(0);
+    for reason in ["superseded", "identical"] {
+        counter!(FINDINGS_DROPPED, "reason" => reason).absolute(0);
+    }
+    let _ = histogram!(VIOLATION_OPEN_DURATION);
     counter!(ENRICHMENT_SKIPPED).absolute(0);
     // The first scan after a start must show in increase() too.
     counter!(SCAN_USERS).absolute(0);

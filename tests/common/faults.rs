@@ -33,6 +33,9 @@ pub enum Fault {
     /// access key (`AccountAccessKeysPresent` 1), which the emulator cannot
     /// make.
     RootKeyPresent,
+    /// `ListAccessKeys` forwarded at once, its answer held back for 3 s: a
+    /// listing that is older than one another replica starts meanwhile.
+    SlowListings,
 }
 
 pub struct FaultProxy {
@@ -177,6 +180,10 @@ fn handle(mut conn: TcpStream, upstream: u16, fault: Fault, injected: &AtomicUsi
             answer[at..at + from.len()].copy_from_slice(to);
             injected.fetch_add(1, Ordering::Relaxed);
         }
+    }
+    if fault == Fault::SlowListings && form.contains("Action=ListAccessKeys") {
+        injected.fetch_add(1, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_secs(3));
     }
     if fault == Fault::PutEventsPartial && target.ends_with("PutEvents") {
         if let Some(at) = find(&answer, b"\r\n\r\n") {

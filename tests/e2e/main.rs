@@ -31,6 +31,7 @@ mod detect;
 mod exceptions_sources;
 mod faults;
 mod integrity;
+mod ledger;
 mod long_scan;
 mod monitoring;
 mod ocsf_schema;
@@ -49,6 +50,7 @@ fn main() {
         exceptions_sources::trials(),
         faults::trials(),
         integrity::trials(),
+        ledger::trials(),
         long_scan::trials(),
         monitoring::trials(),
         ocsf_schema::trials(),

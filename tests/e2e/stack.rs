@@ -2,7 +2,8 @@
 //! lint: `infra/central.yaml` is deployed to the emulator's CloudFormation
 //! (`infra/local_deploy.py`, without the parts the emulator lacks: ECS,
 //! autoscaling, alarms) and the real worker runs against the queue, the
-//! dead-letter queue, the rules and the buses that the stack created.
+//! dead-letter queue, the rules, the buses and the ledger table that the
+//! stack created.
 
 use std::path::Path;
 use std::process::Command;
@@ -59,6 +60,9 @@ async fn the_central_stack_wires_the_pipeline_end_to_end() {
     let mut env = vec![("KEYWATCH_VISIBILITY_TIMEOUT_SECS", "1".to_string())];
     let bus = output("FindingsBusName");
     env.push(("KEYWATCH_FINDINGS_BUS", bus));
+    // The stack's ledger table, as the task definition passes it.
+    let ledger = output("LedgerTableName");
+    env.push(("KEYWATCH_LEDGER_TABLE", ledger.clone()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let worker = Worker::start(&moto, &p, &env);
     assert!(worker.wait_ready(T).await, "{}", worker.logs());
@@ -79,6 +83,14 @@ async fn the_central_stack_wires_the_pipeline_end_to_end() {
     let found = p.findings(1, T).await;
     assert_eq!(found.len(), 1, "org bus: {}", worker.logs());
     assert_eq!(found[0]["detail"]["user_name"], "otto");
+
+    // Both are in the stack's ledger, and `keywatch findings` lists them.
+    let (code, out, err) = keywatch(&moto, &["findings", "--ledger-table", &ledger, "--json", "--fail-on-open"], &[]);
+    assert_eq!(code, Some(1), "open violations: {err}");
+    let users: Vec<String> =
+        out.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["user_name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(users.len(), 2, "{out}");
+    assert!(users.contains(&"nora".to_string()) && users.contains(&"otto".to_string()), "{out}");
 
     // A poison message ends in the stack's dead-letter queue.
     p.send_raw("poison").await;
