@@ -171,7 +171,7 @@ import promql_check  # noqa: E402
 
 HIST = ["keywatch_detection_latency_seconds", "keywatch_delivery_delay_seconds",
         "keywatch_processing_seconds", "keywatch_aws_request_duration_seconds",
-        "keywatch_scan_duration_seconds"]
+        "keywatch_scan_duration_seconds", "keywatch_violation_open_duration_seconds"]
 OTHER = ["keywatch_aws_requests_total", "keywatch_events_total", "keywatch_findings_total",
          "keywatch_emit_failed_entries_total", "keywatch_messages_total",
          "keywatch_coalesced_checks_total", "keywatch_enrichment_skipped_total",
@@ -179,24 +179,27 @@ OTHER = ["keywatch_aws_requests_total", "keywatch_events_total", "keywatch_findi
          "keywatch_last_message_timestamp_seconds", "keywatch_scan_users_checked_total",
          "keywatch_scan_failing_users_total", "keywatch_scan_last_success_timestamp_seconds",
          "keywatch_loaded_exceptions", "keywatch_exceptions_reload_failures_total",
-         "keywatch_suppressed_findings_total"]
+         "keywatch_suppressed_findings_total", "keywatch_open_violations",
+         "keywatch_oldest_open_violation_age_seconds", "keywatch_violation_sla_seconds",
+         "keywatch_findings_dropped_total"]
 NAMES = set(OTHER) | set(HIST) | {h + s for h in HIST for s in ("_bucket", "_sum", "_count")}
 LABELS = {
     "status": {"FAILED", "PASSED"},
-    "service": {"sqs", "iam", "eventbridge", "sts", "organizations", "securityhub", "ssm", "s3"},
+    "service": {"sqs", "iam", "eventbridge", "sts", "organizations", "securityhub", "ssm", "s3", "dynamodb"},
     "operation": {"ReceiveMessage", "DeleteMessageBatch", "GetQueueAttributes", "ListAccessKeys",
                   "GetAccessKeyLastUsed", "GetAccountSummary", "GetUser", "PutEvents", "AssumeRole",
                   "GetCallerIdentity", "ChangeMessageVisibility", "ChangeMessageVisibilityBatch", "ListAccounts", "GetQueueUrl",
                   "SendMessageBatch", "ListUsers", "BatchImportFindings", "GetParameter", "HeadObject",
-                  "GetObject"},
+                  "GetObject", "DescribeTable", "GetItem", "PutItem", "UpdateItem", "Query", "Scan"},
     "outcome": {"ok", "throttled", "error", "finding", "compliant", "ignored", "failed_call", "invalid",
-                "foreign_account", "superseded"},
+                "foreign_account", "superseded", "identical"},
     "event_name": {"CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey", "other", "unknown", "recheck"},
     "result": {"deleted", "retried", "invalid", "released", "complete", "errors"},
     "queue": {"input", "dlq"},
     "state": {"visible", "in_flight"},
     "how": {"in_flight", "recent"},
-    "reason": {"unreadable", "invalid"},
+    "reason": {"unreadable", "invalid", "superseded", "identical"},
+    "suppressed": {"true", "false"},
 }
 errors = []
 

@@ -62,12 +62,12 @@ fn describe() {
         "FAILED findings published marked suppressed because an approved, unexpired exception covers the user."
     );
     describe_histogram!(VIOLATION_OPEN_DURATION, Unit::Seconds, "Time from a violation's opening (the first FAILED since the last PASSED) to the PASSED that closed it, observed when the closing finding is accepted.");
-    describe_gauge!(OPEN_VIOLATIONS, "Open violations (FAILED findings not closed yet) in the ledger, by suppressed (covered by an approved exception); refreshed every --ledger-metrics-interval, absent without a ledger table.");
+    describe_gauge!(OPEN_VIOLATIONS, "Open violations (FAILED findings not closed yet) in the ledger, by suppressed (covered by an approved exception); refreshed every --ledger-metrics-secs, absent without a ledger table.");
     describe_gauge!(OLDEST_OPEN_VIOLATION, Unit::Seconds, "Age of the oldest open, unsuppressed violation in the ledger (0 when none).");
     describe_gauge!(
         VIOLATION_SLA,
         Unit::Seconds,
-        "How long a violation may stay open before the KeywatchViolationOpenTooLong alert fires (--violation-sla)."
+        "How long a violation may stay open before the KeywatchViolationOpenTooLong alert fires (--violation-sla-hours)."
     );
     describe_counter!(FINDINGS_DROPPED, "Findings the ledger did not publish, by reason: superseded (an older IAM answer than the last word on its finding_id) or identical (the same verdict on the same IAM answer, published already).");
     describe_gauge!(BUILD_INFO, "Always 1; label version is the running keywatch version.");

@@ -83,8 +83,11 @@ fn query(port: u16, promql: &str) -> Option<f64> {
 
 async fn every_dashboard_panel_and_alert_rule_works_on_a_real_prometheus() {
     let moto = Moto::start();
-    let p = Pipeline::create(&moto.sdk_config().await, 1).await;
-    let worker = Worker::start(&moto, &p, &[]);
+    let config = moto.sdk_config().await;
+    let p = Pipeline::create(&config, 1).await;
+    // With a ledger, so that the Record row has its series.
+    let table = create_ledger_table(&config, "keywatch-ledger").await;
+    let worker = Worker::start(&moto, &p, &[("KEYWATCH_LEDGER_TABLE", table.as_str()), ("KEYWATCH_LEDGER_METRICS_SECS", "1")]);
     assert!(worker.wait_ready(T).await, "{}", worker.logs());
     let prom = start_prometheus(worker.admin_port);
     // Prometheus must have seen the worker before the traffic, as in
