@@ -13,14 +13,23 @@
 //!
 //! **Updates.** `Id` is the native `finding_id`, so the `PASSED` updates
 //! the `FAILED` in place. Security Hub keeps an import only when its
-//! `UpdatedAt` is later than the stored one's: `UpdatedAt` is when keywatch
-//! decided (it re-read IAM then), so the latest decision wins and a late
-//! redelivery of an older one is ignored. A resolution sets
-//! `Compliance.Status` `PASSED` and `RecordState` `ARCHIVED`. `Workflow` is
-//! taken on creation only (later on it is the security team's); Security
-//! Hub itself moves a `RESOLVED` finding back to `NEW` when it is `ACTIVE`
-//! and `FAILED` again. `Severity` and `Types` are also sent as
-//! `FindingProviderFields`, the place for a provider's updates to them.
+//! `UpdatedAt` is later than the stored one's: `UpdatedAt` (and
+//! `LastObservedAt`) is the finding's `observed_at`, when the IAM answer the
+//! verdict rests on started, so of two verdicts the one on the newer IAM
+//! answer wins whichever was decided or delivered last (the rule
+//! `last_word` applies in the worker). `CreatedAt` and
+//! `FirstObservedAt` are the trigger's time (the CloudTrail event's, a
+//! scan's read of the user), never after `observed_at`: keywatch keeps no
+//! history, so an import that updates a finding carries its own trigger's
+//! time there.
+//!
+//! **Workflow.** A resolution sets `Compliance.Status` `PASSED` and
+//! `RecordState` `ARCHIVED`. `Workflow` is taken on creation only (later on
+//! it is the security team's, changed with `BatchUpdateFindings`);
+//! Security Hub itself moves a `NOTIFIED` or `RESOLVED` finding back to
+//! `NEW` when it is `ACTIVE` and `FAILED` again, but never a `SUPPRESSED`
+//! one. `Severity` and `Types` are also sent as `FindingProviderFields`,
+//! the place for a provider's updates to them.
 
 use std::collections::HashMap;
 
@@ -157,9 +166,10 @@ fn resources(f: &Finding, target: &Target) -> Vec<Resource> {
 /// The ASFF finding for `f`, to import into `target`.
 pub fn finding(f: &Finding, target: &Target) -> AwsSecurityFinding {
     let (label, original) = severity_label(f.severity);
-    let event_time = rfc3339(f.trigger.event_time);
-    // UpdatedAt is when keywatch decided; never before CreatedAt.
-    let updated = rfc3339(f.trigger.event_time.max(f.detected_at));
+    // UpdatedAt orders imports: the time of the IAM answer the verdict
+    // rests on. CreatedAt is the trigger's time, never after it.
+    let observed = rfc3339(f.observed_at);
+    let created = rfc3339(f.trigger.event_time.min(f.observed_at));
     let (compliance_status, record_state) = match f.status {
         Status::Failed => (ComplianceStatus::Failed, RecordState::Active),
         Status::Passed => (ComplianceStatus::Passed, RecordState::Archived),
@@ -173,10 +183,10 @@ pub fn finding(f: &Finding, target: &Target) -> AwsSecurityFinding {
         .generator_id(format!("keywatch/{}", f.control_id))
         .aws_account_id(&target.account_id)
         .types(FINDING_TYPE)
-        .created_at(&event_time)
-        .first_observed_at(event_time)
-        .updated_at(updated)
-        .last_observed_at(rfc3339(f.detected_at))
+        .created_at(&created)
+        .first_observed_at(created)
+        .updated_at(&observed)
+        .last_observed_at(observed)
         .severity(Severity::builder().label(label.clone()).original(original).build())
         .finding_provider_fields(
             FindingProviderFields::builder()
