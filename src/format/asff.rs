@@ -28,8 +28,11 @@
 //! it is the security team's, changed with `BatchUpdateFindings`);
 //! Security Hub itself moves a `NOTIFIED` or `RESOLVED` finding back to
 //! `NEW` when it is `ACTIVE` and `FAILED` again, but never a `SUPPRESSED`
-//! one. `Severity` and `Types` are also sent as `FindingProviderFields`,
-//! the place for a provider's updates to them.
+//! one. So after the import keywatch sets the workflow itself where its
+//! own verdict changed it ([`workflow_update`]; the sink,
+//! [`crate::aws::securityhub`], sends it with `BatchUpdateFindings`).
+//! `Severity` and `Types` are also sent as `FindingProviderFields`, the
+//! place for a provider's updates to them.
 
 use std::collections::HashMap;
 
@@ -49,6 +52,9 @@ const TITLE_MAX: usize = 256;
 const DESCRIPTION_MAX: usize = 1024;
 const RECOMMENDATION_MAX: usize = 512;
 const PRODUCT_FIELD_MAX: usize = 2048;
+const NOTE_MAX: usize = 512;
+/// `Note.UpdatedBy` of the notes keywatch writes.
+pub const NOTE_AUTHOR: &str = "keywatch";
 
 /// Where findings are imported: the worker's own account, region and
 /// partition.
@@ -88,6 +94,51 @@ fn workflow_status(f: &Finding) -> WorkflowStatus {
         Status::Failed if f.suppressed => WorkflowStatus::Suppressed,
         Status::Failed => WorkflowStatus::New,
         Status::Passed => WorkflowStatus::Resolved,
+    }
+}
+
+/// A change keywatch makes to an imported finding's `Workflow` (and
+/// `Note`) with `BatchUpdateFindings`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WorkflowUpdate {
+    pub status: WorkflowStatus,
+    /// The note's text, when the change writes one (`UpdatedBy`
+    /// [`NOTE_AUTHOR`]).
+    pub note: Option<String>,
+}
+
+/// The workflow change that `f`'s import calls for, if any:
+/// - a `FAILED` under an approved exception: `SUPPRESSED`, with a note
+///   naming the exception (owner, expiry, reason), every time (an
+///   exception added after the finding was created suppresses it);
+/// - a `FAILED` without one that keywatch had suppressed
+///   (`suppressed_before`: the exception was removed or expired): `NEW`,
+///   with a note saying so;
+/// - any other `FAILED`: none, so a workflow the security team set
+///   (`NOTIFIED`, or a `SUPPRESSED` of its own) stays; Security Hub itself
+///   moves a `RESOLVED` finding that is `FAILED` again back to `NEW`;
+/// - a `PASSED`: `RESOLVED` (the keys were fixed; Security Hub does the
+///   same for its own controls' findings), no note.
+pub fn workflow_update(f: &Finding, suppressed_before: bool) -> Option<WorkflowUpdate> {
+    match (f.status, &f.exception) {
+        (Status::Failed, Some(e)) if f.suppressed => Some(WorkflowUpdate {
+            status: WorkflowStatus::Suppressed,
+            note: Some(truncate(
+                &format!(
+                    "keywatch: suppressed by the approved exception of {} (expires {}, end of day UTC): {}",
+                    e.owner,
+                    exception_expiry(e),
+                    e.reason
+                ),
+                NOTE_MAX,
+            )),
+        }),
+        (Status::Failed, _) if suppressed_before => Some(WorkflowUpdate {
+            status: WorkflowStatus::New,
+            note: Some("keywatch: no approved exception covers this user any more (removed or expired); the finding is open again".into()),
+        }),
+        (Status::Failed, _) => None,
+        (Status::Passed, _) => Some(WorkflowUpdate { status: WorkflowStatus::Resolved, note: None }),
     }
 }
 
