@@ -27,8 +27,8 @@
 //! ignores for an unchanged `UpdatedAt`, and the update sent again).
 //!
 //! Which findings keywatch suppressed is remembered in the process, per
-//! `finding_id` (at most [`SUPPRESSED_CAPACITY`], each for
-//! [`SUPPRESSED_TTL`]): a `FAILED` without an exception sets `NEW` only
+//! `finding_id` (at most `SUPPRESSED_CAPACITY`, each for
+//! `SUPPRESSED_TTL`): a `FAILED` without an exception sets `NEW` only
 //! for those, so a workflow the security team set (`NOTIFIED`) is not
 //! overwritten by every re-check or scan. The memory is not shared: a
 //! finding suppressed by another replica, or before a restart, stays
@@ -56,9 +56,9 @@ use crate::telemetry::Service;
 /// `BatchUpdateFindings` takes as many identifiers.
 const MAX_FINDINGS: usize = 100;
 /// Findings keywatch suppressed, remembered at most (by `finding_id`).
-pub const SUPPRESSED_CAPACITY: usize = 50_000;
+pub(crate) const SUPPRESSED_CAPACITY: usize = 50_000;
 /// How long a suppression is remembered.
-pub const SUPPRESSED_TTL: Duration = Duration::from_secs(400 * 24 * 3600);
+pub(crate) const SUPPRESSED_TTL: Duration = Duration::from_secs(400 * 24 * 3600);
 
 /// [`FindingSink`] over Security Hub.
 #[derive(Clone)]
