@@ -96,6 +96,7 @@ WORKER_ACTIONS = {
     "dynamodb:DescribeTable",
     "kms:Encrypt",  # the ledger's encryption, through DynamoDB only
     "kms:DescribeKey",
+    "securityhub:BatchUpdateFindings",  # the workflow after an import
 }
 LEDGER_ACTIONS = {a for a in WORKER_ACTIONS if a.startswith("dynamodb:")}
 # Allowed only with MemberAccounts=organization, explicitly denied otherwise.
@@ -802,6 +803,17 @@ def verify(
         assert resource == want, f"{EXCEPTIONS_ACTION} on {resource}, expected {want}"
         return f"{reads[0]['Effect']} {EXCEPTIONS_ACTION} on {resource} only"
 
+    def security_hub_calls_are_scoped() -> str:
+        want = {
+            "securityhub:BatchImportFindings": f"arn:aws:securityhub:{args.region}:{account}:product/{account}/default",
+            "securityhub:BatchUpdateFindings": f"arn:aws:securityhub:{args.region}:{account}:hub/default",
+        }
+        for action, resource in want.items():
+            grants = [st for st in worker_statements() if action in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])]
+            assert len(grants) == 1, f"expected one {action} statement, got {grants}"
+            assert grants[0]["Resource"] == resource, f"{action} on {grants[0]['Resource']}, expected {resource}"
+        return "BatchImportFindings on the default product, BatchUpdateFindings on the hub, nothing else"
+
     def member_role_assumption_is_scoped() -> str:
         assume = [st for st in worker_statements() if "sts:AssumeRole" in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])]
         assert len(assume) == 1, f"expected one sts:AssumeRole statement, got {assume}"
@@ -905,6 +917,7 @@ def verify(
     checks.run("worker may assume the member role only in the organization or listed accounts", member_role_assumption_is_scoped)
     checks.run("worker reads the exceptions parameter and no other", exceptions_parameter_is_scoped)
     checks.run("the ledger table: key, index, billing, encryption, TTL, and the worker's access to it alone", ledger_table_is_the_record)
+    checks.run("worker imports and updates Security Hub findings in its own account only", security_hub_calls_are_scoped)
     if with_org:
         # Last: the member stack's rule adds a second delivery of default-bus events.
         checks.run("member stack deploys and forwards through the organization bus", member_stack_forwards_to_the_organization_bus)

@@ -189,7 +189,7 @@ LABELS = {
     "operation": {"ReceiveMessage", "DeleteMessageBatch", "GetQueueAttributes", "ListAccessKeys",
                   "GetAccessKeyLastUsed", "GetAccountSummary", "GetUser", "PutEvents", "AssumeRole",
                   "GetCallerIdentity", "ChangeMessageVisibility", "ChangeMessageVisibilityBatch", "ListAccounts", "GetQueueUrl",
-                  "SendMessageBatch", "ListUsers", "BatchImportFindings", "GetParameter", "HeadObject",
+                  "SendMessageBatch", "ListUsers", "BatchImportFindings", "BatchUpdateFindings", "GetParameter", "HeadObject",
                   "GetObject", "DescribeTable", "GetItem", "PutItem", "UpdateItem", "Query", "Scan"},
     "outcome": {"ok", "throttled", "error", "finding", "compliant", "ignored", "failed_call", "invalid",
                 "foreign_account", "superseded", "identical"},

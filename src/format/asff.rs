@@ -13,14 +13,26 @@
 //!
 //! **Updates.** `Id` is the native `finding_id`, so the `PASSED` updates
 //! the `FAILED` in place. Security Hub keeps an import only when its
-//! `UpdatedAt` is later than the stored one's: `UpdatedAt` is when keywatch
-//! decided (it re-read IAM then), so the latest decision wins and a late
-//! redelivery of an older one is ignored. A resolution sets
-//! `Compliance.Status` `PASSED` and `RecordState` `ARCHIVED`. `Workflow` is
-//! taken on creation only (later on it is the security team's); Security
-//! Hub itself moves a `RESOLVED` finding back to `NEW` when it is `ACTIVE`
-//! and `FAILED` again. `Severity` and `Types` are also sent as
-//! `FindingProviderFields`, the place for a provider's updates to them.
+//! `UpdatedAt` is later than the stored one's: `UpdatedAt` (and
+//! `LastObservedAt`) is the finding's `observed_at`, when the IAM answer the
+//! verdict rests on started, so of two verdicts the one on the newer IAM
+//! answer wins whichever was decided or delivered last (the rule
+//! `last_word` applies in the worker). `CreatedAt` and
+//! `FirstObservedAt` are the trigger's time (the CloudTrail event's, a
+//! scan's read of the user), never after `observed_at`: keywatch keeps no
+//! history, so an import that updates a finding carries its own trigger's
+//! time there.
+//!
+//! **Workflow.** A resolution sets `Compliance.Status` `PASSED` and
+//! `RecordState` `ARCHIVED`. `Workflow` is taken on creation only (later on
+//! it is the security team's, changed with `BatchUpdateFindings`);
+//! Security Hub itself moves a `NOTIFIED` or `RESOLVED` finding back to
+//! `NEW` when it is `ACTIVE` and `FAILED` again, but never a `SUPPRESSED`
+//! one. So after the import keywatch sets the workflow itself where its
+//! own verdict changed it ([`workflow_update`]; the sink,
+//! [`crate::aws::securityhub`], sends it with `BatchUpdateFindings`).
+//! `Severity` and `Types` are also sent as `FindingProviderFields`, the
+//! place for a provider's updates to them.
 
 use std::collections::HashMap;
 
@@ -40,6 +52,9 @@ const TITLE_MAX: usize = 256;
 const DESCRIPTION_MAX: usize = 1024;
 const RECOMMENDATION_MAX: usize = 512;
 const PRODUCT_FIELD_MAX: usize = 2048;
+const NOTE_MAX: usize = 512;
+/// `Note.UpdatedBy` of the notes keywatch writes.
+pub const NOTE_AUTHOR: &str = "keywatch";
 
 /// Where findings are imported: the worker's own account, region and
 /// partition.
@@ -79,6 +94,51 @@ fn workflow_status(f: &Finding) -> WorkflowStatus {
         Status::Failed if f.suppressed => WorkflowStatus::Suppressed,
         Status::Failed => WorkflowStatus::New,
         Status::Passed => WorkflowStatus::Resolved,
+    }
+}
+
+/// A change keywatch makes to an imported finding's `Workflow` (and
+/// `Note`) with `BatchUpdateFindings`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WorkflowUpdate {
+    pub status: WorkflowStatus,
+    /// The note's text, when the change writes one (`UpdatedBy`
+    /// [`NOTE_AUTHOR`]).
+    pub note: Option<String>,
+}
+
+/// The workflow change that `f`'s import calls for, if any:
+/// - a `FAILED` under an approved exception: `SUPPRESSED`, with a note
+///   naming the exception (owner, expiry, reason), every time (an
+///   exception added after the finding was created suppresses it);
+/// - a `FAILED` without one that keywatch had suppressed
+///   (`suppressed_before`: the exception was removed or expired): `NEW`,
+///   with a note saying so;
+/// - any other `FAILED`: none, so a workflow the security team set
+///   (`NOTIFIED`, or a `SUPPRESSED` of its own) stays; Security Hub itself
+///   moves a `RESOLVED` finding that is `FAILED` again back to `NEW`;
+/// - a `PASSED`: `RESOLVED` (the keys were fixed; Security Hub does the
+///   same for its own controls' findings), no note.
+pub fn workflow_update(f: &Finding, suppressed_before: bool) -> Option<WorkflowUpdate> {
+    match (f.status, &f.exception) {
+        (Status::Failed, Some(e)) if f.suppressed => Some(WorkflowUpdate {
+            status: WorkflowStatus::Suppressed,
+            note: Some(truncate(
+                &format!(
+                    "keywatch: suppressed by the approved exception of {} (expires {}, end of day UTC): {}",
+                    e.owner,
+                    exception_expiry(e),
+                    e.reason
+                ),
+                NOTE_MAX,
+            )),
+        }),
+        (Status::Failed, _) if suppressed_before => Some(WorkflowUpdate {
+            status: WorkflowStatus::New,
+            note: Some("keywatch: no approved exception covers this user any more (removed or expired); the finding is open again".into()),
+        }),
+        (Status::Failed, _) => None,
+        (Status::Passed, _) => Some(WorkflowUpdate { status: WorkflowStatus::Resolved, note: None }),
     }
 }
 
@@ -157,9 +217,10 @@ fn resources(f: &Finding, target: &Target) -> Vec<Resource> {
 /// The ASFF finding for `f`, to import into `target`.
 pub fn finding(f: &Finding, target: &Target) -> AwsSecurityFinding {
     let (label, original) = severity_label(f.severity);
-    let event_time = rfc3339(f.trigger.event_time);
-    // UpdatedAt is when keywatch decided; never before CreatedAt.
-    let updated = rfc3339(f.trigger.event_time.max(f.detected_at));
+    // UpdatedAt orders imports: the time of the IAM answer the verdict
+    // rests on. CreatedAt is the trigger's time, never after it.
+    let observed = rfc3339(f.observed_at);
+    let created = rfc3339(f.trigger.event_time.min(f.observed_at));
     let (compliance_status, record_state) = match f.status {
         Status::Failed => (ComplianceStatus::Failed, RecordState::Active),
         Status::Passed => (ComplianceStatus::Passed, RecordState::Archived),
@@ -173,10 +234,10 @@ pub fn finding(f: &Finding, target: &Target) -> AwsSecurityFinding {
         .generator_id(format!("keywatch/{}", f.control_id))
         .aws_account_id(&target.account_id)
         .types(FINDING_TYPE)
-        .created_at(&event_time)
-        .first_observed_at(event_time)
-        .updated_at(updated)
-        .last_observed_at(rfc3339(f.detected_at))
+        .created_at(&created)
+        .first_observed_at(created)
+        .updated_at(&observed)
+        .last_observed_at(observed)
         .severity(Severity::builder().label(label.clone()).original(original).build())
         .finding_provider_fields(
             FindingProviderFields::builder()

@@ -26,6 +26,8 @@
 
 #[cfg(feature = "aws")]
 pub(crate) mod sink;
+#[cfg(feature = "aws")]
+pub use self::sink::RecordedSinks;
 #[cfg(all(test, feature = "aws"))]
 mod tests;
 

@@ -21,7 +21,7 @@ use crate::sink::{Dropped, FindingSink, SinkError};
 use crate::telemetry;
 
 /// Sinks behind a ledger.
-pub(crate) struct RecordedSinks {
+pub struct RecordedSinks {
     ledger: Arc<dyn Ledger>,
     inner: Arc<dyn FindingSink>,
 }
@@ -29,6 +29,12 @@ pub(crate) struct RecordedSinks {
 impl RecordedSinks {
     pub(crate) fn new(ledger: Arc<dyn Ledger>, inner: Arc<dyn FindingSink>) -> Self {
         RecordedSinks { ledger, inner }
+    }
+
+    /// `inner` behind this process's memory ([`super::MemoryLedger`]), as
+    /// the worker runs without a ledger table.
+    pub fn in_memory(inner: Arc<dyn FindingSink>) -> Self {
+        RecordedSinks::new(Arc::new(super::MemoryLedger::default()), inner)
     }
 }
 

@@ -39,7 +39,8 @@ const ENRICHMENT_SKIPPED: &str = "keywatch_enrichment_skipped_total";
 /// Findings accepted by every sink, by status.
 const FINDINGS: &str = "keywatch_findings_total";
 /// Findings not accepted by a sink: entries it rejected, or every entry of
-/// a PutEvents or BatchImportFindings call that failed whole.
+/// a PutEvents, BatchImportFindings or BatchUpdateFindings call that
+/// failed whole.
 const EMIT_FAILED_ENTRIES: &str = "keywatch_emit_failed_entries_total";
 /// SQS messages by what became of them.
 const MESSAGES: &str = "keywatch_messages_total";

@@ -39,7 +39,7 @@ fn describe() {
     describe_counter!(COALESCED_CHECKS, "Re-checks that made no ListAccessKeys of their own, by how: in_flight (joined a listing of the same user in flight) or recent (reused a listing that started after the event).");
     describe_counter!(ENRICHMENT_SKIPPED, "Last-use look-ups (GetAccessKeyLastUsed) left out of a finding because the account's IAM rate budget was below half: listings, which detection needs, go first.");
     describe_counter!(FINDINGS, "Findings accepted by every sink, by status.");
-    describe_counter!(EMIT_FAILED_ENTRIES, "Findings not accepted by a sink (a rejected entry, or every entry of a failed PutEvents or BatchImportFindings call); their messages are left for redelivery.");
+    describe_counter!(EMIT_FAILED_ENTRIES, "Findings not accepted by a sink (a rejected entry, or every entry of a failed PutEvents, BatchImportFindings or BatchUpdateFindings call); their messages are left for redelivery.");
     describe_counter!(
         MESSAGES,
         "SQS messages by result: deleted, retried (left for redelivery), invalid (left for the dead-letter queue) or released (handed back unfinished at shutdown)."

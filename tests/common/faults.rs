@@ -6,6 +6,11 @@
 //! connection read by `Content-Length`, the emulator's answer passed back
 //! whole, and the connection closed after each answer (the emulator does
 //! the same).
+//!
+//! It also answers Security Hub's `BatchUpdateFindings` itself, which the
+//! emulator does not have: every finding processed (or, under
+//! [`Fault::UpdatesUnprocessed`], every one unprocessed), each request's
+//! JSON body kept in [`FaultProxy::updates`].
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -36,12 +41,17 @@ pub enum Fault {
     /// `ListAccessKeys` forwarded at once, its answer held back for 3 s: a
     /// listing that is older than one another replica starts meanwhile.
     SlowListings,
+    /// `BatchUpdateFindings` answered with every finding among the
+    /// `UnprocessedFindings`.
+    UpdatesUnprocessed,
 }
 
 pub struct FaultProxy {
     pub url: String,
     fault: Arc<Mutex<Fault>>,
     pub injected: Arc<AtomicUsize>,
+    /// The body of each `BatchUpdateFindings` request, in order.
+    pub updates: Arc<Mutex<Vec<serde_json::Value>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -53,22 +63,23 @@ impl FaultProxy {
         let fault = Arc::new(Mutex::new(Fault::None));
         let injected = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (f, i, s) = (fault.clone(), injected.clone(), stop.clone());
+        let updates = Arc::new(Mutex::new(Vec::new()));
+        let (f, i, s, u) = (fault.clone(), injected.clone(), stop.clone(), updates.clone());
         std::thread::spawn(move || {
             let toggle = Arc::new(AtomicUsize::new(0));
             while !s.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((conn, _)) => {
-                        let (f, i, toggle) = (f.clone(), i.clone(), toggle.clone());
+                        let (f, i, toggle, u) = (f.clone(), i.clone(), toggle.clone(), u.clone());
                         std::thread::spawn(move || {
-                            let _ = handle(conn, upstream_port, *f.lock().unwrap(), &i, &toggle);
+                            let _ = handle(conn, upstream_port, *f.lock().unwrap(), &i, &toggle, &u);
                         });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        FaultProxy { url, fault, injected, stop }
+        FaultProxy { url, fault, injected, updates, stop }
     }
 
     pub fn set(&self, fault: Fault) {
@@ -122,7 +133,30 @@ fn respond(conn: &mut TcpStream, status: &str, content_type: &str, body: &str) -
     write!(conn, "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
 }
 
-fn handle(mut conn: TcpStream, upstream: u16, fault: Fault, injected: &AtomicUsize, toggle: &AtomicUsize) -> std::io::Result<()> {
+/// The answer to a `BatchUpdateFindings` request: every identifier
+/// processed, or with `unprocessed` every one unprocessed.
+fn batch_update_answer(request: &serde_json::Value, unprocessed: bool) -> String {
+    let ids: Vec<serde_json::Value> = request["FindingIdentifiers"].as_array().cloned().unwrap_or_default();
+    let answer = if unprocessed {
+        let failed: Vec<serde_json::Value> = ids
+            .into_iter()
+            .map(|id| serde_json::json!({"FindingIdentifier": id, "ErrorCode": "FindingNotFound", "ErrorMessage": "fault"}))
+            .collect();
+        serde_json::json!({"ProcessedFindings": [], "UnprocessedFindings": failed})
+    } else {
+        serde_json::json!({"ProcessedFindings": ids, "UnprocessedFindings": []})
+    };
+    answer.to_string()
+}
+
+fn handle(
+    mut conn: TcpStream,
+    upstream: u16,
+    fault: Fault,
+    injected: &AtomicUsize,
+    toggle: &AtomicUsize,
+    updates: &Mutex<Vec<serde_json::Value>>,
+) -> std::io::Result<()> {
     if fault == Fault::Blackout {
         injected.fetch_add(1, Ordering::Relaxed);
         return Ok(()); // dropped: the connection closes unanswered
@@ -131,6 +165,16 @@ fn handle(mut conn: TcpStream, upstream: u16, fault: Fault, injected: &AtomicUsi
     let target = head.lines().find_map(|l| l.strip_prefix("X-Amz-Target: ").or_else(|| l.strip_prefix("x-amz-target: "))).unwrap_or("");
     let form = String::from_utf8_lossy(&body);
     let is_iam = head.contains("iam/aws4_request") || (form.contains("Action=") && form.contains("Version=2010-05-08"));
+    if head.starts_with("PATCH /findings/batchupdate ") {
+        let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let unprocessed = fault == Fault::UpdatesUnprocessed;
+        if unprocessed {
+            injected.fetch_add(1, Ordering::Relaxed);
+        }
+        let answer = batch_update_answer(&request, unprocessed);
+        updates.lock().unwrap().push(request);
+        return respond(&mut conn, "200 OK", "application/json", &answer);
+    }
     match fault {
         Fault::IamThrottling if is_iam && toggle.fetch_add(1, Ordering::Relaxed) % 2 == 0 => {
             injected.fetch_add(1, Ordering::Relaxed);

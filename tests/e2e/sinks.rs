@@ -4,6 +4,12 @@
 //! Security Hub at once with OCSF on the bus, and the stdout sink (JSON
 //! lines, native and OCSF, with the logs on stderr). Every OCSF finding
 //! produced here is validated against the OCSF 1.6.0 schema.
+//!
+//! The Security Hub workflow (`BatchUpdateFindings` after the import): the
+//! emulator has no `BatchUpdateFindings`, so there the worker goes through
+//! the fault proxy of `tests/common/faults.rs`, which answers that one
+//! operation itself and records its requests, and forwards everything else
+//! to the emulator (the imports included, read back with `GetFindings`).
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +23,8 @@ trials! {
     multi the_stdout_sink_writes_one_json_line_per_finding_and_logs_go_to_stderr,
     multi the_stdout_sink_in_ocsf_writes_valid_failed_passed_and_root_findings,
     multi a_scan_imports_into_security_hub_and_prints_ocsf_on_a_dry_run,
+    multi security_hub_updated_at_is_observed_at_and_the_workflow_follows_the_exception,
+    multi an_unprocessed_workflow_update_leaves_the_message_for_redelivery,
 }
 
 const T: Duration = Duration::from_secs(30);
@@ -69,9 +77,12 @@ async fn deactivate(p: &Pipeline, user: &str, key: &str, event_id: &str) {
     p.put_cloudtrail(&update_key_event(event_id, "admin", user, key, "Inactive")).await;
 }
 
+/// Through the fault proxy, which answers `BatchUpdateFindings` (the
+/// emulator has none): the PASSED sets the workflow `RESOLVED`.
 async fn security_hub_gets_the_failed_then_the_passed_as_one_finding() {
     let (moto, p, hub) = setup().await;
-    let worker = Worker::start(&moto, &p, &[("KEYWATCH_SINKS", "securityhub")]);
+    let proxy = FaultProxy::start(moto.port);
+    let worker = Worker::start(&moto, &p, &[("KEYWATCH_SINKS", "securityhub"), ("AWS_ENDPOINT_URL", proxy.url.as_str())]);
     assert!(worker.wait_ready(T).await, "{}", worker.logs());
 
     let keys = p.user_with_keys("erin", 2).await;
@@ -104,6 +115,9 @@ async fn security_hub_gets_the_failed_then_the_passed_as_one_finding() {
     assert_eq!(passed.resources()[0].id(), Some(user_arn.as_str()));
     assert_eq!(passed.resources().len(), 2, "the user and its one active key");
     assert_eq!(passed.product_fields().unwrap()["keywatch/trigger_event_id"], "evt-erin-off");
+    let updates = wait_updates(&proxy, &id, 1).await;
+    assert_eq!(updates.len(), 1, "the FAILED needed no workflow change, the PASSED one: {updates:?}");
+    assert_eq!((updates[0]["Workflow"]["Status"].as_str(), updates[0].get("Note")), (Some("RESOLVED"), None));
 
     assert!(p.wait_drained(&p.queue_url, T).await);
     assert!(
@@ -116,9 +130,14 @@ async fn security_hub_gets_the_failed_then_the_passed_as_one_finding() {
     assert!(p.findings(1, Duration::from_secs(2)).await.is_empty(), "the eventbridge sink was not selected");
 }
 
+/// Through the fault proxy, which answers `BatchUpdateFindings` (the
+/// emulator has none).
 async fn eventbridge_and_security_hub_at_once_with_ocsf_on_the_bus() {
     let (moto, p, hub) = setup().await;
-    let worker = Worker::start(&moto, &p, &[("KEYWATCH_SINKS", "eventbridge,securityhub"), ("KEYWATCH_FINDING_FORMAT", "ocsf")]);
+    let proxy = FaultProxy::start(moto.port);
+    let env =
+        [("KEYWATCH_SINKS", "eventbridge,securityhub"), ("KEYWATCH_FINDING_FORMAT", "ocsf"), ("AWS_ENDPOINT_URL", proxy.url.as_str())];
+    let worker = Worker::start(&moto, &p, &env);
     assert!(worker.wait_ready(T).await, "{}", worker.logs());
 
     let keys = p.user_with_keys("frank", 2).await;
@@ -149,6 +168,7 @@ async fn eventbridge_and_security_hub_at_once_with_ocsf_on_the_bus() {
     assert_eq!(resolved[0]["detail"]["status_id"], 4, "Resolved");
     let in_hub = hub_until(&hub, |f| f.iter().any(|x| x.record_state() == Some(&RecordState::Archived))).await;
     assert_eq!(in_hub.len(), 1);
+    assert!(p.wait_drained(&p.queue_url, T).await, "the PASSED accepted by both sinks: {}", worker.logs());
 
     assert_valid_ocsf(&[doc.clone(), resolved[0]["detail"].clone()]);
 }
@@ -252,4 +272,155 @@ async fn a_scan_imports_into_security_hub_and_prints_ocsf_on_a_dry_run() {
     assert_eq!(compliance(&found[0]), Some(&ComplianceStatus::Failed));
     let resource = &found[0].resources()[0];
     assert_eq!(resource.id(), Some(format!("arn:aws:iam::{ACCOUNT}:user/scan-two").as_str()));
+}
+
+/// An exceptions file for `users` (and `keep`, so the set is never empty).
+fn write_exceptions(path: &std::path::Path, users: &[&str]) {
+    let mut text = String::from("exceptions:\n  - {account: \"*\", user: keep, reason: r, owner: o, expires: 2999-01-01}\n");
+    for u in users {
+        text.push_str(&format!(
+            "  - {{account: \"{ACCOUNT}\", user: \"{u}\", reason: \"vendor sync CHG-7\", owner: \"platform@example.com\", expires: 2999-12-31}}\n"
+        ));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// The `BatchUpdateFindings` requests the proxy answered that name `id`.
+fn updates_for(proxy: &FaultProxy, id: &str) -> Vec<Value> {
+    proxy
+        .updates
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|u| u["FindingIdentifiers"].as_array().is_some_and(|ids| ids.iter().any(|i| i["Id"] == id)))
+        .cloned()
+        .collect()
+}
+
+/// Waits until the proxy answered `n` `BatchUpdateFindings` for `id`.
+async fn wait_updates(proxy: &FaultProxy, id: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + T;
+    loop {
+        let found = updates_for(proxy, id);
+        if found.len() >= n || Instant::now() > deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn rfc3339(s: &str) -> time::OffsetDateTime {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap()
+}
+
+/// (a) ASFF `UpdatedAt` is the native finding's `observed_at`; (b) a
+/// suppressed finding is set `SUPPRESSED` with a note naming the exception,
+/// and once the exception is removed (the file reloaded) the user's next
+/// finding sets it back to `NEW`. `BatchUpdateFindings` is answered by the
+/// fault proxy (the emulator has none); the imports reach the emulator.
+async fn security_hub_updated_at_is_observed_at_and_the_workflow_follows_the_exception() {
+    let (moto, p, hub) = setup().await;
+    let proxy = FaultProxy::start(moto.port);
+    let exceptions = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    write_exceptions(exceptions.path(), &["ivy"]);
+    let path = exceptions.path().to_str().unwrap().to_string();
+    let env = [
+        ("AWS_ENDPOINT_URL", proxy.url.as_str()),
+        ("KEYWATCH_SINKS", "securityhub,stdout"),
+        ("KEYWATCH_EXCEPTIONS_FILE", path.as_str()),
+        ("KEYWATCH_EXCEPTIONS_POLL_SECS", "1"),
+    ];
+    let worker = Worker::start_with_stdout(&moto, &p, &env);
+    assert!(worker.wait_ready(T).await, "{}", worker.logs());
+
+    let keys = p.user_with_keys("ivy", 2).await;
+    p.put_cloudtrail(&create_key_event("evt-ivy-2", "admin", "ivy", &keys[1])).await;
+    let lines = stdout_lines(&worker, 1).await;
+    assert_eq!(lines.len(), 1, "{}", worker.logs());
+    let native: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(native["suppressed"], true, "{native}");
+    let id = native["finding_id"].as_str().unwrap().to_string();
+    let found = hub_until(&hub, |f| !f.is_empty()).await;
+    assert_eq!(found.len(), 1, "{}", worker.logs());
+    let imported = &found[0];
+    assert_eq!(imported.id(), Some(id.as_str()));
+    assert_eq!(rfc3339(imported.updated_at().unwrap()), rfc3339(native["observed_at"].as_str().unwrap()), "UpdatedAt is observed_at");
+    assert!(rfc3339(imported.created_at().unwrap()) <= rfc3339(imported.updated_at().unwrap()));
+
+    let updates = wait_updates(&proxy, &id, 1).await;
+    assert_eq!(updates.len(), 1, "{}", worker.logs());
+    let u = &updates[0];
+    assert_eq!(u["Workflow"]["Status"], "SUPPRESSED", "{u}");
+    assert_eq!(u["FindingIdentifiers"][0]["ProductArn"], format!("arn:aws:securityhub:us-east-1:{ACCOUNT}:product/{ACCOUNT}/default"));
+    assert_eq!(u["Note"]["UpdatedBy"], "keywatch");
+    let note = u["Note"]["Text"].as_str().unwrap();
+    assert!(note.contains("platform@example.com") && note.contains("2999-12-31") && note.contains("CHG-7"), "{note}");
+    assert!(p.wait_drained(&p.queue_url, T).await, "{}", worker.logs());
+
+    // The exception removed: once the worker reloaded the file, ivy's next
+    // finding opens the finding again.
+    write_exceptions(exceptions.path(), &[]);
+    // From two entries to one (wait_metric waits for "at least").
+    let deadline = Instant::now() + T;
+    while worker.metric("keywatch_loaded_exceptions") != 1.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(worker.metric("keywatch_loaded_exceptions"), 1.0, "{}", worker.logs());
+    p.put_cloudtrail(&create_key_event("evt-ivy-3", "admin", "ivy", &keys[1])).await;
+    let lines = stdout_lines(&worker, 2).await;
+    assert_eq!(lines.len(), 2, "{}", worker.logs());
+    let native: Value = serde_json::from_str(&lines[1]).unwrap();
+    assert_eq!(native["suppressed"], false, "{native}");
+    let updates = wait_updates(&proxy, &id, 2).await;
+    assert_eq!(updates.len(), 2, "{}", worker.logs());
+    assert_eq!(updates[1]["Workflow"]["Status"], "NEW", "{}", updates[1]);
+    assert!(updates[1]["Note"]["Text"].as_str().unwrap().contains("no approved exception"), "{}", updates[1]);
+    assert!(p.wait_drained(&p.queue_url, T).await, "{}", worker.logs());
+    let found = hub_until(&hub, |f| f.iter().any(|x| x.product_fields().is_some_and(|pf| pf["keywatch/suppressed"] == "false"))).await;
+    assert_eq!(
+        rfc3339(found[0].updated_at().unwrap()),
+        rfc3339(native["observed_at"].as_str().unwrap()),
+        "the newer import replaced the first"
+    );
+
+    // A further FAILED leaves the workflow alone (a NOTIFIED set meanwhile
+    // would stay).
+    p.put_cloudtrail(&create_key_event("evt-ivy-4", "admin", "ivy", &keys[1])).await;
+    assert_eq!(stdout_lines(&worker, 3).await.len(), 3, "{}", worker.logs());
+    assert!(p.wait_drained(&p.queue_url, T).await, "{}", worker.logs());
+    assert_eq!(updates_for(&proxy, &id).len(), 2, "no third BatchUpdateFindings");
+}
+
+/// (c) A `BatchUpdateFindings` that leaves the finding among its
+/// `UnprocessedFindings` (answered by the fault proxy: the emulator has no
+/// such call) keeps the message: it is received again and the update
+/// repeated until it goes through.
+async fn an_unprocessed_workflow_update_leaves_the_message_for_redelivery() {
+    let moto = Moto::start();
+    let config = moto.sdk_config().await;
+    // Redelivery after 2 s; the DLQ only after 8 receives.
+    let p = Pipeline::create_with_redrive(&config, 2, 8).await;
+    aws_sdk_securityhub::Client::new(&config).enable_security_hub().send().await.unwrap();
+    let proxy = FaultProxy::start(moto.port);
+    let exceptions = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    write_exceptions(exceptions.path(), &["jade"]);
+    let path = exceptions.path().to_str().unwrap().to_string();
+    let env = [("AWS_ENDPOINT_URL", proxy.url.as_str()), ("KEYWATCH_SINKS", "securityhub"), ("KEYWATCH_EXCEPTIONS_FILE", path.as_str())];
+    let worker = Worker::start(&moto, &p, &env);
+    assert!(worker.wait_ready(T).await, "{}", worker.logs());
+
+    proxy.set(Fault::UpdatesUnprocessed);
+    let keys = p.user_with_keys("jade", 2).await;
+    p.put_cloudtrail(&create_key_event("evt-jade-2", "admin", "jade", &keys[1])).await;
+    let id = keywatch::finding::finding_id(keywatch::finding::CONTROL_ID, ACCOUNT, "jade");
+    let updates = wait_updates(&proxy, &id, 2).await;
+    assert!(updates.len() >= 2, "the message came back and the update was sent again: {updates:?}\n{}", worker.logs());
+    assert!(!p.wait_drained(&p.queue_url, Duration::from_secs(1)).await, "the message is not deleted while its update fails");
+
+    proxy.set(Fault::None);
+    assert!(p.wait_drained(&p.queue_url, T).await, "{}", worker.logs());
+    assert_eq!(p.depth(&p.dlq_url).await.0, 0, "nothing in the DLQ");
+    let last = updates_for(&proxy, &id).last().cloned().unwrap();
+    assert_eq!(last["Workflow"]["Status"], "SUPPRESSED");
+    assert!(worker.metric(r#"keywatch_aws_requests_total{service="securityhub",operation="BatchUpdateFindings",outcome="ok"}"#) >= 3.0);
 }

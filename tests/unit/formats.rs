@@ -33,8 +33,8 @@ fn asff_failed_finding_is_imported_into_the_workers_account_with_the_users_accou
     assert_eq!(a.types(), [FINDING_TYPE]);
     assert_eq!(a.created_at(), Some(rfc3339(f.trigger.event_time).as_str()));
     assert_eq!(a.first_observed_at(), Some(rfc3339(f.trigger.event_time).as_str()));
-    assert_eq!(a.updated_at(), Some(rfc3339(f.detected_at).as_str()));
-    assert_eq!(a.last_observed_at(), Some(rfc3339(f.detected_at).as_str()));
+    assert_eq!(a.updated_at(), Some(rfc3339(f.observed_at).as_str()));
+    assert_eq!(a.last_observed_at(), Some(rfc3339(f.observed_at).as_str()));
     assert_eq!(a.severity().and_then(|s| s.label()), Some(&SeverityLabel::High));
     let provider = a.finding_provider_fields().unwrap();
     assert_eq!(provider.severity().and_then(|s| s.label()), Some(&SeverityLabel::High));
@@ -124,14 +124,25 @@ fn asff_root_key_finding_names_the_account_root() {
 }
 
 #[test]
-fn asff_updated_at_orders_decisions_so_the_last_one_wins() {
-    let earlier = asff::finding(&failed_at(1, &Exceptions::default()), &target());
-    let later = asff::finding(&failed_at(5, &Exceptions::default()), &target());
+fn asff_updated_at_is_the_iam_answers_time_so_the_newer_answer_wins() {
     let t = |s: Option<&str>| OffsetDateTime::parse(s.unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
-    assert!(t(later.updated_at()) > t(earlier.updated_at()));
+    // UpdatedAt is observed_at, not when keywatch decided.
+    let mut slow = failed_at(1, &Exceptions::default());
+    slow.observed_at = slow.detected_at - time::Duration::seconds(30);
+    let a = asff::finding(&slow, &target());
+    assert_eq!(a.updated_at(), Some(rfc3339(slow.observed_at).as_str()));
+    assert_eq!(a.last_observed_at(), Some(rfc3339(slow.observed_at).as_str()));
+    // An older listing decided (or delivered) later still orders first.
+    let newer = failed_at(5, &Exceptions::default());
+    let mut older = failed_at(20, &Exceptions::default());
+    older.observed_at = newer.observed_at - time::Duration::seconds(1);
+    assert!(older.detected_at > newer.detected_at);
+    let (older, newer) = (asff::finding(&older, &target()), asff::finding(&newer, &target()));
+    assert!(t(newer.updated_at()) > t(older.updated_at()), "{:?} vs {:?}", newer.updated_at(), older.updated_at());
     // A clock behind CloudTrail's never makes UpdatedAt precede CreatedAt.
     let skewed = asff::finding(&failed_at(-3, &Exceptions::default()), &target());
     assert!(t(skewed.updated_at()) >= t(skewed.created_at()));
+    assert_eq!(skewed.created_at(), skewed.first_observed_at());
 }
 
 #[test]

@@ -11,6 +11,7 @@ use keywatch::config::RunArgs;
 use keywatch::finding::Status;
 use keywatch::inventory::{InventoryError, KeyInventory, Need};
 use keywatch::keys::{AccessKey, KeyLastUsed, KeyStatus, Listing};
+use keywatch::ledger::RecordedSinks;
 use keywatch::message::{Disposition, Message};
 use keywatch::processor::{Processor, ProcessorSettings};
 use time::OffsetDateTime;
@@ -57,7 +58,10 @@ fn processor(script: Vec<(i64, usize)>) -> (Processor<Scripted>, Arc<Kept>) {
     let sink = Arc::new(Kept::default());
     let defaults = RunArgs::from_flags("http://queue", "bus", &["--relist-budget-ms", "0"]).unwrap();
     let accounts = Arc::new(Accounts::only("111122223333"));
-    (Processor::new(Scripted(Mutex::new(script)), sink.clone(), accounts, ProcessorSettings::from(&defaults)), sink)
+    // Behind the ledger the worker keeps without a table: the last word is
+    // the sink's decorator's.
+    let recorded = Arc::new(RecordedSinks::in_memory(sink.clone()));
+    (Processor::new(Scripted(Mutex::new(script)), recorded, accounts, ProcessorSettings::from(&defaults)), sink)
 }
 
 #[tokio::test]
