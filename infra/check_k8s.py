@@ -438,7 +438,10 @@ def main(argv: list[str]) -> int:
                 f"{key}: expected a top-level `exceptions` list")
         fields = {"account", "user", "reason", "owner", "expires"}
         for i, entry in enumerate(entries or []):
-            _assert(isinstance(entry, dict) and set(entry) == fields, f"{key}: entry {i} needs exactly {sorted(fields)}")
+            _assert(isinstance(entry, dict) and fields <= set(entry) <= fields | {"approved"},
+                    f"{key}: entry {i} needs exactly {sorted(fields)}, and may have approved")
+            _assert(not (entry["account"] == "*" and set(str(entry["user"])) == {"*"}),
+                    f"{key}: entry {i}: account \"*\" with user \"*\" suppresses every finding")
             _assert(entry["account"] == "*" or (isinstance(entry["account"], str) and entry["account"].isdigit()
                     and len(entry["account"]) == 12), f"{key}: entry {i}: account must be 12 digits (quoted) or \"*\"")
             _assert(str(entry["expires"])[:10].count("-") == 2, f"{key}: entry {i}: expires must be a date")

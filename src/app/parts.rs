@@ -67,9 +67,13 @@ impl Parts {
             return Err(AppError::Rate(args.iam_rate_per_account));
         }
         let clients = Clients::new(sdk, wait, &args.iam_region);
+        let checked = first(clients.clone()).await?;
+        let accounts = Arc::new(accounts(args, &clients, shutdown).await?);
+        // After the own account is known: an S3 source's bucket must be its.
         let (watch, exceptions) = match &args.exceptions {
             Some(location) => {
-                let mut watch = Watch::new(source_for(location, &clients));
+                let bucket_owner = args.exceptions_bucket_owner.clone().unwrap_or_else(|| accounts.own().to_string());
+                let mut watch = Watch::new(source_for(location, &clients, bucket_owner)).with_policy(args.exceptions_policy());
                 let exceptions = watch.load().await?;
                 (Some(watch), exceptions)
             }
@@ -78,8 +82,6 @@ impl Parts {
         if let Some(source) = &exceptions.source {
             info!(count = exceptions.entries.len(), source = %source, "approved exceptions loaded");
         }
-        let checked = first(clients.clone()).await?;
-        let accounts = Arc::new(accounts(args, &clients, shutdown).await?);
         let limiter = Arc::new(RateLimiter::new(args.iam_rate_per_account));
         let retry = RetryPolicy { max_attempts: args.iam_max_attempts, ..RetryPolicy::default() };
         let mut iam = IamInventory::new(clients.iam()).with_limits(limiter.clone(), retry);
@@ -179,11 +181,12 @@ where
     }
 }
 
-/// The adapter for where the exceptions are kept.
-fn source_for(location: &Location, clients: &Clients) -> Arc<dyn ExceptionsSource> {
+/// The adapter for where the exceptions are kept; an S3 bucket must be
+/// `bucket_owner`'s.
+fn source_for(location: &Location, clients: &Clients, bucket_owner: String) -> Arc<dyn ExceptionsSource> {
     match location {
         Location::File(path) => Arc::new(FileSource::new(path.clone())),
         Location::Ssm(name) => Arc::new(SsmParameter::new(clients.ssm(), name.clone())),
-        Location::S3 { bucket, key } => Arc::new(S3Object::new(clients.s3(), bucket.clone(), key.clone())),
+        Location::S3 { bucket, key } => Arc::new(S3Object::new(clients.s3(), bucket.clone(), key.clone(), bucket_owner)),
     }
 }
