@@ -19,7 +19,9 @@ API server). This script:
    exceeds the drain timeout, Service and ServiceMonitor select the pods, the
    exceptions ConfigMap is mounted as a directory where KEYWATCH_EXCEPTIONS_FILE
    points and holds a well-formed file, the PodDisruptionBudget lets a drain
-   evict a single replica, the PrometheusRule's groups are those of
+   evict a single replica, the NetworkPolicy lets only the scraper's pods
+   (a namespace and a pod selector, no ipBlock) reach the admin port and
+   nothing else in, the PrometheusRule's groups are those of
    dashboards/alerts.yaml, and kustomization.yaml lists exactly the manifests
    here with the Deployment's image.
 
@@ -436,7 +438,10 @@ def main(argv: list[str]) -> int:
                 f"{key}: expected a top-level `exceptions` list")
         fields = {"account", "user", "reason", "owner", "expires"}
         for i, entry in enumerate(entries or []):
-            _assert(isinstance(entry, dict) and set(entry) == fields, f"{key}: entry {i} needs exactly {sorted(fields)}")
+            _assert(isinstance(entry, dict) and fields <= set(entry) <= fields | {"approved"},
+                    f"{key}: entry {i} needs exactly {sorted(fields)}, and may have approved")
+            _assert(not (entry["account"] == "*" and set(str(entry["user"])) == {"*"}),
+                    f"{key}: entry {i}: account \"*\" with user \"*\" suppresses every finding")
             _assert(entry["account"] == "*" or (isinstance(entry["account"], str) and entry["account"].isdigit()
                     and len(entry["account"]) == 12), f"{key}: entry {i}: account must be 12 digits (quoted) or \"*\"")
             _assert(str(entry["expires"])[:10].count("-") == 2, f"{key}: entry {i}: expires must be a date")
@@ -454,6 +459,27 @@ def main(argv: list[str]) -> int:
         else:
             unavail = pdb["spec"].get("maxUnavailable")
             _assert(unavail not in (0, "0%", None), "maxUnavailable 0 refuses every eviction: node drains would hang")
+
+    def admin_ingress_from_scraper() -> None:
+        pod_labels = deployment()["spec"]["template"]["metadata"]["labels"]
+        policies = [p for p in by_kind.get("NetworkPolicy", [])
+                    if all(pod_labels.get(k) == v for k, v in p["spec"]["podSelector"].get("matchLabels", {}).items())]
+        _assert(policies, "no NetworkPolicy selects the worker pods")
+        for pol in policies:
+            name = pol["metadata"]["name"]
+            _assert("Ingress" in pol["spec"].get("policyTypes", []), f"NetworkPolicy {name} does not restrict ingress")
+            for i, rule in enumerate(pol["spec"].get("ingress", [])):
+                ports = [p.get("port") for p in rule.get("ports", [])]
+                _assert(ports and all(p in (METRICS_PORT, "metrics") for p in ports),
+                        f"NetworkPolicy {name} ingress {i}: ports {ports}, want only the admin port {METRICS_PORT}")
+                peers = rule.get("from")
+                _assert(peers, f"NetworkPolicy {name} ingress {i}: no `from`, so anyone reaches the admin port; name the scraper")
+                for peer in peers:
+                    _assert("ipBlock" not in peer, f"NetworkPolicy {name} ingress {i}: an ipBlock peer; name the scraper's pods")
+                    for sel in ("namespaceSelector", "podSelector"):
+                        labels = (peer.get(sel) or {}).get("matchLabels") or {}
+                        exprs = (peer.get(sel) or {}).get("matchExpressions") or []
+                        _assert(labels or exprs, f"NetworkPolicy {name} ingress {i}: the {sel} of a peer is missing or empty (matches everything)")
 
     def rules_match_alerts() -> None:
         rule = one("PrometheusRule", "keywatch")
@@ -493,6 +519,7 @@ def main(argv: list[str]) -> int:
     c.run("Service and ServiceMonitor select the worker pods", service_selects_pods)
     c.run("exceptions ConfigMap is mounted as the directory of KEYWATCH_EXCEPTIONS_FILE", exceptions_mounted)
     c.run("PodDisruptionBudget lets a drain evict a single replica", disruption_budget)
+    c.run("NetworkPolicy lets only the scraper reach the admin port", admin_ingress_from_scraper)
     c.run(f"PrometheusRule groups are those of {ALERT_RULES.parent.name}/{ALERT_RULES.name}", rules_match_alerts)
     c.run("kustomization.yaml lists every manifest and the Deployment's image", kustomization)
 

@@ -178,7 +178,7 @@ OTHER = ["keywatch_aws_requests_total", "keywatch_events_total", "keywatch_findi
          "keywatch_inflight_messages", "keywatch_queue_messages", "keywatch_build_info",
          "keywatch_last_message_timestamp_seconds", "keywatch_scan_users_checked_total",
          "keywatch_scan_failing_users_total", "keywatch_scan_last_success_timestamp_seconds",
-         "keywatch_loaded_exceptions", "keywatch_exceptions_reload_failures_total",
+         "keywatch_loaded_exceptions", "keywatch_expiring_exceptions", "keywatch_exceptions_reload_failures_total",
          "keywatch_suppressed_findings_total", "keywatch_open_violations",
          "keywatch_oldest_open_violation_age_seconds", "keywatch_violation_sla_seconds",
          "keywatch_findings_dropped_total"]

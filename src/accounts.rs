@@ -7,12 +7,20 @@
 //! ACTIVE accounts, listed through an [`AccountLister`], cached, and read
 //! again when the list is old or an unknown account shows up, at most once
 //! a minute).
+//!
+//! In organisation mode an event for an account the cached list does not
+//! hold is refused only by a list taken after the event happened (with
+//! [`LIST_LAG`] to spare): until then — the list older than the event, a
+//! listing under way in another task, Organizations unreachable — the
+//! answer is [`NotListedYet`] and the event is left for redelivery, so an
+//! account that joined a moment ago loses no event.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use time::OffsetDateTime;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -57,11 +65,37 @@ const ORG_REFRESH: Duration = Duration::from_secs(600);
 /// The shortest pause between two listings.
 const ORG_MIN_REFRESH: Duration = Duration::from_secs(60);
 
+/// How long after an event a listing must have started to be the truth
+/// about it: Organizations' answers and the clocks may lag a little.
+pub const LIST_LAG: Duration = Duration::from_secs(30);
+
+/// The organisation's accounts as last listed.
+struct Members {
+    /// When the list was last read, or last failed to be (the pause before
+    /// the next listing runs from it).
+    looked: Instant,
+    /// When the listing that gave `ids` started (wall clock, to compare
+    /// with an event's time).
+    started: OffsetDateTime,
+    ids: BTreeSet<String>,
+}
+
 struct Organization {
     lister: Arc<dyn AccountLister>,
-    members: RwLock<(Instant, BTreeSet<String>)>,
+    members: RwLock<Members>,
     refreshing: tokio::sync::Mutex<()>,
 }
+
+impl Organization {
+    fn members(&self) -> std::sync::RwLockReadGuard<'_, Members> {
+        self.members.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The account is not in the organisation's list, but the list was not
+/// taken after the event: ask again once it has been listed again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotListedYet;
 
 /// The accounts keywatch may act in.
 pub struct Accounts {
@@ -80,10 +114,11 @@ impl Accounts {
             Scope::List(ids) => accounts.listed = ids,
             Scope::Organization => {
                 let lister = lister.expect("an organisation scope comes with a lister");
-                let members: BTreeSet<String> = lister.active_accounts().await?.into_iter().collect();
-                info!(accounts = members.len(), "organisation accounts listed");
-                accounts.organization =
-                    Some(Organization { lister, members: RwLock::new((Instant::now(), members)), refreshing: Default::default() });
+                let started = OffsetDateTime::now_utc();
+                let ids: BTreeSet<String> = lister.active_accounts().await?.into_iter().collect();
+                info!(accounts = ids.len(), "organisation accounts listed");
+                let members = Members { looked: Instant::now(), started, ids };
+                accounts.organization = Some(Organization { lister, members: RwLock::new(members), refreshing: Default::default() });
             }
         }
         Ok(accounts)
@@ -102,7 +137,7 @@ impl Accounts {
     fn contains(&self, account_id: &str) -> bool {
         account_id == self.own
             || self.listed.contains(account_id)
-            || self.organization.as_ref().is_some_and(|o| o.members.read().unwrap_or_else(|e| e.into_inner()).1.contains(account_id))
+            || self.organization.as_ref().is_some_and(|o| o.members().ids.contains(account_id))
     }
 
     /// Whether keywatch may act in `account_id`; in organisation mode the
@@ -111,7 +146,7 @@ impl Accounts {
     pub(crate) async fn knows(&self, account_id: &str) -> bool {
         let known = self.contains(account_id);
         if let Some(org) = &self.organization {
-            let age = org.members.read().unwrap_or_else(|e| e.into_inner()).0.elapsed();
+            let age = org.members().looked.elapsed();
             if age >= ORG_REFRESH || (!known && age >= ORG_MIN_REFRESH) {
                 self.refresh(org).await;
                 return self.contains(account_id);
@@ -120,10 +155,31 @@ impl Accounts {
         known
     }
 
+    /// Whether keywatch may act in `account_id` for an event of
+    /// `event_time`, as [`Accounts::knows`]; in organisation mode an account
+    /// outside the list is [`NotListedYet`] unless the list was taken at
+    /// least [`LIST_LAG`] after the event.
+    pub(crate) async fn knows_at(&self, account_id: &str, event_time: OffsetDateTime) -> Result<bool, NotListedYet> {
+        if self.knows(account_id).await {
+            return Ok(true);
+        }
+        let Some(org) = &self.organization else { return Ok(false) };
+        let started = org.members().started;
+        if started >= event_time + LIST_LAG {
+            return Ok(false);
+        }
+        info!(
+            account_id,
+            listed_at = %crate::finding::rfc3339(started),
+            "account not in the organisation's list taken before its event; left for redelivery until it is listed again"
+        );
+        Err(NotListedYet)
+    }
+
     /// Every account keywatch may act in, its own first.
     pub(crate) fn all(&self) -> Vec<String> {
         let mut all = vec![self.own.clone()];
-        let org = self.organization.as_ref().map(|o| o.members.read().unwrap_or_else(|e| e.into_inner()).1.clone()).unwrap_or_default();
+        let org = self.organization.as_ref().map(|o| o.members().ids.clone()).unwrap_or_default();
         all.extend(self.listed.iter().chain(org.iter()).filter(|a| **a != self.own).cloned());
         all.dedup();
         all
@@ -132,14 +188,16 @@ impl Accounts {
     async fn refresh(&self, org: &Organization) {
         // One listing at a time; callers meanwhile use the list they have.
         let Ok(_guard) = org.refreshing.try_lock() else { return };
+        let started = OffsetDateTime::now_utc();
         match org.lister.active_accounts().await {
             Ok(ids) => {
-                *org.members.write().unwrap_or_else(|e| e.into_inner()) = (Instant::now(), ids.into_iter().collect());
+                *org.members.write().unwrap_or_else(|e| e.into_inner()) =
+                    Members { looked: Instant::now(), started, ids: ids.into_iter().collect() };
             }
             Err(e) => {
                 warn!(error = %e, "cannot list the organisation's accounts; keeping the last list");
                 // Try again after the short pause, not at once.
-                org.members.write().unwrap_or_else(|e| e.into_inner()).0 = Instant::now() - (ORG_REFRESH - ORG_MIN_REFRESH);
+                org.members.write().unwrap_or_else(|e| e.into_inner()).looked = Instant::now() - (ORG_REFRESH - ORG_MIN_REFRESH);
             }
         }
     }
@@ -196,5 +254,20 @@ mod tests {
         assert_eq!(lister.0.load(Ordering::SeqCst), 2);
         assert!(!accounts.knows("333333333333").await);
         assert_eq!(lister.0.load(Ordering::SeqCst), 2, "not again within the minute");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unlisted_account_waits_for_a_listing_taken_after_its_event() {
+        let lister = Arc::new(Lister(AtomicUsize::new(0)));
+        let accounts = Accounts::new("999999999999".into(), Scope::Organization, Some(lister.clone())).await.unwrap();
+        let just_now = OffsetDateTime::now_utc() - time::Duration::seconds(5);
+        assert_eq!(accounts.knows_at("111111111111", just_now).await, Ok(true));
+        assert_eq!(accounts.knows_at("222222222222", just_now).await, Err(NotListedYet), "the list predates the event: not refused");
+        assert_eq!(accounts.knows_at("333333333333", just_now - time::Duration::hours(1)).await, Ok(false), "listed after the event");
+        assert_eq!(lister.0.load(Ordering::SeqCst), 1);
+        tokio::time::advance(ORG_MIN_REFRESH).await;
+        assert_eq!(accounts.knows_at("222222222222", just_now).await, Ok(true), "listed again, it is there");
+        let own = Accounts::only("999999999999");
+        assert_eq!(own.knows_at("111111111111", just_now).await, Ok(false), "no organisation: the answer is final");
     }
 }

@@ -7,7 +7,10 @@
 //!   that an orchestrator sees a worker that cannot reach its queue.
 //!
 //! The server is deliberately tiny (HTTP/1.1, one request per connection):
-//! its only clients are a scraper and probes.
+//! its only clients are a scraper and probes. It is bounded against a client
+//! that would hold it ([`Limits`]): at most 32 connections at once (one more
+//! is closed at once, unanswered), 5 s to send the request head, 5 s to take
+//! the whole answer; a connection never lives longer than those together.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,8 +29,38 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Serves the admin endpoints until `shutdown` is cancelled.
+/// How much of the worker one admin client may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once; one more is closed unanswered.
+    pub max_connections: usize,
+    /// Time a client has to send its request head.
+    pub read_timeout: Duration,
+    /// Time a client has to take the whole answer.
+    pub write_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_connections: 32, read_timeout: Duration::from_secs(5), write_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// Serves the admin endpoints until `shutdown` is cancelled, within the
+/// default [`Limits`].
 pub async fn serve(listener: TcpListener, metrics: PrometheusHandle, health: Arc<Health>, shutdown: CancellationToken) {
+    serve_within(listener, metrics, health, Limits::default(), shutdown).await
+}
+
+/// Serves the admin endpoints until `shutdown` is cancelled, within `limits`.
+pub async fn serve_within(
+    listener: TcpListener,
+    metrics: PrometheusHandle,
+    health: Arc<Health>,
+    limits: Limits,
+    shutdown: CancellationToken,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     // The exporter's histograms need periodic upkeep when it does not run
     // its own listener.
     let upkeep = {
@@ -49,11 +82,18 @@ pub async fn serve(listener: TcpListener, metrics: PrometheusHandle, health: Arc
             a = listener.accept() => a,
         };
         match accepted {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    // Closed at once: its descriptor is not kept either.
+                    debug!(%peer, max = limits.max_connections, "admin connection refused: too many at once");
+                    drop(stream);
+                    continue;
+                };
                 let metrics = metrics.clone();
                 let health = health.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = respond(stream, &metrics, &health).await {
+                    let _slot = slot;
+                    if let Err(e) = respond(stream, &metrics, &health, limits).await {
                         debug!(error = %e, "admin connection failed");
                     }
                 });
@@ -67,11 +107,11 @@ pub async fn serve(listener: TcpListener, metrics: PrometheusHandle, health: Arc
     upkeep.abort();
 }
 
-async fn respond(mut stream: TcpStream, metrics: &PrometheusHandle, health: &Health) -> std::io::Result<()> {
+async fn respond(mut stream: TcpStream, metrics: &PrometheusHandle, health: &Health, limits: Limits) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     // Read the request head (bounded, with a timeout against idle peers).
-    let read = tokio::time::timeout(Duration::from_secs(5), async {
+    let read = tokio::time::timeout(limits.read_timeout, async {
         loop {
             let n = stream.read(&mut chunk).await?;
             if n == 0 {
@@ -103,8 +143,13 @@ async fn respond(mut stream: TcpStream, metrics: &PrometheusHandle, health: &Hea
     };
     let response =
         format!("HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+    // A client that does not take the answer is dropped, not waited for.
+    let written = tokio::time::timeout(limits.write_timeout, async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await
+    })
+    .await;
+    written.unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client did not take the answer in time")))
 }
 
 /// `keywatch healthcheck`: GET `path` on the admin port; true on HTTP 200.

@@ -16,18 +16,26 @@
 //!   - account: "111122223333"      # 12 digits, or "*" for every account
 //!     user: "ci-deploy-*"          # glob: * any run, ? one character
 //!     reason: "key rotation of the CI deployer, CHG-1234"
-//!     owner: "platform-team@example.com"
+//!     owner: "platform-team@example.com"   # or a team handle: "@platform-team"
+//!     approved: 2026-12-01         # optional: the day it was approved
 //!     expires: 2027-01-31          # last day it applies (UTC, inclusive)
 //! ```
 //!
 //! User names match without regard to case, as IAM compares them (IAM does
-//! not allow `Alice` and `alice` side by side).
+//! not allow `Alice` and `alice` side by side). What an entry may say beyond
+//! its syntax (how far its expiry, who owns it, how wide it is) is
+//! [`policy`]'s.
+
+mod policy;
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use time::macros::format_description;
 use time::{Date, OffsetDateTime};
+
+pub(crate) use self::policy::report_expiring;
+pub use self::policy::{expiring, Policy, DEFAULT_MAX_DAYS, DEFAULT_WARN_DAYS};
 
 /// One approved exception.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -110,6 +118,10 @@ struct RawEntry {
     user: String,
     reason: String,
     owner: String,
+    /// The day the exception was approved; the expiry is capped from it
+    /// (absent: from the day the document is loaded).
+    #[serde(default)]
+    approved: Option<RawDate>,
     expires: RawDate,
 }
 
@@ -139,15 +151,23 @@ impl Exceptions {
         Exceptions::parse(&origin, &text, Format::of_name(&path.to_string_lossy()))
     }
 
-    /// Parses and validates a document read from `origin`.
+    /// Parses and validates a document read from `origin` today, under the
+    /// default [`Policy`].
     pub fn parse(origin: &str, text: &str, format: Format) -> Result<Exceptions, ExceptionsError> {
+        Exceptions::parse_under(origin, text, format, &Policy::default(), OffsetDateTime::now_utc().date())
+    }
+
+    /// Parses and validates a document read from `origin` on `today`, under
+    /// `policy`.
+    pub fn parse_under(origin: &str, text: &str, format: Format, policy: &Policy, today: Date) -> Result<Exceptions, ExceptionsError> {
+        let rules = Rules { policy, today };
         let entries = match format {
-            Format::Toml => from_toml(origin, text)?,
-            Format::Yaml => from_yaml(origin, text)?,
+            Format::Toml => from_toml(origin, text, &rules)?,
+            Format::Yaml => from_yaml(origin, text, &rules)?,
             // Both failing, the error of the syntax the text looks like.
-            Format::Either => match from_yaml(origin, text) {
+            Format::Either => match from_yaml(origin, text, &rules) {
                 Ok(entries) => entries,
-                Err(yaml) => match from_toml(origin, text) {
+                Err(yaml) => match from_toml(origin, text, &rules) {
                     Ok(entries) => entries,
                     Err(toml) if looks_like_toml(text) => return Err(toml),
                     Err(_) => return Err(yaml),
@@ -158,11 +178,17 @@ impl Exceptions {
     }
 }
 
+/// What validation holds an entry to.
+struct Rules<'a> {
+    policy: &'a Policy,
+    today: Date,
+}
+
 fn looks_like_toml(text: &str) -> bool {
     text.lines().map(str::trim).any(|l| l.starts_with("[[exceptions]]") || l.starts_with("exceptions ="))
 }
 
-fn from_yaml(origin: &str, text: &str) -> Result<Vec<Exception>, ExceptionsError> {
+fn from_yaml(origin: &str, text: &str, rules: &Rules) -> Result<Vec<Exception>, ExceptionsError> {
     let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| ExceptionsError::Syntax {
         origin: origin.to_string(),
         format: "YAML",
@@ -179,12 +205,12 @@ fn from_yaml(origin: &str, text: &str) -> Result<Vec<Exception>, ExceptionsError
         .map(|(i, v)| {
             let label = label_of(v.get("user").and_then(|u| u.as_str()), v.get("account").and_then(|a| a.as_str()));
             let raw = serde_yaml::from_value::<RawEntry>(v).map_err(|e| entry_error(origin, i, &label, e.to_string()))?;
-            validate(origin, i, raw)
+            validate(origin, i, raw, rules)
         })
         .collect()
 }
 
-fn from_toml(origin: &str, text: &str) -> Result<Vec<Exception>, ExceptionsError> {
+fn from_toml(origin: &str, text: &str, rules: &Rules) -> Result<Vec<Exception>, ExceptionsError> {
     let doc: toml::Table =
         toml::from_str(text).map_err(|e| ExceptionsError::Syntax { origin: origin.to_string(), format: "TOML", message: e.to_string() })?;
     let list = match doc.get("exceptions") {
@@ -197,7 +223,7 @@ fn from_toml(origin: &str, text: &str) -> Result<Vec<Exception>, ExceptionsError
         .map(|(i, v)| {
             let label = label_of(v.get("user").and_then(|u| u.as_str()), v.get("account").and_then(|a| a.as_str()));
             let raw = v.try_into::<RawEntry>().map_err(|e| entry_error(origin, i, &label, e.to_string()))?;
-            validate(origin, i, raw)
+            validate(origin, i, raw, rules)
         })
         .collect()
 }
@@ -211,7 +237,7 @@ fn entry_error(origin: &str, index: usize, label: &str, message: String) -> Exce
     ExceptionsError::Entry { origin: origin.to_string(), index: index + 1, label: label.to_string(), message: message.replace('\n', " ") }
 }
 
-fn validate(origin: &str, index: usize, raw: RawEntry) -> Result<Exception, ExceptionsError> {
+fn validate(origin: &str, index: usize, raw: RawEntry, rules: &Rules) -> Result<Exception, ExceptionsError> {
     let label = label_of(Some(&raw.user), Some(&raw.account));
     let fail = |m: String| entry_error(origin, index, &label, m);
     if raw.account != "*" && !(raw.account.len() == 12 && raw.account.bytes().all(|b| b.is_ascii_digit())) {
@@ -222,13 +248,21 @@ fn validate(origin: &str, index: usize, raw: RawEntry) -> Result<Exception, Exce
             return Err(fail(format!("`{field}` must not be empty")));
         }
     }
-    let text = match &raw.expires {
+    policy::check_owner(raw.owner.trim()).map_err(fail)?;
+    policy::check_scope(&raw.account, &raw.user, rules.policy).map_err(fail)?;
+    let expires = date_of("expires", &raw.expires).map_err(fail)?;
+    let approved = raw.approved.as_ref().map(|d| date_of("approved", d)).transpose().map_err(fail)?;
+    policy::check_expiry(expires, approved, rules.today, rules.policy).map_err(fail)?;
+    Ok(Exception { account: raw.account, user: raw.user, reason: raw.reason, owner: raw.owner, expires })
+}
+
+fn date_of(field: &str, raw: &RawDate) -> Result<Date, String> {
+    let text = match raw {
         RawDate::Text(s) => s.clone(),
         RawDate::Toml(d) => d.to_string(),
     };
-    let expires = Date::parse(text.trim(), format_description!("[year]-[month]-[day]"))
-        .map_err(|_| fail(format!("expires {text:?} is not a date (YYYY-MM-DD)")))?;
-    Ok(Exception { account: raw.account, user: raw.user, reason: raw.reason, owner: raw.owner, expires })
+    Date::parse(text.trim(), format_description!("[year]-[month]-[day]"))
+        .map_err(|_| format!("{field} {text:?} is not a date (YYYY-MM-DD)"))
 }
 
 /// Glob match: `*` any run of characters, `?` exactly one.

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::exceptions::{file_origin, Exceptions, ExceptionsError, Format};
+use crate::exceptions::{file_origin, report_expiring, Exceptions, ExceptionsError, Format, Policy};
 use crate::telemetry;
 
 /// Where the exceptions come from, as `--exceptions` names it: a file path,
@@ -187,14 +187,46 @@ pub enum Refresh {
 /// A source and the version of it in force.
 pub struct Watch {
     source: Arc<dyn ExceptionsSource>,
+    policy: Policy,
     /// The last version seen, loaded or not: a broken version is reported
     /// once, not on every look.
     version: Option<String>,
+    /// The set in force and the day its lapsing entries were last reported.
+    in_force: Option<(Exceptions, time::Date)>,
 }
 
 impl Watch {
+    /// A source held to the default [`Policy`].
     pub fn new(source: Arc<dyn ExceptionsSource>) -> Watch {
-        Watch { source, version: None }
+        Watch { source, policy: Policy::default(), version: None, in_force: None }
+    }
+
+    /// Holds the documents to `policy`.
+    pub fn with_policy(mut self, policy: Policy) -> Watch {
+        self.policy = policy;
+        self
+    }
+
+    fn parse(&self, text: &str) -> Result<Exceptions, ExceptionsError> {
+        Exceptions::parse_under(&self.origin(), text, self.source.format(), &self.policy, today())
+    }
+
+    /// Takes `exceptions` as the set in force: counts it and reports the
+    /// entries that lapse soon.
+    fn put_in_force(&mut self, exceptions: &Exceptions) {
+        telemetry::exceptions_loaded(exceptions.entries.len());
+        report_expiring(exceptions, today(), self.policy.warn_days);
+        self.in_force = Some((exceptions.clone(), today()));
+    }
+
+    /// Reports the entries of the set in force that lapse soon, once a day.
+    pub fn report_daily(&mut self) {
+        if let Some((exceptions, reported)) = &mut self.in_force {
+            if *reported != today() {
+                *reported = today();
+                report_expiring(exceptions, *reported, self.policy.warn_days);
+            }
+        }
     }
 
     fn origin(&self) -> String {
@@ -209,9 +241,9 @@ impl Watch {
                 return Err(ExceptionsError::Read { origin: self.origin(), message: "the source returned no document".into() })
             }
         };
-        let exceptions = Exceptions::parse(&self.origin(), &doc.text, self.source.format())?;
+        let exceptions = self.parse(&doc.text)?;
         self.version = Some(doc.version);
-        telemetry::exceptions_loaded(exceptions.entries.len());
+        self.put_in_force(&exceptions);
         Ok(exceptions)
     }
 
@@ -229,12 +261,12 @@ impl Watch {
                 return Refresh::Kept(e);
             }
         };
-        let parsed = Exceptions::parse(&self.origin(), &doc.text, self.source.format());
+        let parsed = self.parse(&doc.text);
         self.version = Some(doc.version.clone());
         match parsed {
             Ok(exceptions) => {
                 info!(count = exceptions.entries.len(), source = %self.origin(), version = %doc.version, "exceptions reloaded");
-                telemetry::exceptions_loaded(exceptions.entries.len());
+                self.put_in_force(&exceptions);
                 Refresh::Reloaded(exceptions)
             }
             Err(e) => {
@@ -246,10 +278,18 @@ impl Watch {
     }
 }
 
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// The day it is (UTC), for expiries.
+fn today() -> time::Date {
+    time::OffsetDateTime::now_utc().date()
+}
+
 /// Keeps the exceptions current until `stop`: looks at the source every
 /// `poll` (none: never) and, with `on_hangup`, whenever SIGHUP arrives
 /// (then the document is loaded even if its version did not change), and
-/// hands each newly loaded set to `apply`.
+/// hands each newly loaded set to `apply`; once a day it reports again the
+/// entries that lapse soon.
 pub async fn keep_current<F>(mut watch: Watch, poll: Option<Duration>, on_hangup: bool, apply: F, stop: CancellationToken)
 where
     F: Fn(Exceptions) + Send,
@@ -270,12 +310,16 @@ where
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     });
-    if hangup.is_none() && ticks.is_none() {
-        return;
-    }
+    // Lapsing entries are reported again each day, whatever the source does.
+    let mut hourly = tokio::time::interval_at(tokio::time::Instant::now() + HOUR, HOUR);
+    hourly.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let force = tokio::select! {
             _ = stop.cancelled() => return,
+            _ = hourly.tick() => {
+                watch.report_daily();
+                continue;
+            }
             got = async {
                 match hangup.as_mut() {
                     Some(h) => h.recv().await,

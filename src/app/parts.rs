@@ -72,17 +72,10 @@ impl Parts {
             return Err(AppError::Rate(args.iam_rate_per_account));
         }
         let clients = Clients::new(sdk, wait, &args.iam_region);
-        let (watch, exceptions) = match &args.exceptions {
-            Some(location) => {
-                let mut watch = Watch::new(source_for(location, &clients));
-                let exceptions = watch.load().await?;
-                (Some(watch), exceptions)
-            }
-            None => (None, Exceptions::default()),
-        };
-        if let Some(source) = &exceptions.source {
-            info!(count = exceptions.entries.len(), source = %source, "approved exceptions loaded");
-        }
+        // The exceptions first, as before AWS is asked anything else; an S3
+        // source whose bucket owner is not set once the own account is known.
+        let needs_own = matches!(args.exceptions, Some(Location::S3 { .. })) && args.exceptions_bucket_owner.is_none();
+        let mut loaded = if needs_own { None } else { Some(exceptions(args, &clients, None).await?) };
         let checked = first(clients.clone()).await?;
         let ledger = match &args.ledger_table {
             Some(table) if !dry_run => Some(Arc::new(ledger(&clients, table).await?)),
@@ -93,6 +86,10 @@ impl Parts {
             None => None,
         };
         let accounts = Arc::new(accounts(args, &clients, shutdown).await?);
+        let (watch, exceptions) = match loaded.take() {
+            Some(loaded) => loaded,
+            None => exceptions(args, &clients, Some(accounts.own())).await?,
+        };
         let limiter = Arc::new(RateLimiter::new(args.iam_rate_per_account));
         let retry = RetryPolicy { max_attempts: args.iam_max_attempts, ..RetryPolicy::default() };
         let mut iam = IamInventory::new(clients.iam()).with_limits(limiter.clone(), retry);
@@ -223,11 +220,23 @@ where
     }
 }
 
-/// The adapter for where the exceptions are kept.
-fn source_for(location: &Location, clients: &Clients) -> Arc<dyn ExceptionsSource> {
+/// The exceptions as loaded and their watch (none configured: empty); an
+/// S3 bucket must be KEYWATCH_EXCEPTIONS_BUCKET_OWNER's, else `own`'s.
+async fn exceptions(args: &CommonArgs, clients: &Clients, own: Option<&str>) -> Result<(Option<Watch>, Exceptions), AppError> {
+    let Some(location) = &args.exceptions else { return Ok((None, Exceptions::default())) };
+    let bucket_owner = args.exceptions_bucket_owner.as_deref().or(own).unwrap_or_default().to_string();
+    let mut watch = Watch::new(source_for(location, clients, bucket_owner)).with_policy(args.exceptions_policy());
+    let exceptions = watch.load().await?;
+    info!(count = exceptions.entries.len(), source = %location, "approved exceptions loaded");
+    Ok((Some(watch), exceptions))
+}
+
+/// The adapter for where the exceptions are kept; an S3 bucket must be
+/// `bucket_owner`'s.
+fn source_for(location: &Location, clients: &Clients, bucket_owner: String) -> Arc<dyn ExceptionsSource> {
     match location {
         Location::File(path) => Arc::new(FileSource::new(path.clone())),
         Location::Ssm(name) => Arc::new(SsmParameter::new(clients.ssm(), name.clone())),
-        Location::S3 { bucket, key } => Arc::new(S3Object::new(clients.s3(), bucket.clone(), key.clone())),
+        Location::S3 { bucket, key } => Arc::new(S3Object::new(clients.s3(), bucket.clone(), key.clone(), bucket_owner)),
     }
 }

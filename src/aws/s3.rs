@@ -6,7 +6,9 @@
 //! A look is one `HeadObject`; only a new `ETag` is followed by a
 //! `GetObject`, whose own `ETag` becomes the version (so an object replaced
 //! between the two calls is taken whole, as the version it is). The bucket
-//! must be in the worker's region (`AWS_REGION`).
+//! must be in the worker's region (`AWS_REGION`) and owned by the expected
+//! account (`ExpectedBucketOwner` on both calls: S3 refuses with 403 when
+//! the bucket is another account's, e.g. one taken over after a deletion).
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
@@ -25,11 +27,13 @@ pub struct S3Object {
     client: aws_sdk_s3::Client,
     bucket: String,
     key: String,
+    /// The account that must own the bucket.
+    owner: String,
 }
 
 impl S3Object {
-    pub fn new(client: aws_sdk_s3::Client, bucket: String, key: String) -> S3Object {
-        S3Object { client, bucket, key }
+    pub fn new(client: aws_sdk_s3::Client, bucket: String, key: String, owner: String) -> S3Object {
+        S3Object { client, bucket, key, owner }
     }
 
     fn location(&self) -> Location {
@@ -51,13 +55,13 @@ impl ExceptionsSource for S3Object {
             let read_error = |message: String| ExceptionsError::Read { origin: self.origin(), message };
             let too_large = |size: i64| read_error(format!("the object has {size} bytes, more than {MAX_OBJECT_BYTES}"));
             if let Some(known) = known {
-                let head = self.client.head_object().bucket(&self.bucket).key(&self.key).send();
+                let head = self.client.head_object().bucket(&self.bucket).key(&self.key).expected_bucket_owner(&self.owner).send();
                 let head = call(Service::S3, "HeadObject", head).await.map_err(|e| read_error(e.to_string()))?;
                 if head.e_tag() == Some(known) {
                     return Ok(Fetched::Unchanged);
                 }
             }
-            let get = self.client.get_object().bucket(&self.bucket).key(&self.key).send();
+            let get = self.client.get_object().bucket(&self.bucket).key(&self.key).expected_bucket_owner(&self.owner).send();
             let out = call(Service::S3, "GetObject", get).await.map_err(|e| read_error(e.to_string()))?;
             if let Some(size) = out.content_length().filter(|s| *s > MAX_OBJECT_BYTES) {
                 return Err(too_large(size));

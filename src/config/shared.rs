@@ -88,6 +88,28 @@ pub struct CommonArgs {
     #[arg(long, env = "KEYWATCH_EXCEPTIONS_POLL_SECS", value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=86400))]
     exceptions_poll_secs: u64,
 
+    /// The latest an exception may expire, in days after its `approved`
+    /// date (or, without one, after the day the exceptions are loaded); an
+    /// entry that expires later is refused (1–3650).
+    #[arg(long, env = "KEYWATCH_EXCEPTIONS_MAX_DAYS", value_name = "DAYS", default_value_t = crate::exceptions::DEFAULT_MAX_DAYS, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    exceptions_max_days: u32,
+
+    /// How many days before it lapses an exception is logged (once a day)
+    /// and counted in keywatch_expiring_exceptions (0–365).
+    #[arg(long, env = "KEYWATCH_EXCEPTIONS_WARN_DAYS", value_name = "DAYS", default_value_t = crate::exceptions::DEFAULT_WARN_DAYS, value_parser = clap::value_parser!(u32).range(0..=365))]
+    exceptions_warn_days: u32,
+
+    /// Accept an exception with account "*" and user "*", which suppresses
+    /// every finding (refused otherwise).
+    #[arg(long, env = "KEYWATCH_EXCEPTIONS_ALLOW_MATCH_ALL")]
+    exceptions_allow_match_all: bool,
+
+    /// Account that must own the bucket of an `s3://` exceptions source
+    /// (sent as ExpectedBucketOwner, so a bucket of the same name in
+    /// another account is never read). Unset: the worker's own account.
+    #[arg(long, env = "KEYWATCH_EXCEPTIONS_BUCKET_OWNER", value_name = "ACCOUNT_ID", value_parser = parse_account_id)]
+    pub(crate) exceptions_bucket_owner: Option<String>,
+
     /// Accounts keywatch may act in besides its own: account ids separated by
     /// commas, or `organization` (the organisation's ACTIVE accounts, from
     /// Organizations ListAccounts). An event for any other account is
@@ -129,6 +151,16 @@ impl CommonArgs {
     pub(crate) fn exceptions_poll(&self) -> Option<Duration> {
         (self.exceptions_poll_secs > 0).then(|| Duration::from_secs(self.exceptions_poll_secs))
     }
+
+    /// What the exceptions documents are held to.
+    pub fn exceptions_policy(&self) -> crate::exceptions::Policy {
+        crate::exceptions::Policy {
+            max_days: self.exceptions_max_days,
+            allow_match_all: self.exceptions_allow_match_all,
+            warn_days: self.exceptions_warn_days,
+        }
+    }
+
     /// The selected sinks, each once, in the order first named.
     pub fn sinks(&self) -> Vec<SinkKind> {
         let mut out = Vec::new();
@@ -174,6 +206,15 @@ pub struct CheckArgs {
     /// lists again.
     #[arg(long, env = "KEYWATCH_LISTING_REUSE_SECS", value_name = "SECS", default_value_t = 300)]
     pub(crate) listing_reuse_secs: u64,
+}
+
+fn parse_account_id(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if crate::event::is_account_id(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!("{s:?} is not a 12-digit account id"))
+    }
 }
 
 pub(super) fn parse_non_empty(s: &str) -> Result<String, String> {

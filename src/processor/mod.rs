@@ -226,7 +226,7 @@ impl<I: KeyInventory> Processor<I> {
         if !recheck {
             telemetry::delivery_delay((m.received_at - ev.event_time).as_seconds_f64());
         }
-        let known = self.accounts.knows(&ev.account_id).await;
+        let Ok(known) = self.accounts.knows_at(&ev.account_id, ev.event_time).await else { return Checked::Done(Disposition::Retry) };
         let outcome = match decide::screen(&ev, now, known) {
             Some(outcome) => outcome,
             None if recheck => return Checked::Done(self.recheck(m, &ev, now).await),

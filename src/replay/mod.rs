@@ -9,28 +9,39 @@
 //! CloudTrail record is wrapped in the envelope EventBridge would have
 //! made, with the replay source. A file that cannot be read is reported by
 //! name and the rest are still read.
+//!
+//! What the inputs hold is untrusted (`input.rs`): only regular files are
+//! read, as streams, within caps that end in an error naming them. A walk
+//! does not follow a symbolic link to a directory (reported, not read) and
+//! goes at most [`MAX_DEPTH`] directories down, over at most [`MAX_FILES`]
+//! files.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::event::{truncate, CLOUDTRAIL_DETAIL_TYPE, IAM_EVENT_SOURCE, REPLAY_SOURCE};
+use crate::event::{CLOUDTRAIL_DETAIL_TYPE, IAM_EVENT_SOURCE, REPLAY_SOURCE};
 use crate::message::Message;
 
+mod input;
 #[cfg(feature = "aws")]
 mod source;
+#[cfg(test)]
+mod tests;
 #[cfg(feature = "aws")]
 pub(crate) use source::Counted;
 #[cfg(feature = "aws")]
 pub use source::ReplaySource;
 
+pub use input::{MAX_INPUT_BYTES, MAX_KEY_EVENTS, MAX_RECORD_BYTES};
+
 const KEY_EVENTS: [&str; 3] = ["CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey"];
-/// The most a compressed input may inflate to (CloudTrail's files are a
-/// few MB).
-const MAX_INFLATED: u64 = 1 << 30;
+/// How many directories below a path given a walk goes.
+pub const MAX_DEPTH: usize = 16;
+/// The most files one replay reads.
+pub const MAX_FILES: usize = 100_000;
 
 /// What reading the inputs found.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -54,97 +65,91 @@ struct Replayed {
 
 /// Reads every path (files, or directories walked in name order).
 pub(crate) fn read(paths: &[PathBuf]) -> (Vec<Message>, ReadReport) {
+    read_within(paths, input::Caps::default())
+}
+
+fn read_within(paths: &[PathBuf], caps: input::Caps) -> (Vec<Message>, ReadReport) {
     let mut report = ReadReport::default();
-    let mut events = Vec::new();
     let mut files = Vec::new();
     for path in paths {
-        collect_files(path, &mut files, &mut report);
-    }
-    for file in files {
-        report.files += 1;
-        match read_file(&file) {
-            Ok((records, found)) => {
-                report.records += records;
-                report.key_events += found.len();
-                events.extend(found);
-            }
-            Err(e) => report.unreadable.push((file, e)),
+        // A path given is followed wherever it points.
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => walk(path, 0, &mut files, &mut report),
+            _ => add(path.clone(), &mut files, &mut report),
         }
     }
+    let mut found = input::Found { caps, ..Default::default() };
+    for file in files {
+        report.files += 1;
+        let (records, events) = (found.records, found.events.len());
+        match read_file(&file, &mut found) {
+            Ok(()) => {}
+            Err(e) => {
+                // Nothing of a file that cannot be read is replayed.
+                found.records = records;
+                found.events.truncate(events);
+                report.unreadable.push((file, e));
+            }
+        }
+    }
+    report.records = found.records;
+    report.key_events = found.events.len();
+    let mut events = found.events;
     // In the order the calls happened; undated ones (refused later) last.
     events.sort_by_key(|e| (e.time.is_none(), e.time));
     let messages = events.into_iter().map(|e| Message::new(e.id, e.body)).collect();
     (messages, report)
 }
 
-fn collect_files(path: &Path, files: &mut Vec<PathBuf>, report: &mut ReadReport) {
-    if path.is_dir() {
-        let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
-            Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-            Err(e) => {
-                report.unreadable.push((path.to_path_buf(), e.to_string()));
-                return;
-            }
-        };
-        entries.sort();
-        for entry in entries {
-            collect_files(&entry, files, report);
-        }
+fn add(path: PathBuf, files: &mut Vec<PathBuf>, report: &mut ReadReport) {
+    if files.len() < MAX_FILES {
+        files.push(path);
     } else {
-        files.push(path.to_path_buf());
+        report.unreadable.push((path, format!("more than {MAX_FILES} files: replay them in parts")));
     }
 }
 
-/// Records read and the key events among them.
-fn read_file(path: &Path) -> Result<(usize, Vec<Replayed>), String> {
-    let raw = std::fs::read(path).map_err(|e| e.to_string())?;
-    parse_bytes(&raw, path.extension().is_some_and(|e| e == "gz"))
+/// The files under `dir`, `depth` directories below a path given, in name
+/// order; symbolic links to directories are not followed.
+fn walk(dir: &Path, depth: usize, files: &mut Vec<PathBuf>, report: &mut ReadReport) {
+    if depth > MAX_DEPTH {
+        let why = format!("more than {MAX_DEPTH} directories below the path given: not walked (name it, or a directory nearer it)");
+        report.unreadable.push((dir.to_path_buf(), why));
+        return;
+    }
+    let mut entries: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(e) => {
+            report.unreadable.push((dir.to_path_buf(), e.to_string()));
+            return;
+        }
+    };
+    entries.sort();
+    for entry in entries {
+        let is_link = std::fs::symlink_metadata(&entry).is_ok_and(|m| m.file_type().is_symlink());
+        match std::fs::metadata(&entry) {
+            Ok(m) if m.is_dir() && is_link => report
+                .unreadable
+                .push((entry, "a symbolic link to a directory: not followed (name the directory itself to replay it)".into())),
+            Ok(m) if m.is_dir() => walk(&entry, depth + 1, files, report),
+            _ => add(entry, files, report),
+        }
+    }
+}
+
+/// Reads one file into `found`.
+fn read_file(path: &Path, found: &mut input::Found) -> Result<(), String> {
+    let file = input::open_regular(path).map_err(|e| e.to_string())?;
+    input::read_input(file, path.extension().is_some_and(|e| e == "gz"), found)
 }
 
 /// Reads one input's bytes (gzip-compressed when `gzip`): the number of
 /// records and the key events among them, as messages. What a file holds is
 /// untrusted: any bytes give an answer or an error, never a panic.
 pub fn parse(raw: &[u8], gzip: bool) -> Result<(usize, Vec<Message>), String> {
-    parse_bytes(raw, gzip).map(|(n, found)| (n, found.into_iter().map(|e| Message::new(e.id, e.body)).collect()))
-}
-
-fn parse_bytes(raw: &[u8], gzip: bool) -> Result<(usize, Vec<Replayed>), String> {
-    let text = if gzip {
-        let mut out = String::new();
-        // Bounded: a small file must not inflate without limit.
-        flate2::read::MultiGzDecoder::new(raw)
-            .take(MAX_INFLATED)
-            .read_to_string(&mut out)
-            .map_err(|e| format!("not gzip-compressed text: {e}"))?;
-        out
-    } else {
-        String::from_utf8(raw.to_vec()).map_err(|_| "not UTF-8 text".to_string())?
-    };
-    if let Ok(Value::Object(doc)) = serde_json::from_str::<Value>(&text) {
-        if let Some(Value::Array(records)) = doc.get("Records") {
-            let found = records.iter().filter(|r| is_key_event(r)).map(from_record).collect();
-            return Ok((records.len(), found));
-        }
-        if doc.contains_key("detail") {
-            return Ok((1, from_envelope_line(&text).into_iter().collect()));
-        }
-    }
-    let mut records = 0;
-    let mut found = Vec::new();
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        records += 1;
-        match serde_json::from_str::<Value>(line) {
-            Ok(v) if v.get("detail").is_some() => found.extend(from_envelope(&v, line)),
-            _ => {
-                return Err(format!(
-                    "line {}: neither a CloudTrail log file ({{\"Records\": [...]}}) nor JSON lines of EventBridge events: {:?}",
-                    n + 1,
-                    truncate(line)
-                ))
-            }
-        }
-    }
-    Ok((records, found))
+    let mut found = input::Found::default();
+    input::read_input(raw, gzip, &mut found)?;
+    Ok((found.records, found.events.into_iter().map(|e| Message::new(e.id, e.body)).collect()))
 }
 
 fn is_key_event(record: &Value) -> bool {
@@ -171,10 +176,6 @@ fn from_record(record: &Value) -> Replayed {
         "detail": record,
     });
     Replayed { time: time_of(record), id: format!("replay:{id}"), body: envelope.to_string() }
-}
-
-fn from_envelope_line(line: &str) -> Option<Replayed> {
-    from_envelope(&serde_json::from_str(line).ok()?, line)
 }
 
 /// An exported envelope, as it is, when it holds a key event.

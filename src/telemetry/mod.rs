@@ -60,6 +60,9 @@ const SCAN_FAILING: &str = "keywatch_scan_failing_users_total";
 const SCAN_LAST_SUCCESS: &str = "keywatch_scan_last_success_timestamp_seconds";
 /// Approved exceptions in the set in force (expired entries included).
 const LOADED_EXCEPTIONS: &str = "keywatch_loaded_exceptions";
+/// Approved exceptions in force that lapse within the warning days
+/// (`KEYWATCH_EXCEPTIONS_WARN_DAYS`).
+const EXPIRING_EXCEPTIONS: &str = "keywatch_expiring_exceptions";
 /// Looks at the exceptions source that kept the previous set (label
 /// `reason`: `unreadable` or `invalid`).
 const EXCEPTIONS_RELOAD_FAILURES: &str = "keywatch_exceptions_reload_failures_total";
@@ -324,6 +327,11 @@ impl ReloadFailure {
 /// A set of `n` exceptions is in force.
 pub(crate) fn exceptions_loaded(n: usize) {
     gauge!(LOADED_EXCEPTIONS).set(n as f64);
+}
+
+/// `n` exceptions in force lapse within the warning days.
+pub(crate) fn exceptions_expiring(n: usize) {
+    gauge!(EXPIRING_EXCEPTIONS).set(n as f64);
 }
 
 pub(crate) fn exceptions_reload_failed(reason: ReloadFailure) {

@@ -56,6 +56,7 @@ fn describe() {
     describe_counter!(SCAN_FAILING, "IAM users scans found with more than one active access key.");
     describe_gauge!(SCAN_LAST_SUCCESS, Unit::Seconds, "Unix time of the last account scan that finished without errors.");
     describe_gauge!(LOADED_EXCEPTIONS, "Approved exceptions in the set in force (expired entries included); 0 when none are configured.");
+    describe_gauge!(EXPIRING_EXCEPTIONS, "Approved exceptions in force that lapse within KEYWATCH_EXCEPTIONS_WARN_DAYS days (each also logged once a day); renew them or let their findings alert again.");
     describe_counter!(EXCEPTIONS_RELOAD_FAILURES, "Reloads of the exceptions that kept the previous set, by reason: unreadable (the file, parameter or object could not be read) or invalid (a new version that is not a valid exceptions list; counted once per version).");
     describe_counter!(
         SUPPRESSED_FINDINGS,
@@ -82,6 +83,7 @@ fn describe() {
     }
     counter!(EMIT_FAILED_ENTRIES).absolute(0);
     gauge!(LOADED_EXCEPTIONS).set(0.0);
+    gauge!(EXPIRING_EXCEPTIONS).set(0.0);
     for reason in [ReloadFailure::Unreadable, ReloadFailure::Invalid] {
         counter!(EXCEPTIONS_RELOAD_FAILURES, "reason" => reason.as_str()).absolute(0);
     }

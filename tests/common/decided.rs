@@ -121,3 +121,10 @@ pub fn root() -> Finding {
 pub fn json(f: &Finding) -> Value {
     serde_json::to_value(f).unwrap()
 }
+
+/// The date `days` from today (UTC), as an exceptions document writes it:
+/// expiries in test documents stay within the cap on expiry whenever the
+/// tests run.
+pub fn in_days(days: i64) -> String {
+    (time::OffsetDateTime::now_utc().date() + time::Duration::days(days)).to_string()
+}

@@ -25,7 +25,7 @@ trials! {
 fn entries(users: &[&str]) -> String {
     let mut text = String::from("exceptions:\n");
     for u in users {
-        text.push_str(&format!("  - {{account: \"*\", user: \"{u}\", reason: r, owner: o, expires: 2999-01-01}}\n"));
+        text.push_str(&format!("  - {{account: \"*\", user: \"{u}\", reason: r, owner: o@example.com, expires: {}}}\n", in_days(30)));
     }
     text
 }
@@ -116,7 +116,7 @@ async fn a_configmap_symlink_swap_is_seen_and_a_broken_version_keeps_the_previou
 async fn a_file_edited_in_place_is_reloaded_when_its_content_changes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("exceptions.toml");
-    std::fs::write(&path, "[[exceptions]]\naccount='*'\nuser='dave'\nreason='r'\nowner='o'\nexpires=2999-01-01\n").unwrap();
+    std::fs::write(&path, format!("[[exceptions]]\naccount='*'\nuser='dave'\nreason='r'\nowner='@o'\nexpires={}\n", in_days(30))).unwrap();
     let mut watch = Watch::new(Arc::new(FileSource::new(path.clone())));
     assert_eq!(users(&watch.load().await.unwrap()), ["dave"]);
     // The same content written again is no change.
@@ -210,7 +210,8 @@ async fn an_s3_object_is_reloaded_when_its_etag_changes() {
         }
     };
     put(entries(&["judy"])).await;
-    let source = S3Object::new(clients.s3(), bucket.into(), key.into());
+    // The emulator's buckets are its default account's.
+    let source = S3Object::new(clients.s3(), bucket.into(), key.into(), "123456789012".into());
     assert_eq!(source.origin(), "s3://keywatch-config/keywatch/exceptions.yaml");
     let mut watch = Watch::new(Arc::new(source));
     assert_eq!(users(&watch.load().await.unwrap()), ["judy"]);

@@ -158,10 +158,12 @@ async fn a_failed_finding_is_enriched_for_the_responder() {
 async fn an_approved_exception_suppresses_until_it_expires() {
     let (moto, p) = setup().await;
     let exceptions = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    // Lapses within the 14 days of KEYWATCH_EXCEPTIONS_WARN_DAYS.
+    let soon = in_days(10);
     std::fs::write(
         exceptions.path(),
         format!(
-            "exceptions:\n  - {{account: \"{ACCOUNT}\", user: \"svc-*\", reason: \"rotation CHG-1\", owner: \"platform\", expires: 2999-12-31}}\n  - {{account: \"*\", user: \"old-*\", reason: \"expired\", owner: \"nobody\", expires: 2020-01-01}}\n"
+            "exceptions:\n  - {{account: \"{ACCOUNT}\", user: \"svc-*\", reason: \"rotation CHG-1\", owner: \"@platform\", expires: {soon}}}\n  - {{account: \"*\", user: \"old-*\", reason: \"expired\", owner: \"nobody@example.com\", expires: 2020-01-01}}\n"
         ),
     )
     .unwrap();
@@ -172,8 +174,10 @@ async fn an_approved_exception_suppresses_until_it_expires() {
     let d = one_finding(&p, &worker).await;
     assert_eq!(d["status"], "FAILED");
     assert_eq!(d["suppressed"], true);
-    assert_eq!(d["exception"]["owner"], "platform");
-    assert_eq!(d["exception"]["expires"], "2999-12-31");
+    assert_eq!(d["exception"]["owner"], "@platform");
+    assert_eq!(d["exception"]["expires"], soon);
+    assert_eq!(worker.metric("keywatch_expiring_exceptions"), 1.0, "lapses within the warning days; the expired one is not counted");
+    assert!(worker.logs().contains("approved exception lapses soon"), "{}", worker.logs());
 
     let old = p.user_with_keys("old-job", 2).await;
     p.put_cloudtrail(&create_key_event("evt-exc-2", "admin", "old-job", &old[1])).await;
@@ -267,7 +271,7 @@ async fn exceptions_reload_on_sighup_and_a_broken_reload_keeps_the_old_ones() {
 
     std::fs::write(
         exceptions.path(),
-        format!("exceptions:\n  - {{account: \"{ACCOUNT}\", user: mia, reason: r, owner: o, expires: 2999-01-01}}\n"),
+        format!("exceptions:\n  - {{account: \"{ACCOUNT}\", user: mia, reason: r, owner: o@example.com, expires: {}}}\n", in_days(30)),
     )
     .unwrap();
     worker.signal("HUP");
@@ -307,7 +311,8 @@ async fn exceptions_from_ssm_are_reloaded_when_the_parameter_changes() {
     assert_eq!(one_finding(&p, &worker).await["suppressed"], false);
 
     // The entry names the user in another case: IAM names match in any case.
-    put(format!("exceptions:\n  - {{account: \"{ACCOUNT}\", user: NILS, reason: r, owner: o, expires: 2999-01-01}}\n")).await;
+    put(format!("exceptions:\n  - {{account: \"{ACCOUNT}\", user: NILS, reason: r, owner: o@example.com, expires: {}}}\n", in_days(30)))
+        .await;
     assert!(worker.wait_metric("keywatch_loaded_exceptions", 1.0, T).await, "{}", worker.logs());
     p.put_cloudtrail(&create_key_event("evt-ssm-2", "admin", "nils", &keys[1])).await;
     assert_eq!(one_finding(&p, &worker).await["suppressed"], true, "{}", worker.logs());

@@ -276,10 +276,11 @@ async fn a_scan_imports_into_security_hub_and_prints_ocsf_on_a_dry_run() {
 
 /// An exceptions file for `users` (and `keep`, so the set is never empty).
 fn write_exceptions(path: &std::path::Path, users: &[&str]) {
-    let mut text = String::from("exceptions:\n  - {account: \"*\", user: keep, reason: r, owner: o, expires: 2999-01-01}\n");
+    let mut text = format!("exceptions:\n  - {{account: \"*\", user: keep, reason: r, owner: \"@platform\", expires: {}}}\n", in_days(30));
     for u in users {
         text.push_str(&format!(
-            "  - {{account: \"{ACCOUNT}\", user: \"{u}\", reason: \"vendor sync CHG-7\", owner: \"platform@example.com\", expires: 2999-12-31}}\n"
+            "  - {{account: \"{ACCOUNT}\", user: \"{u}\", reason: \"vendor sync CHG-7\", owner: \"platform@example.com\", expires: {}}}\n",
+            in_days(90)
         ));
     }
     std::fs::write(path, text).unwrap();
@@ -354,7 +355,7 @@ async fn security_hub_updated_at_is_observed_at_and_the_workflow_follows_the_exc
     assert_eq!(u["FindingIdentifiers"][0]["ProductArn"], format!("arn:aws:securityhub:us-east-1:{ACCOUNT}:product/{ACCOUNT}/default"));
     assert_eq!(u["Note"]["UpdatedBy"], "keywatch");
     let note = u["Note"]["Text"].as_str().unwrap();
-    assert!(note.contains("platform@example.com") && note.contains("2999-12-31") && note.contains("CHG-7"), "{note}");
+    assert!(note.contains("platform@example.com") && note.contains(&in_days(90)) && note.contains("CHG-7"), "{note}");
     assert!(p.wait_drained(&p.queue_url, T).await, "{}", worker.logs());
 
     // The exception removed: once the worker reloaded the file, ivy's next

@@ -72,3 +72,43 @@ fn a_worker_that_cannot_reach_its_queue_is_alive_but_not_ready() {
     assert_eq!(seen, Some((200, 503)));
     assert_eq!(again, Some(503));
 }
+
+/// A client that asks for /metrics and never reads holds its connection no
+/// longer than the write timeout, and while the connections are all taken
+/// one more is closed unanswered.
+#[tokio::test]
+async fn a_client_that_does_not_read_holds_the_port_only_until_the_write_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = free_port();
+    let listener = admin::bind(format!("127.0.0.1:{port}").parse().unwrap()).await.unwrap();
+    let recorder = PrometheusBuilder::new().build_recorder();
+    // An answer of 16 MiB: more than the socket buffers take in.
+    let big = "x".repeat(1 << 20);
+    metrics::with_local_recorder(&recorder, || {
+        for i in 0..16 {
+            metrics::counter!("keywatch_test_total", "n" => i.to_string(), "padding" => big.clone()).increment(1);
+        }
+    });
+    let limits = admin::Limits { max_connections: 1, read_timeout: Duration::from_secs(2), write_timeout: Duration::from_millis(300) };
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(admin::serve_within(listener, recorder.handle(), Arc::new(Health::default()), limits, stop.clone()));
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut holder = socket.connect(format!("127.0.0.1:{port}").parse().unwrap()).await.unwrap();
+    holder.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let mut refused = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let _ = refused.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), refused.read_to_end(&mut answer)).await.expect("closed at once");
+    assert!(answer.is_empty(), "answered beyond the cap: {:?}", String::from_utf8_lossy(&answer[..answer.len().min(40)]));
+
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let after = tokio::task::spawn_blocking(move || http_get(port, "/healthz")).await.unwrap();
+    assert_eq!(after.map(|(s, _)| s), Some(200), "the holder was dropped after the write timeout, freeing its slot");
+    drop(holder);
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), server).await.expect("server stops").unwrap();
+}

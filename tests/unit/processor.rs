@@ -91,3 +91,38 @@ async fn in_one_batch_only_the_decision_on_the_latest_listing_goes_out() {
     assert_eq!(kept.len(), 1, "one answer for one user from one batch: {kept:?}");
     assert_eq!((kept[0].trigger.event_id.as_str(), kept[0].status), ("evt-b", Status::Failed), "the later listing's");
 }
+
+/// The organisation as Organizations lists it: one member account.
+struct OneMember;
+
+impl keywatch::accounts::AccountLister for OneMember {
+    fn active_accounts(&self) -> futures_util::future::BoxFuture<'_, Result<Vec<String>, keywatch::aws::AwsError>> {
+        Box::pin(std::future::ready(Ok(vec!["111122223333".to_string()])))
+    }
+}
+
+/// An event of `age` seconds for an account the organisation's list does
+/// not hold.
+fn unlisted(age: i64, event_id: &str) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(&fresh("create_access_key_admin.json", event_id)).unwrap();
+    let at = OffsetDateTime::now_utc() - time::Duration::seconds(age);
+    v["detail"]["eventTime"] = at.format(&time::format_description::well_known::Rfc3339).unwrap().into();
+    v["account"] = "444455556666".into();
+    v["detail"]["recipientAccountId"] = "444455556666".into();
+    v.to_string()
+}
+
+#[tokio::test]
+async fn in_organisation_mode_an_event_of_an_account_listed_before_it_happened_is_left_for_redelivery() {
+    use keywatch::accounts::{AccountLister, Scope};
+    let lister: Arc<dyn AccountLister> = Arc::new(OneMember);
+    let accounts = Arc::new(Accounts::new("999999999999".into(), Scope::Organization, Some(lister)).await.unwrap());
+    let defaults = RunArgs::from_flags("http://queue", "bus", &["--relist-budget-ms", "0"]).unwrap();
+    let sink = Arc::new(Kept::default());
+    let p = Processor::new(Scripted(Mutex::new(vec![])), sink.clone(), accounts, ProcessorSettings::from(&defaults));
+    let recent = Message::new("m1", unlisted(5, "evt-new-account"));
+    assert_eq!(p.handle_batch(&[recent]).await, [Disposition::Retry], "the account may have joined after the list was taken");
+    let old = Message::new("m2", unlisted(3600, "evt-old"));
+    assert_eq!(p.handle_batch(&[old]).await, [Disposition::Ack], "listed after the event: a foreign account");
+    assert!(sink.0.lock().unwrap().is_empty());
+}
