@@ -74,6 +74,8 @@ pub mod message;
 pub mod processor;
 #[cfg(feature = "aws")]
 mod record;
+#[cfg(feature = "aws")]
+pub mod remediate;
 pub mod replay;
 #[cfg(feature = "aws")]
 pub mod scan;

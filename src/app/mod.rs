@@ -16,6 +16,7 @@
 mod batch;
 mod logs;
 mod parts;
+mod remediate;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +42,7 @@ use crate::source;
 
 pub use self::batch::{replay, scan, ReplayReport, ScanReport};
 pub use self::logs::JsonLines;
+pub use self::remediate::remediate;
 
 /// The inventory the app runs with.
 type Inventory = CachingInventory<IamInventory>;
@@ -71,6 +73,8 @@ pub enum AppError {
     AccountsWithoutMemberRole(String),
     #[error("KEYWATCH_ACCOUNTS=organization: cannot list the organisation's accounts (organizations:ListAccounts): {0}")]
     Organization(AwsError),
+    #[error(transparent)]
+    Remediate(#[from] crate::remediate::RemediateError),
     #[error("messages in flight did not finish within {0} s (KEYWATCH_DRAIN_TIMEOUT_SECS); {1} were handed back for redelivery")]
     DrainTimeout(u64, usize),
 }
