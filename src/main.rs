@@ -165,9 +165,9 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `keywatch remediate`: the plan or the actions as JSON lines on standard
-/// output, the summary table on standard error (and, for a plan, a JSON
-/// summary line on standard output). Exit 0 done, 1 partly done (an action
-/// not made, an error, the run stopped early), 3 nothing to do, 2 error.
+/// output, then a JSON summary line; the summary table on standard error.
+/// Exit 0 done, 1 partly done (an action not made, an error, the run
+/// stopped early), 3 nothing to do, 2 error.
 async fn remediate(args: RemediateArgs) -> anyhow::Result<ExitCode> {
     let _ = telemetry::install_recorder();
     let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
@@ -181,9 +181,7 @@ async fn remediate(args: RemediateArgs) -> anyhow::Result<ExitCode> {
         (false, true) => ("apply", "deactivated"),
         (false, false) => ("plan", "deactivate"),
     };
-    if mode == "plan" {
-        println!("{}", report.summary_json());
-    }
+    println!("{}", report.summary_json());
     eprint!("{}", report.table(first));
     for e in &report.errors {
         eprintln!("  error: {e}");

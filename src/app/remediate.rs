@@ -112,8 +112,8 @@ async fn tagged(parts: &Parts, all: &[String], key: &str, value: &str) -> Result
     Ok(out)
 }
 
-/// A reviewed plan's lines for the accounts in `order`, in that order; the
-/// lines of other accounts are refused (counted as errors).
+/// A reviewed plan's lines, in the plan's order (made with its --first);
+/// the lines of accounts outside `order` are refused (counted as errors).
 fn from_plan(path: &std::path::Path, order: &[String]) -> Result<(Vec<remediate::PlanLine>, Report), RemediateError> {
     let mut lines = remediate::read_plan(path)?;
     let mut report = Report::default();
@@ -124,7 +124,6 @@ fn from_plan(path: &std::path::Path, order: &[String]) -> Result<(Vec<remediate:
         }
         known
     });
-    lines.sort_by_key(|l| order.iter().position(|a| *a == l.account_id));
     for a in order {
         report.accounts.entry(a.clone()).or_default();
     }

@@ -29,8 +29,8 @@ pub struct RemediateArgs {
     pub apply: bool,
 
     /// With --apply: carry out this plan (the JSON lines a --plan printed,
-    /// reviewed) instead of planning afresh. Only its `deactivate` lines are
-    /// acted on, each after the same re-check.
+    /// reviewed) instead of planning afresh, in the plan's order. Only its
+    /// `deactivate` lines are acted on, each after the same re-check.
     #[arg(long, env = "KEYWATCH_REMEDIATE_FROM_PLAN", value_name = "FILE", requires = "apply")]
     pub(crate) from_plan: Option<PathBuf>,
 

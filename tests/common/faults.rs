@@ -33,6 +33,9 @@ pub enum Fault {
     /// access key (`AccountAccessKeysPresent` 1), which the emulator cannot
     /// make.
     RootKeyPresent,
+    /// `UpdateAccessKey` answered `AccessDenied` (as under a service control
+    /// policy), not forwarded: the emulator enforces no policy.
+    UpdateAccessKeyDenied,
 }
 
 pub struct FaultProxy {
@@ -119,6 +122,14 @@ fn respond(conn: &mut TcpStream, status: &str, content_type: &str, body: &str) -
     write!(conn, "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
 }
 
+/// An IAM error answer (query protocol).
+fn iam_error(conn: &mut TcpStream, status: &str, code: &str, message: &str) -> std::io::Result<()> {
+    let body = format!(
+        "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>fault</RequestId></ErrorResponse>"
+    );
+    respond(conn, status, "text/xml", &body)
+}
+
 fn handle(mut conn: TcpStream, upstream: u16, fault: Fault, injected: &AtomicUsize, toggle: &AtomicUsize) -> std::io::Result<()> {
     if fault == Fault::Blackout {
         injected.fetch_add(1, Ordering::Relaxed);
@@ -131,12 +142,7 @@ fn handle(mut conn: TcpStream, upstream: u16, fault: Fault, injected: &AtomicUsi
     match fault {
         Fault::IamThrottling if is_iam && toggle.fetch_add(1, Ordering::Relaxed) % 2 == 0 => {
             injected.fetch_add(1, Ordering::Relaxed);
-            return respond(
-                &mut conn,
-                "400 Bad Request",
-                "text/xml",
-                "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>fault</RequestId></ErrorResponse>",
-            );
+            return iam_error(&mut conn, "400 Bad Request", "Throttling", "Rate exceeded");
         }
         Fault::PutEventsOutage if target.ends_with("PutEvents") => {
             injected.fetch_add(1, Ordering::Relaxed);
@@ -146,6 +152,10 @@ fn handle(mut conn: TcpStream, upstream: u16, fault: Fault, injected: &AtomicUsi
                 "application/x-amz-json-1.1",
                 r#"{"__type":"ServiceUnavailable","message":"fault"}"#,
             );
+        }
+        Fault::UpdateAccessKeyDenied if is_iam && form.contains("Action=UpdateAccessKey") => {
+            injected.fetch_add(1, Ordering::Relaxed);
+            return iam_error(&mut conn, "403 Forbidden", "AccessDenied", "denied by a service control policy");
         }
         Fault::DeletesFail if target.ends_with("DeleteMessageBatch") => {
             injected.fetch_add(1, Ordering::Relaxed);
