@@ -22,6 +22,7 @@ trials! {
     multi undo_reactivates_exactly_what_was_deactivated_and_refuses_a_key_changed_since,
     multi the_only_active_key_is_never_deactivated_even_by_a_plan_that_names_it,
     multi the_circuit_breaker_stops_a_run_at_max_actions_and_on_repeated_failures,
+    multi accounts_tagged_as_production_in_the_organization_come_first,
 }
 
 const MEMBER: &str = "222233334444";
@@ -325,4 +326,36 @@ async fn the_circuit_breaker_stops_a_run_at_max_actions_and_on_repeated_failures
     assert_eq!(summary["stopped"], "max_failures");
     assert!(actions.iter().all(|a| a["result"] == "failed" && a["error"].as_str().unwrap().contains("AccessDenied")), "{actions:?}");
     assert_eq!(proxy.injected.load(std::sync::atomic::Ordering::Relaxed), 2, "no third try");
+}
+
+async fn accounts_tagged_as_production_in_the_organization_come_first() {
+    let moto = Moto::start();
+    let config = moto.sdk_config().await;
+    let p = Pipeline::create(&config, 5).await;
+    let org = aws_sdk_organizations::Client::new(&config);
+    org.create_organization().send().await.unwrap();
+    let mut created = Vec::new();
+    for name in ["staging", "production"] {
+        let status = org.create_account().account_name(name).email(format!("{name}@example.com")).send().await.unwrap();
+        created.push(status.create_account_status().unwrap().account_id().unwrap().to_string());
+    }
+    let production = created[1].clone();
+    let tag = aws_sdk_organizations::types::Tag::builder().key("environment").value("production").build().unwrap();
+    org.tag_resource().resource_id(&production).tags(tag).send().await.unwrap();
+    user(&moto, &p.iam, "own-user", &[true, false]).await;
+    for account in &created {
+        let iam = member_iam(&moto, account).await;
+        user(&moto, &iam, "member-user", &[true, false]).await;
+    }
+    let env = [("KEYWATCH_ACCOUNTS", "organization"), MEMBER_ENV[1]];
+
+    let (code, stdout, stderr) = keywatch(&moto, &["remediate", "--plan", "--first-tag", "environment=production"], &env);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (_, plan) = split(&stdout);
+    let accounts: Vec<&str> = plan.iter().map(|l| l["account_id"].as_str().unwrap()).collect();
+    assert_eq!(accounts.len(), 3, "{stdout}");
+    assert_eq!(accounts[0], production, "the production account first: {accounts:?}");
+    // Without the tag, the worker's own account first.
+    let (_, stdout, _) = keywatch(&moto, &["remediate", "--plan"], &env);
+    assert_eq!(split(&stdout).1[0]["account_id"], ACCOUNT);
 }
