@@ -13,8 +13,8 @@ use super::{look, ActionEvents, Journal, JournalEntry, KeyLine, Outcome, PlanLin
 use crate::decide::remediation::{choose, same_keys, Breaker, Choice, KeyFacts, LastUse, Stop};
 use crate::exceptions::Exceptions;
 use crate::finding::{self, rfc3339};
-use crate::inventory::{InventoryError, KeyAdmin};
-use crate::keys::{AccessKey, KeyStatus, User};
+use crate::inventory::{InventoryError, KeyAdmin, KeyInventory};
+use crate::keys::{AccessKey, KeyStatus, Listing, User};
 use crate::sink::FindingSink;
 
 /// How a run goes.
@@ -148,9 +148,11 @@ async fn one<I: KeyAdmin>(
         return Ok(Acted::No(outcome));
     }
     let result = run.inventory.set_key_status(account_id, &user.name, &key, &KeyStatus::Inactive).await;
-    let (after, listing) = match run.inventory.list_user_keys(account_id, &user).await {
-        Ok(listing) => (lines_after(&listing.keys, &fresh), Some(listing)),
-        Err(_) => (Vec::new(), None),
+    let listing = listed_after(run.inventory, account_id, &user, &key, result.as_ref().ok().map(|()| &KeyStatus::Inactive)).await;
+    let after = match (&listing, &result) {
+        (Some(l), _) => lines_after(&l.keys, &fresh),
+        (None, Ok(())) => with_status(&fresh, &key, KeyStatus::Inactive),
+        (None, Err(_)) => Vec::new(),
     };
     let entry = JournalEntry {
         at: rfc3339(OffsetDateTime::now_utc()),
@@ -177,8 +179,11 @@ async fn one<I: KeyAdmin>(
         Ok(()) => {
             breaker.succeeded();
             info!(account_id, user_name = %user.name, access_key_id = %key, reason = %line.reason, "key deactivated");
-            if let Some(listing) = listing {
-                recheck(run.sink, account_id, &user, &listing.keys, report).await;
+            match listing {
+                Some(listing) => recheck(run.sink, account_id, &user, &listing.keys, report).await,
+                None => {
+                    warn!(account_id, user_name = %user.name, "IAM does not list the change yet; the user's finding is left to the key event")
+                }
             }
             Ok(Acted::Yes(Outcome::Deactivate))
         }
@@ -206,6 +211,48 @@ fn still_as_planned<I>(run: &Run<'_, I>, line: &PlanLine, key: &str, fresh: &[Ke
         Choice::Deactivate { access_key_id, .. } if access_key_id != key => Some(Outcome::Changed),
         Choice::Deactivate { .. } => None,
     }
+}
+
+/// The user's keys after an action. With `expect` (the action succeeded),
+/// listed again until the listing shows the key in that status, as IAM
+/// takes a moment to propagate a change: up to 5 listings over about 3 s,
+/// `None` when none shows it. Without, the first listing.
+pub(crate) async fn listed_after<I: KeyInventory>(
+    inventory: &I,
+    account_id: &str,
+    user: &User,
+    key: &str,
+    expect: Option<&KeyStatus>,
+) -> Option<Listing> {
+    let mut pause = Duration::from_millis(200);
+    for attempt in 0..5 {
+        if attempt > 0 {
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+        }
+        if let Ok(listing) = inventory.list_user_keys(account_id, user).await {
+            match expect {
+                None => return Some(listing),
+                Some(status) if listing.keys.iter().any(|k| k.access_key_id == key && k.status == *status) => return Some(listing),
+                Some(_) => {}
+            }
+        }
+    }
+    None
+}
+
+/// `keys` with `key` in `status`: the state an action left when IAM does
+/// not list it yet.
+pub(crate) fn with_status(keys: &[KeyFacts], key: &str, status: KeyStatus) -> Vec<KeyLine> {
+    keys.iter()
+        .map(|k| {
+            let mut k = k.clone();
+            if k.access_key_id == key {
+                k.status = status.clone();
+            }
+            KeyLine::of(&k)
+        })
+        .collect()
 }
 
 /// The keys listed after an action, each with the last use seen before it.

@@ -28,8 +28,9 @@ pub struct JournalEntry {
     pub reason: String,
     /// The user's keys just before the action.
     pub before: Vec<KeyLine>,
-    /// The user's keys just after it (as listed again); empty when they
-    /// could not be listed.
+    /// The user's keys just after it, as listed again; when IAM did not
+    /// list the change yet (it propagates), the keys before with the key's
+    /// new status; empty when a failed action's keys could not be listed.
     pub after: Vec<KeyLine>,
     /// Why the action failed.
     pub error: Option<String>,

@@ -4,7 +4,7 @@
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
-use super::apply::{lines_after, recheck};
+use super::apply::{lines_after, listed_after, recheck};
 use super::{ActionEvents, JournalEntry, KeyLine, Outcome, Report};
 use crate::decide::remediation::{same_keys, KeyFacts, LastUse};
 use crate::finding::rfc3339;
@@ -72,7 +72,7 @@ async fn one<I: KeyAdmin>(
         return Outcome::Changed;
     }
     let result = inventory.set_key_status(account_id, &user.name, key, &KeyStatus::Active).await;
-    let after = inventory.list_user_keys(account_id, &user).await.ok();
+    let after = listed_after(inventory, account_id, &user, key, result.as_ref().ok().map(|()| &KeyStatus::Active)).await;
     let record = JournalEntry {
         at: rfc3339(OffsetDateTime::now_utc()),
         action: "reactivate".into(),
