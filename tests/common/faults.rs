@@ -36,6 +36,8 @@ pub enum Fault {
     /// `UpdateAccessKey` answered `AccessDenied` (as under a service control
     /// policy), not forwarded: the emulator enforces no policy.
     UpdateAccessKeyDenied,
+    /// `GetAccessKeyLastUsed` answered `AccessDenied`, not forwarded.
+    LastUsedDenied,
 }
 
 pub struct FaultProxy {
@@ -156,6 +158,10 @@ fn handle(mut conn: TcpStream, upstream: u16, fault: Fault, injected: &AtomicUsi
         Fault::UpdateAccessKeyDenied if is_iam && form.contains("Action=UpdateAccessKey") => {
             injected.fetch_add(1, Ordering::Relaxed);
             return iam_error(&mut conn, "403 Forbidden", "AccessDenied", "denied by a service control policy");
+        }
+        Fault::LastUsedDenied if is_iam && form.contains("Action=GetAccessKeyLastUsed") => {
+            injected.fetch_add(1, Ordering::Relaxed);
+            return iam_error(&mut conn, "403 Forbidden", "AccessDenied", "not allowed");
         }
         Fault::DeletesFail if target.ends_with("DeleteMessageBatch") => {
             injected.fetch_add(1, Ordering::Relaxed);

@@ -23,6 +23,7 @@ trials! {
     multi the_only_active_key_is_never_deactivated_even_by_a_plan_that_names_it,
     multi the_circuit_breaker_stops_a_run_at_max_actions_and_on_repeated_failures,
     multi accounts_tagged_as_production_in_the_organization_come_first,
+    multi a_key_whose_last_use_cannot_be_read_is_never_chosen,
 }
 
 const MEMBER: &str = "222233334444";
@@ -358,4 +359,24 @@ async fn accounts_tagged_as_production_in_the_organization_come_first() {
     // Without the tag, the worker's own account first.
     let (_, stdout, _) = keywatch(&moto, &["remediate", "--plan"], &env);
     assert_eq!(split(&stdout).1[0]["account_id"], ACCOUNT);
+}
+
+/// `GetAccessKeyLastUsed` refused (the proxy answers `AccessDenied`; the
+/// emulator enforces no policy): the never-used key cannot be told from
+/// one in use, so nothing is chosen.
+async fn a_key_whose_last_use_cannot_be_read_is_never_chosen() {
+    let moto = Moto::start();
+    let p = Pipeline::create(&moto.sdk_config().await, 5).await;
+    let keys = user(&moto, &p.iam, "unknown", &[true, false]).await;
+    let proxy = FaultProxy::start(moto.port);
+    proxy.set(Fault::LastUsedDenied);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.jsonl");
+    let env = [("KEYWATCH_FINDINGS_BUS", FINDINGS_BUS), ("AWS_ENDPOINT_URL", proxy.url.as_str())];
+    let (code, stdout, stderr) = keywatch(&moto, &["remediate", "--apply", "--journal", journal.to_str().unwrap()], &env);
+    assert_eq!(code, Some(3), "nothing it may do: {stderr}");
+    let (summary, actions) = split(&stdout);
+    assert_eq!((outcome(&summary, "last_use_unknown"), actions.len()), (1, 0), "{stdout}");
+    assert!(proxy.injected.load(std::sync::atomic::Ordering::Relaxed) >= 2, "both look-ups refused");
+    assert_eq!(statuses(&p.iam, "unknown").await, all_active(&keys));
 }
