@@ -186,6 +186,9 @@ async fn remediate(args: RemediateArgs) -> anyhow::Result<ExitCode> {
     for e in &report.errors {
         eprintln!("  error: {e}");
     }
+    if report.errors_total > report.errors.len() {
+        eprintln!("  ... {} errors in all (see the log)", report.errors_total);
+    }
     if let Some(stop) = report.stopped {
         eprintln!("keywatch: the run stopped early ({}); run it again for the rest", stop.as_str());
     }

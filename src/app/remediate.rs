@@ -120,7 +120,7 @@ fn from_plan(path: &std::path::Path, order: &[String]) -> Result<(Vec<remediate:
     lines.retain(|l| {
         let known = order.contains(&l.account_id);
         if !known {
-            report.errors.push(format!("the plan names account {}, outside KEYWATCH_ACCOUNTS: left out", l.account_id));
+            report.error(format!("the plan names account {}, outside KEYWATCH_ACCOUNTS: left out", l.account_id));
         }
         known
     });

@@ -139,7 +139,7 @@ async fn one<I: KeyAdmin>(
         Ok(fresh) => fresh,
         Err(InventoryError::NoSuchUser { .. }) => return Ok(Acted::No(Outcome::Changed)),
         Err(e) => {
-            report.errors.push(format!("account {account_id} user {}: listing again: {e}", user.name));
+            report.error(format!("account {account_id} user {}: listing again: {e}", user.name));
             return Ok(Acted::No(Outcome::Failed));
         }
     };
@@ -173,7 +173,7 @@ async fn one<I: KeyAdmin>(
     }
     each(&entry);
     if let Err(e) = run.events.publish(&entry).await {
-        report.errors.push(format!("publishing the action on {} {}: {e}", user.name, key));
+        report.error(format!("publishing the action on {} {}: {e}", user.name, key));
     }
     match result {
         Ok(()) => {
@@ -190,7 +190,7 @@ async fn one<I: KeyAdmin>(
         Err(e) => {
             breaker.failed();
             warn!(account_id, user_name = %user.name, access_key_id = %key, error = %e, "deactivation failed");
-            report.errors.push(format!("account {account_id} user {}: UpdateAccessKey {key}: {e}", user.name));
+            report.error(format!("account {account_id} user {}: UpdateAccessKey {key}: {e}", user.name));
             Ok(Acted::Yes(Outcome::Failed))
         }
     }
@@ -272,7 +272,7 @@ pub(crate) async fn recheck(sink: &dyn FindingSink, account_id: &str, user: &Use
     let Some(f) = finding::build_scan(account_id, user, keys, &HashMap::new(), now, true, now) else { return };
     for result in sink.publish(std::slice::from_ref(&f)).await {
         if let Err(e) = result {
-            report.errors.push(format!("publishing the finding of {}: {e}", user.name));
+            report.error(format!("publishing the finding of {}: {e}", user.name));
         }
     }
 }

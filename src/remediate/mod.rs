@@ -37,6 +37,9 @@ pub use self::journal::{read as journal_entries, Journal, JournalEntry};
 pub use self::plan::{plan, read_plan};
 pub use self::undo::undo;
 
+/// Error messages a report keeps (the rest are counted).
+pub const ERROR_SAMPLES: usize = 50;
+
 /// The `DetailType` of an action's event on the findings bus.
 pub const ACTION_DETAIL_TYPE: &str = "IAM Access Key Remediation";
 
@@ -225,8 +228,11 @@ impl Outcome {
 pub struct Report {
     /// Users by outcome, per account (the accounts keywatch may act in).
     pub accounts: BTreeMap<String, BTreeMap<Outcome, usize>>,
-    /// Accounts or users that could not be read.
+    /// What went wrong: accounts or users that could not be read, actions
+    /// that failed or were not announced (the first [`ERROR_SAMPLES`]).
     pub errors: Vec<String>,
+    /// How many things went wrong in all.
+    pub errors_total: usize,
     /// Deactivations the plan intended.
     pub intended: usize,
     /// Why the run stopped early, if it did.
@@ -236,6 +242,14 @@ pub struct Report {
 }
 
 impl Report {
+    /// Notes something that went wrong; the first [`ERROR_SAMPLES`] are kept.
+    pub fn error(&mut self, message: String) {
+        self.errors_total += 1;
+        if self.errors.len() < ERROR_SAMPLES {
+            self.errors.push(message);
+        }
+    }
+
     pub fn count(&mut self, account_id: &str, outcome: Outcome) {
         *self.accounts.entry(account_id.to_string()).or_default().entry(outcome).or_default() += 1;
     }
@@ -248,9 +262,9 @@ impl Report {
     /// without error), 1 partly done, 3 nothing to do.
     pub fn exit_code(&self) -> u8 {
         let done = self.total(Outcome::Deactivate);
-        if self.intended == 0 && self.errors.is_empty() {
+        if self.intended == 0 && self.errors_total == 0 {
             3
-        } else if done == self.intended && self.errors.is_empty() && self.stopped.is_none() {
+        } else if done == self.intended && self.errors_total == 0 && self.stopped.is_none() {
             0
         } else {
             1
@@ -296,7 +310,8 @@ impl Report {
             "intended": self.intended,
             "outcomes": totals,
             "stopped": self.stopped.map(|s| s.as_str()),
-            "errors": self.errors,
+            "errors": self.errors_total,
+            "error_samples": self.errors,
             "journal": self.journal,
         }})
     }

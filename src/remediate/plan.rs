@@ -31,7 +31,7 @@ pub async fn plan<I: KeyInventory>(
             Ok(found) => found,
             Err(e) => {
                 warn!(account_id, error = %e, "cannot find the account's failing users; the account is left out");
-                report.errors.push(format!("account {account_id}: {e}"));
+                report.error(format!("account {account_id}: {e}"));
                 continue;
             }
         };
@@ -40,7 +40,7 @@ pub async fn plan<I: KeyInventory>(
                 Ok(keys) => keys,
                 Err(InventoryError::NoSuchUser { .. }) => continue,
                 Err(e) => {
-                    report.errors.push(format!("account {account_id} user {}: {e}", c.user.name));
+                    report.error(format!("account {account_id} user {}: {e}", c.user.name));
                     continue;
                 }
             };

@@ -51,7 +51,7 @@ async fn one<I: KeyAdmin>(
             return Outcome::Changed;
         }
         Err(e) => {
-            report.errors.push(format!("account {account_id} user {}: {e}", user.name));
+            report.error(format!("account {account_id} user {}: {e}", user.name));
             return Outcome::Failed;
         }
     };
@@ -88,7 +88,7 @@ async fn one<I: KeyAdmin>(
     };
     each(&record);
     if let Err(e) = events.publish(&record).await {
-        report.errors.push(format!("publishing the action on {} {key}: {e}", user.name));
+        report.error(format!("publishing the action on {} {key}: {e}", user.name));
     }
     match result {
         Ok(()) => {
@@ -99,7 +99,7 @@ async fn one<I: KeyAdmin>(
             Outcome::Deactivate
         }
         Err(e) => {
-            report.errors.push(format!("account {account_id} user {}: UpdateAccessKey {key}: {e}", user.name));
+            report.error(format!("account {account_id} user {}: UpdateAccessKey {key}: {e}", user.name));
             Outcome::Failed
         }
     }

@@ -159,8 +159,12 @@ fn exit_codes_say_done_partly_done_nothing_to_do() {
     assert_eq!(r.exit_code(), 1, "one of two");
     r.count("111", Outcome::Deactivate);
     assert_eq!(r.exit_code(), 0);
-    r.errors.push("an account could not be read".into());
+    r.error("an account could not be read".into());
     assert_eq!(r.exit_code(), 1);
+    for i in 0..100 {
+        r.error(format!("user {i}"));
+    }
+    assert_eq!((r.errors.len(), r.errors_total), (keywatch::remediate::ERROR_SAMPLES, 101), "bounded, counted");
     let table = r.table("deactivated");
     assert!(table.lines().next().unwrap().contains("deactivated") && table.contains("111"), "{table}");
 }
