@@ -34,7 +34,11 @@ pub async fn remediate(
     prompt: &dyn Prompt,
 ) -> Result<Report, AppError> {
     let dry_run = !args.acts();
-    let ((), parts) = Parts::build(&args.common, dry_run, sdk, Duration::from_secs(20), shutdown, |_| async { Ok(()) }).await?;
+    let built = Parts::build(&args.common, dry_run, sdk, Duration::from_secs(20), shutdown, |_| async { Ok(()) }).await;
+    let ((), parts) = match built {
+        Err(AppError::NoFindingsBus) => return Err(RemediateError::NoFindingsBus.into()),
+        other => other?,
+    };
     let bus = if dry_run { None } else { parts.bus(&args.common) };
     if !dry_run && bus.is_none() {
         warn!("no findings bus (KEYWATCH_FINDINGS_BUS with the eventbridge sink): actions go to the journal and standard output only");

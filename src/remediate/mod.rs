@@ -52,6 +52,8 @@ pub enum RemediateError {
     JournalWrite { path: String, source: std::io::Error },
     #[error("--first-tag (KEYWATCH_REMEDIATE_FIRST_TAG): cannot read the tags of account {account_id} (organizations:ListTagsForResource): {message}")]
     Tags { account_id: String, message: String },
+    #[error("--apply and --undo announce each action and its re-check on the findings bus: set --findings-bus (KEYWATCH_FINDINGS_BUS), or choose other sinks with --sink (KEYWATCH_SINKS); --plan needs none")]
+    NoFindingsBus,
     #[error("cannot read {what} {path}: {message}")]
     Read { what: &'static str, path: String, message: String },
 }

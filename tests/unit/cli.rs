@@ -225,3 +225,13 @@ fn remediate_refuses_contradicting_or_malformed_settings_in_one_line() {
         assert!(err.contains(names) && err.contains("keywatch remediate --help"), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn remediate_apply_without_a_bus_says_what_to_set() {
+    let env =
+        [("AWS_REGION", "us-east-1"), ("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "x"), ("AWS_EC2_METADATA_DISABLED", "true")];
+    let (code, _, err) = keywatch(&["remediate", "--apply"], &env);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("KEYWATCH_FINDINGS_BUS") && err.contains("--plan") && !err.contains("--dry-run"), "{err}");
+}
