@@ -25,7 +25,8 @@
 //!   finding older than one already published for its id; `record` logs
 //!   and counts each outcome. [`scan`] checks every user of an account
 //!   through the same ports; [`replay`] hands the processor the events of
-//!   files.
+//!   files; [`remediate`] plans, applies and undoes the deactivation of
+//!   failing users' keys, its choice made in [`decide::remediation`].
 //! - **Shared pieces**: `cache` (a bounded map with a time to live, and
 //!   single-flight coalescing of concurrent look-ups), [`health`] (liveness
 //!   and readiness as the loops report them).
@@ -74,6 +75,8 @@ pub mod message;
 pub mod processor;
 #[cfg(feature = "aws")]
 mod record;
+#[cfg(feature = "aws")]
+pub mod remediate;
 pub mod replay;
 #[cfg(feature = "aws")]
 pub mod scan;

@@ -16,7 +16,7 @@ use tracing_subscriber::EnvFilter;
 use keywatch::admin;
 use keywatch::app::{self, App, JsonLines};
 use keywatch::config::{
-    one_line_error, subcommand_of, Cli, Command, FindingsArgs, HealthcheckArgs, LogFormat, ReplayArgs, RunArgs, ScanArgs,
+    one_line_error, subcommand_of, Cli, Command, FindingsArgs, HealthcheckArgs, LogFormat, RemediateArgs, ReplayArgs, RunArgs, ScanArgs,
 };
 use keywatch::telemetry;
 
@@ -54,6 +54,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => runtime.block_on(scan(*args)),
         Command::Replay(args) => runtime.block_on(replay(*args)),
         Command::Findings(args) => runtime.block_on(findings(args)),
+        Command::Remediate(args) => runtime.block_on(remediate(*args)),
         Command::Healthcheck(args) => runtime.block_on(healthcheck(args)).map(|()| ExitCode::SUCCESS),
     };
     match result {
@@ -184,6 +185,47 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     Ok(if read.unreadable.is_empty() && report.unfinished == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
+/// `keywatch remediate`: the plan or the actions as JSON lines on standard
+/// output, then a JSON summary line; the summary table on standard error.
+/// Exit 0 done, 1 partly done (an action not made, an error, the run
+/// stopped early), 3 nothing to do, 2 error.
+async fn remediate(args: RemediateArgs) -> anyhow::Result<ExitCode> {
+    let _ = telemetry::install_recorder();
+    let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_to(shutdown.clone()));
+    let prompt = progress::prompt();
+    let report = app::remediate(&args, &sdk, &shutdown, prompt.as_ref()).await?;
+    prompt.finish();
+    let (mode, first) = match (args.undo.is_some(), args.apply) {
+        (true, _) => ("undo", "reactivated"),
+        (false, true) => ("apply", "deactivated"),
+        (false, false) => ("plan", "deactivate"),
+    };
+    println!("{}", report.summary_json());
+    eprint!("{}", report.table(first));
+    for e in &report.errors {
+        eprintln!("  error: {e}");
+    }
+    if report.errors_total > report.errors.len() {
+        eprintln!("  ... {} errors in all (see the log)", report.errors_total);
+    }
+    if let Some(stop) = report.stopped {
+        eprintln!("keywatch: the run stopped early ({}); run it again for the rest", stop.as_str());
+    }
+    if let Some(journal) = &report.journal {
+        eprintln!("journal: {journal} (undo with `keywatch remediate --undo {journal}`)");
+    }
+    let code = report.exit_code();
+    let said = match code {
+        0 => "done",
+        3 => "nothing to do",
+        _ => "partly done",
+    };
+    eprintln!("remediate --{mode}: {said}");
+    Ok(ExitCode::from(code))
+}
+
 /// Cancels `token` on SIGTERM or SIGINT.
 async fn signal_to(token: CancellationToken) {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -211,8 +253,57 @@ mod progress {
     use std::time::{Duration, Instant};
 
     use indicatif::{ProgressBar, ProgressStyle};
+    use keywatch::remediate::Prompt;
     use keywatch::scan::Progress;
     use tracing::info;
+
+    /// A remediation run's progress and its question between batches: a
+    /// bar and a question on a terminal; elsewhere nothing, and no question.
+    pub fn prompt() -> Box<dyn ShownPrompt> {
+        let terminal = std::io::stderr().is_terminal() && std::io::stdin().is_terminal();
+        Box::new(Asking { bar: terminal.then(|| ProgressBar::new(0)) })
+    }
+
+    pub trait ShownPrompt: Prompt {
+        fn finish(&self);
+    }
+
+    struct Asking {
+        bar: Option<ProgressBar>,
+    }
+
+    impl Prompt for Asking {
+        fn start(&self, total: usize) {
+            if let Some(bar) = &self.bar {
+                bar.set_length(total as u64);
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} planned deactivations")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+            }
+        }
+        fn step(&self) {
+            if let Some(bar) = &self.bar {
+                bar.inc(1);
+            }
+        }
+        fn go_on(&self, done: usize, left: usize) -> bool {
+            let Some(bar) = &self.bar else { return true };
+            bar.suspend(|| {
+                eprint!("{done} deactivations made, {left} planned left. Go on with the next batch? [y/N] ");
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer).is_ok() && matches!(answer.trim(), "y" | "Y" | "yes")
+            })
+        }
+    }
+
+    impl ShownPrompt for Asking {
+        fn finish(&self) {
+            if let Some(bar) = &self.bar {
+                bar.finish_and_clear();
+            }
+        }
+    }
 
     pub trait Shown: Progress {
         fn finish(&self);

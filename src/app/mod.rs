@@ -17,6 +17,7 @@ mod batch;
 mod findings;
 mod logs;
 mod parts;
+mod remediate;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +46,7 @@ use crate::telemetry;
 pub use self::batch::{replay, scan, ReplayReport, ScanReport};
 pub use self::findings::{findings, json_line, table};
 pub use self::logs::JsonLines;
+pub use self::remediate::remediate;
 
 /// The inventory the app runs with.
 type Inventory = CachingInventory<IamInventory>;
@@ -79,6 +81,8 @@ pub enum AppError {
     Ledger { table: String, source: AwsError },
     #[error("cannot read the ledger table {table} (KEYWATCH_LEDGER_TABLE): {message}")]
     LedgerRead { table: String, message: String },
+    #[error(transparent)]
+    Remediate(#[from] crate::remediate::RemediateError),
     #[error("messages in flight did not finish within {0} s (KEYWATCH_DRAIN_TIMEOUT_SECS); {1} were handed back for redelivery")]
     DrainTimeout(u64, usize),
 }

@@ -176,6 +176,20 @@ async fn ledger(clients: &Clients, table: &str) -> Result<DynamoLedger, AppError
     Ok(ledger)
 }
 
+impl Parts {
+    /// The findings bus as an EventBridge sink, when the `eventbridge` sink
+    /// is selected (for events other than findings: remediation actions).
+    pub(super) fn bus(&self, args: &CommonArgs) -> Option<EventBridgeSink> {
+        let bus = args.findings_bus.clone().filter(|_| args.sinks().contains(&SinkKind::EventBridge))?;
+        Some(EventBridgeSink::new(self.clients.eventbridge(), bus, args.finding_source.clone()))
+    }
+
+    /// The organisation's accounts and their tags.
+    pub(super) fn organizations(&self) -> OrganizationAccounts {
+        OrganizationAccounts::new(self.clients.organizations())
+    }
+}
+
 /// The accounts keywatch may act in: its own (`GetCallerIdentity`) and
 /// `KEYWATCH_ACCOUNTS`, which must come with a member role when it names
 /// others.

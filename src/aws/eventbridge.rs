@@ -97,15 +97,24 @@ impl FindingSink for EventBridgeSink {
     fn publish_summary<'a>(&'a self, summary: &'a ScanSummary) -> BoxFuture<'a, Result<(), SinkError>> {
         async move {
             let detail = serde_json::to_string(summary).map_err(|e| SinkError::Write(e.to_string()))?;
-            let entry = PutEventsRequestEntry::builder()
-                .event_bus_name(&self.bus)
-                .source(&self.source)
-                .detail_type(SUMMARY_DETAIL_TYPE)
-                .detail(detail)
-                .build();
-            self.put_chunk(vec![entry]).await.into_iter().next().unwrap_or(Ok(()))
+            self.put_one(SUMMARY_DETAIL_TYPE, detail, None).await
         }
         .boxed()
+    }
+}
+
+impl EventBridgeSink {
+    /// One event of `detail_type` on the bus, with the finding events'
+    /// source (a scan summary, a remediation action).
+    pub(crate) async fn put_one(&self, detail_type: &str, detail: String, resource: Option<&str>) -> Result<(), SinkError> {
+        let entry = PutEventsRequestEntry::builder()
+            .event_bus_name(&self.bus)
+            .source(&self.source)
+            .detail_type(detail_type)
+            .detail(detail)
+            .set_resources(resource.map(|r| vec![r.to_string()]))
+            .build();
+        self.put_chunk(vec![entry]).await.into_iter().next().unwrap_or(Ok(()))
     }
 }
 

@@ -1,4 +1,5 @@
-//! IAM: the [`KeyInventory`] over the IAM API, in any account.
+//! IAM: the [`KeyInventory`] over the IAM API, in any account, and the
+//! [`KeyAdmin`] that `keywatch remediate` changes a key's status through.
 //!
 //! Every call is rate-limited and retried per account ([`crate::limit`])
 //! and goes through `aws::call`. Events from an organisation carry
@@ -20,7 +21,7 @@ use super::sts::AssumeRoleCredentials;
 use super::{call, AwsError, ErrorClass, CREDENTIALS_ERROR};
 use crate::cache::BoundedCache;
 use crate::finding::partition_of_region;
-use crate::inventory::{InventoryError, KeyInventory, Need};
+use crate::inventory::{InventoryError, KeyAdmin, KeyInventory, Need};
 use crate::keys::{AccessKey, KeyLastUsed, KeyStatus, KeyUsage, Listing, User};
 use crate::limit::{RateLimiter, RetryPolicy};
 use crate::telemetry::Service;
@@ -288,6 +289,35 @@ impl KeyInventory for IamInventory {
             }
         }
         Ok(users)
+    }
+}
+
+impl KeyAdmin for IamInventory {
+    async fn set_key_status(
+        &self,
+        account_id: &str,
+        user_name: &str,
+        access_key_id: &str,
+        status: &KeyStatus,
+    ) -> Result<(), InventoryError> {
+        let client = self.client_for(account_id);
+        let status = aws_sdk_iam::types::StatusType::from(status.as_str());
+        let result = self
+            .run(account_id, || {
+                call(
+                    Service::Iam,
+                    "UpdateAccessKey",
+                    client.update_access_key().user_name(user_name).access_key_id(access_key_id).status(status.clone()).send(),
+                )
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.code.as_deref() == Some("NoSuchEntity") => {
+                Err(InventoryError::NoSuchUser { account_id: account_id.to_string(), user_name: user_name.to_string() })
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! Organizations: the organisation's ACTIVE accounts (`ListAccounts`, every
-//! page), for `KEYWATCH_ACCOUNTS=organization`.
+//! page), for `KEYWATCH_ACCOUNTS=organization`, and an account's tags
+//! (`ListTagsForResource`), for `keywatch remediate --first-tag`.
 
 use aws_sdk_organizations::types::AccountStatus;
 use futures_util::future::BoxFuture;
@@ -16,6 +17,22 @@ pub(crate) struct OrganizationAccounts {
 impl OrganizationAccounts {
     pub(crate) fn new(client: aws_sdk_organizations::Client) -> Self {
         OrganizationAccounts { client }
+    }
+
+    /// The tags of `account_id`, every page.
+    pub(crate) async fn account_tags(&self, account_id: &str) -> Result<Vec<(String, String)>, AwsError> {
+        let mut tags = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let request = self.client.list_tags_for_resource().resource_id(account_id).set_next_token(token.clone()).send();
+            let page = call(Service::Organizations, "ListTagsForResource", request).await?;
+            tags.extend(page.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())));
+            match page.next_token() {
+                Some(next) if !next.is_empty() => token = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        Ok(tags)
     }
 
     async fn list(&self) -> Result<Vec<String>, AwsError> {

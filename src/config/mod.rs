@@ -9,6 +9,7 @@
 //! Each subcommand's own arguments are here; `shared.rs` holds the groups
 //! that several of them flatten in.
 
+mod remediate;
 mod shared;
 
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use self::remediate::RemediateArgs;
 pub use self::shared::{CheckArgs, CommonArgs, SinkKind};
 
 /// keywatch: near-real-time detection of IAM users with more than one active
@@ -62,6 +64,15 @@ pub enum Command {
     /// the rest with --include-passed) and a summary per account. Run it
     /// first, to learn what existed before keywatch watched.
     Scan(Box<ScanArgs>),
+    /// Fix failing users: deactivate (never delete) the least recently used
+    /// key of each user with more than one active key. A dry run unless
+    /// --apply: the plan is printed as JSON lines. Guards: the only active
+    /// key and a key of unknown last use are never chosen; two keys in use
+    /// (--recent-use) or an exception skip the user; keys are listed again
+    /// before each action; --max-actions and --max-failures stop a run; a
+    /// journal lets --undo re-activate what was deactivated. Exit 0 done, 1
+    /// partly done, 3 nothing to do, 2 error. See docs/remediation.md.
+    Remediate(Box<RemediateArgs>),
     /// Replay CloudTrail log files or exported EventBridge events: their key
     /// events, in eventTime order, are re-checked against IAM now and their
     /// findings published, as `run` does (backfills after an outage, rule

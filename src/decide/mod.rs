@@ -19,6 +19,7 @@
 //! concludes ([`conclude_recheck`]).
 
 mod recheck;
+pub mod remediation;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use tracing::{debug, warn};
 
 use crate::error::AwsError;
-use crate::keys::{KeyLastUsed, KeyUsage, Listing, User};
+use crate::keys::{KeyLastUsed, KeyStatus, KeyUsage, Listing, User};
 
 /// Why a look-up failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -103,6 +103,19 @@ pub trait KeyInventory: Send + Sync + 'static {
         let _ = account_id;
         async { Ok(Vec::new()) }
     }
+}
+
+/// Write access to IAM access keys: the one change `keywatch remediate`
+/// makes (`UpdateAccessKey`; a key is never deleted).
+pub trait KeyAdmin: KeyInventory {
+    /// Sets the status of `access_key_id`, a key of `user_name`.
+    fn set_key_status(
+        &self,
+        account_id: &str,
+        user_name: &str,
+        access_key_id: &str,
+        status: &KeyStatus,
+    ) -> impl Future<Output = Result<(), InventoryError>> + Send;
 }
 
 /// Asks for the last use of each of `keys` at once and adds the answers to

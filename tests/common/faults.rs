@@ -44,6 +44,11 @@ pub enum Fault {
     /// `BatchUpdateFindings` answered with every finding among the
     /// `UnprocessedFindings`.
     UpdatesUnprocessed,
+    /// `UpdateAccessKey` answered `AccessDenied` (as under a service control
+    /// policy), not forwarded: the emulator enforces no policy.
+    UpdateAccessKeyDenied,
+    /// `GetAccessKeyLastUsed` answered `AccessDenied`, not forwarded.
+    LastUsedDenied,
 }
 
 pub struct FaultProxy {
@@ -149,6 +154,14 @@ fn batch_update_answer(request: &serde_json::Value, unprocessed: bool) -> String
     answer.to_string()
 }
 
+/// An IAM error answer (query protocol).
+fn iam_error(conn: &mut TcpStream, status: &str, code: &str, message: &str) -> std::io::Result<()> {
+    let body = format!(
+        "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>fault</RequestId></ErrorResponse>"
+    );
+    respond(conn, status, "text/xml", &body)
+}
+
 fn handle(
     mut conn: TcpStream,
     upstream: u16,
@@ -178,12 +191,7 @@ fn handle(
     match fault {
         Fault::IamThrottling if is_iam && toggle.fetch_add(1, Ordering::Relaxed) % 2 == 0 => {
             injected.fetch_add(1, Ordering::Relaxed);
-            return respond(
-                &mut conn,
-                "400 Bad Request",
-                "text/xml",
-                "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>fault</RequestId></ErrorResponse>",
-            );
+            return iam_error(&mut conn, "400 Bad Request", "Throttling", "Rate exceeded");
         }
         Fault::PutEventsOutage if target.ends_with("PutEvents") => {
             injected.fetch_add(1, Ordering::Relaxed);
@@ -193,6 +201,14 @@ fn handle(
                 "application/x-amz-json-1.1",
                 r#"{"__type":"ServiceUnavailable","message":"fault"}"#,
             );
+        }
+        Fault::UpdateAccessKeyDenied if is_iam && form.contains("Action=UpdateAccessKey") => {
+            injected.fetch_add(1, Ordering::Relaxed);
+            return iam_error(&mut conn, "403 Forbidden", "AccessDenied", "denied by a service control policy");
+        }
+        Fault::LastUsedDenied if is_iam && form.contains("Action=GetAccessKeyLastUsed") => {
+            injected.fetch_add(1, Ordering::Relaxed);
+            return iam_error(&mut conn, "403 Forbidden", "AccessDenied", "not allowed");
         }
         Fault::DeletesFail if target.ends_with("DeleteMessageBatch") => {
             injected.fetch_add(1, Ordering::Relaxed);

@@ -65,7 +65,7 @@ impl Pipeline {
             .put_rule()
             .name("keywatch-findings-to-siem")
             .event_bus_name(FINDINGS_BUS)
-            .event_pattern(r#"{"source":["keywatch"],"detail-type":["IAM Access Key Finding","IAM Access Key Scan Summary"]}"#)
+            .event_pattern(r#"{"source":["keywatch"],"detail-type":["IAM Access Key Finding","IAM Access Key Scan Summary","IAM Access Key Remediation"]}"#)
             .send()
             .await
             .unwrap();

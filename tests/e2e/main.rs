@@ -36,6 +36,7 @@ mod long_scan;
 mod monitoring;
 mod ocsf_schema;
 mod pipeline;
+mod remediate;
 mod replicas;
 mod scan;
 mod semantics;
@@ -55,6 +56,7 @@ fn main() {
         monitoring::trials(),
         ocsf_schema::trials(),
         pipeline::trials(),
+        remediate::trials(),
         replicas::trials(),
         scan::trials(),
         semantics::trials(),

@@ -183,3 +183,55 @@ fn text_logs_to_a_pipe_carry_no_colour_codes() {
     assert!(text.contains("INFO") || text.contains("WARN") || text.contains("ERROR"), "{text}");
     assert!(!text.contains("\x1b["), "colour codes in piped logs: {text:?}");
 }
+
+#[test]
+fn remediate_help_names_every_guard_setting_and_its_env_var() {
+    let (code, out, _) = keywatch(&["remediate", "--help"], &[]);
+    assert_eq!(code, 0);
+    for env in [
+        "KEYWATCH_REMEDIATE_PLAN",
+        "KEYWATCH_REMEDIATE_APPLY",
+        "KEYWATCH_REMEDIATE_FROM_PLAN",
+        "KEYWATCH_REMEDIATE_UNDO",
+        "KEYWATCH_REMEDIATE_USERS",
+        "KEYWATCH_REMEDIATE_RECENT_USE",
+        "KEYWATCH_REMEDIATE_FIRST",
+        "KEYWATCH_REMEDIATE_FIRST_TAG",
+        "KEYWATCH_REMEDIATE_BATCH_SIZE",
+        "KEYWATCH_REMEDIATE_PAUSE",
+        "KEYWATCH_REMEDIATE_MAX_ACTIONS",
+        "KEYWATCH_REMEDIATE_MAX_FAILURES",
+        "KEYWATCH_REMEDIATE_JOURNAL",
+        "KEYWATCH_ACCOUNTS",
+    ] {
+        assert!(out.contains(env), "--help lacks {env}:\n{out}");
+    }
+    assert!(out.contains("[default: 7d]") && out.contains("[default: 10]"), "{out}");
+}
+
+#[test]
+fn remediate_refuses_contradicting_or_malformed_settings_in_one_line() {
+    for (args, names) in [
+        (&["remediate", "--plan", "--apply"][..], "--apply"),
+        (&["remediate", "--apply", "--undo", "j.jsonl"][..], "--undo"),
+        (&["remediate", "--from-plan", "plan.jsonl"][..], "--apply"),
+        (&["remediate", "--recent-use", "7w"][..], "7w"),
+        (&["remediate", "--first-tag", "production"][..], "KEY=VALUE"),
+        (&["remediate", "--max-actions", "0"][..], "KEYWATCH_REMEDIATE_MAX_ACTIONS"),
+    ] {
+        let (code, _, err) = keywatch(args, &[]);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(names) && err.contains("keywatch remediate --help"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn remediate_apply_without_a_bus_says_what_to_set() {
+    let env =
+        [("AWS_REGION", "us-east-1"), ("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "x"), ("AWS_EC2_METADATA_DISABLED", "true")];
+    let (code, _, err) = keywatch(&["remediate", "--apply"], &env);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("KEYWATCH_FINDINGS_BUS") && err.contains("--plan") && !err.contains("--dry-run"), "{err}");
+}

@@ -22,5 +22,6 @@ mod instant_backend;
 mod limits;
 mod processor;
 mod properties;
+mod remediation;
 mod securityhub_sink;
 mod verdicts;
