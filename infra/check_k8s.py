@@ -361,7 +361,7 @@ def main(argv: list[str]) -> int:
         _assert(grace > drain, f"terminationGracePeriodSeconds {grace} <= KEYWATCH_DRAIN_TIMEOUT_SECS {drain}")
 
     def config_complete() -> None:
-        for key in ("KEYWATCH_QUEUE_URL", "KEYWATCH_FINDINGS_BUS", "KEYWATCH_METRICS_ADDR", "AWS_REGION"):
+        for key in ("KEYWATCH_QUEUE_URL", "KEYWATCH_FINDINGS_BUS", "KEYWATCH_LEDGER_TABLE", "KEYWATCH_METRICS_ADDR", "AWS_REGION"):
             _assert(cm.get(key), f"ConfigMap lacks {key}")
         _assert(cm["KEYWATCH_METRICS_ADDR"] == f"0.0.0.0:{METRICS_PORT}", "KEYWATCH_METRICS_ADDR must bind 0.0.0.0:9464 in a pod")
         refs = [e["configMapRef"]["name"] for e in container().get("envFrom", []) if "configMapRef" in e]

@@ -64,10 +64,12 @@ def main():
         pipeline = emulator.Pipeline(moto, visibility_secs=30)
         sqs, iam, events = pipeline.sqs, pipeline.iam, pipeline.events
 
+        ledger = pipeline.ledger_table()
+        say(f"Creating the ledger of findings (DynamoDB table {ledger})")
         admin = f"127.0.0.1:{emulator.free_port()}"
         log_path = f"{moto.dir}/keywatch.log"
         say(f"Starting keywatch (admin port {admin}, log {log_path})")
-        env = pipeline.keywatch_env(admin, KEYWATCH_QUEUE_METRICS_INTERVAL_SECS="5")
+        env = pipeline.keywatch_env(admin, KEYWATCH_QUEUE_METRICS_INTERVAL_SECS="5", KEYWATCH_LEDGER_TABLE=ledger)
         with open(log_path, "w") as log:
             worker = subprocess.Popen([args.keywatch, "run"], env=env, stdout=log, stderr=log)
 
@@ -91,6 +93,10 @@ def main():
         say("Finding on the findings bus:")
         show(envelope, datetime.now(timezone.utc))
 
+        say("Who fails now (keywatch findings, from the ledger):")
+        findings = [args.keywatch, "findings", "--ledger-table", ledger]
+        subprocess.run(findings, env=env, check=False)
+
         say(f"The administrator deactivates {second}")
         iam.update_access_key(UserName="alice", AccessKeyId=second, Status="Inactive")
         put_cloudtrail(events, cloudtrail.update_key(None, "admin", "alice", second, "Inactive"))
@@ -110,6 +116,11 @@ def main():
             if 'keywatch_messages_total{result="deleted"} 2' in lines or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
+        say("Who fails now, once fixed (--fail-on-open exits 0: nobody):")
+        code = subprocess.run(findings + ["--fail-on-open"], env=env, check=False).returncode
+        if code != 0:
+            fail(f"keywatch findings --fail-on-open exited {code} after the fix")
+
         say("keywatch's own count (from /metrics):")
         print("\n".join(lines), flush=True)
 

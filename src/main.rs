@@ -157,7 +157,12 @@ async fn findings(args: FindingsArgs) -> anyhow::Result<ExitCode> {
     }
     let suppressed = open.iter().filter(|e| e.suppressed).count();
     let accounts: std::collections::BTreeSet<&str> = open.iter().map(|e| e.account_id.as_str()).collect();
-    eprintln!("findings: {} open violations in {} accounts ({suppressed} suppressed by an exception)", open.len(), accounts.len());
+    let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    eprintln!(
+        "findings: {} in {} ({suppressed} suppressed by an exception)",
+        plural(open.len(), "open violation", "open violations"),
+        plural(accounts.len(), "account", "accounts")
+    );
     Ok(if args.fail_on_open && open.len() > suppressed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 

@@ -182,6 +182,23 @@ class Pipeline:
             Targets=[{"Id": "siem", "Arn": self.arn(self.findings_url)}],
         )
 
+    def ledger_table(self, name="keywatch-ledger"):
+        """Creates the ledger table as the central stack's LedgerTable (key
+        finding_id, sparse index open on open_account); returns its name."""
+        cfg = Config(user_agent_extra=MONITOR_AGENT, retries={"max_attempts": 3, "mode": "standard"})
+        ddb = boto3.client("dynamodb", endpoint_url=self.moto.url, region_name="us-east-1",
+                           aws_access_key_id="testing", aws_secret_access_key="testing", config=cfg)
+        ddb.create_table(
+            TableName=name,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "finding_id", "AttributeType": "S"},
+                                  {"AttributeName": "open_account", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "finding_id", "KeyType": "HASH"}],
+            GlobalSecondaryIndexes=[{"IndexName": "open", "KeySchema": [{"AttributeName": "open_account", "KeyType": "HASH"}],
+                                     "Projection": {"ProjectionType": "ALL"}}],
+        )
+        return name
+
     def arn(self, url):
         return self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 

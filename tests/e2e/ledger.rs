@@ -143,7 +143,7 @@ async fn a_scan_closes_the_open_violations_that_no_longer_fail_and_findings_says
     assert_eq!(users.len(), 2, "{out}");
     assert!(users.contains(&"rita") && users.contains(&"sam"), "{out}");
     assert!(open.iter().all(|v| v["age_seconds"].is_u64() && v["control_id"] == CONTROL_ID && v["suppressed"] == false), "{out}");
-    assert!(err.contains("2 open violations in 1 accounts"), "{err}");
+    assert!(err.contains("2 open violations in 1 account "), "{err}");
     let (code, table_out, _) = findings_cmd(&moto, &table, &[]);
     assert_eq!(code, Some(0), "without --fail-on-open");
     assert!(table_out.starts_with("ACCOUNT") && table_out.contains("rita") && table_out.contains("OPEN FOR"), "{table_out}");
