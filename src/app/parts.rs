@@ -149,6 +149,18 @@ impl Parts {
         self.ledger.clone().map(|l| l as Arc<dyn Ledger>)
     }
 
+    /// The ledger's table to read from, even in a dry run (which never
+    /// writes it); `None` without `--ledger-table`.
+    pub(super) fn ledger_reader(&self, args: &CommonArgs) -> Option<Arc<dyn Ledger>> {
+        let table = args.ledger_table.as_ref()?;
+        Some(self.shared_ledger().unwrap_or_else(|| Arc::new(DynamoLedger::new(self.clients.dynamodb(), table.clone()))))
+    }
+
+    /// The partition of the worker's region (`aws`, `aws-cn`, `aws-us-gov`).
+    pub(super) fn partition(&self) -> &'static str {
+        crate::finding::partition_of_region(&self.region)
+    }
+
     /// `sinks` behind the ledger: the table, or this process's memory.
     fn recorded(&self, sinks: Arc<dyn FindingSink>) -> Arc<dyn FindingSink> {
         let ledger: Arc<dyn Ledger> = match self.shared_ledger() {

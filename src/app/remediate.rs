@@ -14,7 +14,9 @@ use super::parts::Parts;
 use super::AppError;
 use crate::config::RemediateArgs;
 use crate::decide::remediation::account_order;
-use crate::remediate::{self, ActionEvents, ApplySettings, Journal, NoEvents, Prompt, RemediateError, Report, ScanCandidates};
+use crate::remediate::{
+    self, ActionEvents, ApplySettings, Journal, LedgerCandidates, NoEvents, Prompt, RemediateError, Report, ScanCandidates,
+};
 
 /// Prints one JSON line on standard output.
 fn print_line<T: serde::Serialize>(value: &T) {
@@ -63,13 +65,22 @@ pub async fn remediate(
     let (lines, mut report) = match &args.from_plan {
         Some(path) => from_plan(path, &order)?,
         None => {
-            let candidates = ScanCandidates { inventory: &parts.iam, users: args.users.clone() };
             let mut print = |l: &remediate::PlanLine| {
                 if dry_run {
                     print_line(l)
                 }
             };
-            remediate::plan(&parts.iam, &candidates, &order, &parts.exceptions, args.recent_use, &mut print).await
+            match parts.ledger_reader(&args.common).filter(|_| args.from_ledger) {
+                Some(ledger) => {
+                    info!("failing users from the ledger's open violations");
+                    let candidates = LedgerCandidates { ledger, users: args.users.clone(), partition: parts.partition() };
+                    remediate::plan(&parts.iam, &candidates, &order, &parts.exceptions, args.recent_use, &mut print).await
+                }
+                None => {
+                    let candidates = ScanCandidates { inventory: &parts.iam, users: args.users.clone() };
+                    remediate::plan(&parts.iam, &candidates, &order, &parts.exceptions, args.recent_use, &mut print).await
+                }
+            }
         }
     };
     if dry_run {

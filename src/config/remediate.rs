@@ -40,6 +40,13 @@ pub struct RemediateArgs {
     #[arg(long, env = "KEYWATCH_REMEDIATE_UNDO", value_name = "JOURNAL")]
     pub undo: Option<PathBuf>,
 
+    /// Take the failing users from the ledger's open violations
+    /// (--ledger-table) instead of a scan of every user: a large account's
+    /// plan then reads only the users keywatch has seen fail. Each user's
+    /// keys are listed again before anything is planned.
+    #[arg(long, env = "KEYWATCH_REMEDIATE_FROM_LEDGER", requires = "ledger_table", conflicts_with_all = ["undo", "from_plan"])]
+    pub(crate) from_ledger: bool,
+
     /// Only these users (names separated by commas, any case); unset, every
     /// failing user.
     #[arg(long, env = "KEYWATCH_REMEDIATE_USERS", value_name = "NAMES", value_delimiter = ',')]

@@ -65,11 +65,40 @@ pub struct Candidate {
     pub user: User,
 }
 
-/// Where the users to remediate come from: a scan now, or (later) the
-/// ledger's open violations. An account that cannot be read is an error
+/// Where the users to remediate come from: a scan now, or the ledger's open
+/// violations. An account that cannot be read is an error
 /// for that account; the others go on.
 pub trait Candidates: Send + Sync {
     fn candidates<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<Vec<Candidate>, String>>;
+}
+
+/// [`Candidates`] from the ledger: the users of the account with an open
+/// CIS-1.13 violation (a root key is not the kind of thing `remediate`
+/// fixes), those of `users` only when it names any (any case), their ARNs
+/// built in `partition`. Whether each still has more than one active key is
+/// the plan's business: it lists every candidate's keys again.
+pub(crate) struct LedgerCandidates {
+    pub(crate) ledger: std::sync::Arc<dyn crate::ledger::Ledger>,
+    pub(crate) users: Vec<String>,
+    pub(crate) partition: &'static str,
+}
+
+impl Candidates for LedgerCandidates {
+    fn candidates<'a>(&'a self, account_id: &'a str) -> BoxFuture<'a, Result<Vec<Candidate>, String>> {
+        async move {
+            let open = self.ledger.open(Some(account_id)).await.map_err(|e| e.to_string())?;
+            let wanted = |name: &str| self.users.is_empty() || self.users.iter().any(|w| w.eq_ignore_ascii_case(name));
+            Ok(open
+                .into_iter()
+                .filter(|e| e.control_id == crate::finding::CONTROL_ID && wanted(&e.user_name))
+                .map(|e| Candidate {
+                    account_id: account_id.to_string(),
+                    user: User { arn: format!("arn:{}:iam::{account_id}:user/{}", self.partition, e.user_name), name: e.user_name },
+                })
+                .collect())
+        }
+        .boxed()
+    }
 }
 
 /// [`Candidates`] from a scan: every user of the account with more than

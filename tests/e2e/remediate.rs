@@ -24,6 +24,7 @@ trials! {
     multi the_circuit_breaker_stops_a_run_at_max_actions_and_on_repeated_failures,
     multi accounts_tagged_as_production_in_the_organization_come_first,
     multi a_key_whose_last_use_cannot_be_read_is_never_chosen,
+    multi from_the_ledger_the_plan_takes_the_users_keywatch_saw_fail,
 }
 
 const MEMBER: &str = "222233334444";
@@ -382,4 +383,41 @@ async fn a_key_whose_last_use_cannot_be_read_is_never_chosen() {
     assert_eq!((outcome(&summary, "last_use_unknown"), actions.len()), (1, 0), "{stdout}");
     assert!(proxy.injected.load(std::sync::atomic::Ordering::Relaxed) >= 2, "both look-ups refused");
     assert_eq!(statuses(&p.iam, "unknown").await, all_active(&keys));
+}
+
+/// `--from-ledger`: the plan's users are the ledger's open violations, not
+/// a scan of every user. vic's violation was reported (a worker with the
+/// ledger published it); walt's two keys were never reported: a scan finds
+/// both, the ledger vic alone. The plan lists vic's keys again all the same.
+async fn from_the_ledger_the_plan_takes_the_users_keywatch_saw_fail() {
+    let moto = Moto::start();
+    let config = moto.sdk_config().await;
+    let p = Pipeline::create(&config, 5).await;
+    let table = create_ledger_table(&config, "keywatch-ledger").await;
+    let worker = Worker::start(&moto, &p, &[("KEYWATCH_LEDGER_TABLE", table.as_str())]);
+    assert!(worker.wait_ready(T).await, "{}", worker.logs());
+    let vic = user(&moto, &p.iam, "vic", &[true, false]).await;
+    user(&moto, &p.iam, "walt", &[true, false]).await;
+    p.put_cloudtrail(&create_key_event("evt-vic-2", "admin", "vic", &vic[1])).await;
+    assert_eq!(p.findings(1, T).await.len(), 1, "{}", worker.logs());
+
+    let users_of = |stdout: &str| {
+        let (_, plan) = split(stdout);
+        plan.iter().map(|l| l["user_name"].as_str().unwrap().to_string()).collect::<Vec<String>>()
+    };
+    let ledger_env = [("KEYWATCH_LEDGER_TABLE", table.as_str())];
+    let (code, stdout, stderr) = keywatch(&moto, &["remediate", "--plan", "--from-ledger"], &ledger_env);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(users_of(&stdout), ["vic"], "{stdout}\n{stderr}");
+    let (_, plan) = split(&stdout);
+    assert_eq!(plan[0]["access_key_id"].as_str(), Some(vic[1].as_str()), "the never-used key");
+    let (code, stdout, stderr) = keywatch(&moto, &["remediate", "--plan"], &ledger_env);
+    assert_eq!(code, Some(0), "{stderr}");
+    let mut scanned = users_of(&stdout);
+    scanned.sort();
+    assert_eq!(scanned, ["vic", "walt"], "a scan finds walt too");
+    // --from-ledger without a table is refused before anything is read.
+    let (code, _, stderr) = keywatch(&moto, &["remediate", "--plan", "--from-ledger"], &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("ledger-table"), "{stderr}");
 }
