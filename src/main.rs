@@ -155,7 +155,7 @@ async fn findings(args: FindingsArgs) -> anyhow::Result<ExitCode> {
     } else if !open.is_empty() {
         print!("{}", app::table(&open, now));
     }
-    let suppressed = open.iter().filter(|e| e.suppressed).count();
+    let suppressed = open.iter().filter(|e| e.last.suppressed).count();
     let accounts: std::collections::BTreeSet<&str> = open.iter().map(|e| e.account_id.as_str()).collect();
     let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     eprintln!(

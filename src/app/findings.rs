@@ -65,7 +65,7 @@ pub fn json_line(e: &Entry, now: OffsetDateTime) -> String {
         "observed_at": rfc3339(e.last.observed_at),
         "active_key_count": e.active_key_count,
         "recommended_key_to_deactivate": e.recommended_key,
-        "suppressed": e.suppressed,
+        "suppressed": e.last.suppressed,
         "published": e.last.published,
         "trigger": { "event_id": e.trigger_event_id, "event_name": e.trigger_event_name },
     })
@@ -84,7 +84,7 @@ pub fn table(open: &[Entry], now: OffsetDateTime) -> String {
                 ledger::severity_str(e.severity).to_string(),
                 age(age_seconds(e, now)),
                 e.recommended_key.clone().unwrap_or_else(|| "-".into()),
-                if e.suppressed { "yes".into() } else { "no".into() },
+                if e.last.suppressed { "yes".into() } else { "no".into() },
             ]
         })
         .collect();

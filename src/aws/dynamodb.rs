@@ -28,7 +28,7 @@ use time::OffsetDateTime;
 
 use super::call;
 use crate::finding::{Severity, Status};
-use crate::ledger::{self, Claim, Entry, Last, Ledger, LedgerError};
+use crate::ledger::{self, Claim, Claimed, Entry, Last, Ledger, LedgerError};
 use crate::telemetry::Service;
 
 /// The sparse index of open violations (partition key `open_account`).
@@ -65,12 +65,12 @@ impl DynamoLedger {
         out.item().map(|item| from_item(finding_id, item)).transpose()
     }
 
-    async fn claim_one(&self, f: &crate::finding::Finding) -> Result<(Claim, Option<Duration>), LedgerError> {
+    async fn claim_one(&self, f: &crate::finding::Finding) -> Result<Claimed, LedgerError> {
         for _ in 0..CLAIM_ATTEMPTS {
             let old = self.read(&f.finding_id).await?;
             let entry = match ledger::claim(old.as_ref().map(|o| &o.last), f, OffsetDateTime::now_utc()) {
                 Claim::Publish(entry) => entry,
-                other => return Ok((other, None)),
+                other => return Ok(Claimed::of(old.as_ref().map(|o| &o.last), other)),
             };
             let put = self.client.put_item().table_name(&self.table).set_item(Some(to_item(&entry)));
             let put = match &old {
@@ -78,10 +78,7 @@ impl DynamoLedger {
                 Some(old) => put.condition_expression("version = :v").expression_attribute_values(":v", n(old.last.version)),
             };
             match call(Service::DynamoDb, "PutItem", put.send()).await {
-                Ok(_) => {
-                    let closed = ledger::closes(old.as_ref().map(|o| &o.last), &entry.last);
-                    return Ok((Claim::Publish(entry), closed));
-                }
+                Ok(_) => return Ok(Claimed::of(old.as_ref().map(|o| &o.last), Claim::Publish(entry))),
                 // Another writer got there first: read its item, decide again.
                 Err(e) if e.code.as_deref() == Some(CONDITION_FAILED) => continue,
                 Err(e) => return Err(e.into()),
@@ -155,7 +152,7 @@ impl DynamoLedger {
 }
 
 impl Ledger for DynamoLedger {
-    fn claim<'a>(&'a self, f: &'a crate::finding::Finding) -> BoxFuture<'a, Result<(Claim, Option<Duration>), LedgerError>> {
+    fn claim<'a>(&'a self, f: &'a crate::finding::Finding) -> BoxFuture<'a, Result<Claimed, LedgerError>> {
         self.claim_one(f).boxed()
     }
 
@@ -194,7 +191,7 @@ fn to_item(e: &Entry) -> HashMap<String, AttributeValue> {
         ("user_name".to_string(), s(&e.user_name)),
         ("status".to_string(), s(e.last.status.as_str())),
         ("severity".to_string(), s(ledger::severity_str(e.severity))),
-        ("suppressed".to_string(), AttributeValue::Bool(e.suppressed)),
+        ("suppressed".to_string(), AttributeValue::Bool(e.last.suppressed)),
         ("active_key_count".to_string(), n(e.active_key_count)),
         ("observed_at".to_string(), ns(e.last.observed_at)),
         ("trigger_event_id".to_string(), s(&e.trigger_event_id)),
@@ -237,13 +234,13 @@ fn from_item(finding_id: &str, item: &HashMap<String, AttributeValue>) -> Result
         user_name: text("user_name").ok_or_else(|| bad("user_name"))?,
         severity: text("severity").as_deref().and_then(ledger::parse_severity).unwrap_or(Severity::Informational),
         reason: text("reason"),
-        suppressed: flag("suppressed").unwrap_or(false),
         active_key_count: number("active_key_count").unwrap_or(0).max(0) as usize,
         recommended_key: text("recommended_key"),
         trigger_event_id: text("trigger_event_id").unwrap_or_default(),
         trigger_event_name: text("trigger_event_name").unwrap_or_default(),
         last: Last {
             status,
+            suppressed: flag("suppressed").unwrap_or(false),
             observed_at: time("observed_at").ok_or_else(|| bad("observed_at"))?,
             opened_at: time("opened_at"),
             closed_at: time("closed_at"),

@@ -26,14 +26,17 @@
 //! stays for redelivery (the import is then repeated, which Security Hub
 //! ignores for an unchanged `UpdatedAt`, and the update sent again).
 //!
-//! Which findings keywatch suppressed is remembered in the process, per
+//! A `FAILED` without an exception sets `NEW` only for a finding keywatch
+//! suppressed, so a workflow the security team set (`NOTIFIED`) is not
+//! overwritten by every re-check or scan. Which findings those are, the
+//! ledger says when there is a table (`Finding::was_suppressed`: the last
+//! word before this one was suppressed, whichever replica published it,
+//! before a restart too); this process also remembers the ones it set, per
 //! `finding_id` (at most `SUPPRESSED_CAPACITY`, each for
-//! `SUPPRESSED_TTL`): a `FAILED` without an exception sets `NEW` only
-//! for those, so a workflow the security team set (`NOTIFIED`) is not
-//! overwritten by every re-check or scan. The memory is not shared: a
-//! finding suppressed by another replica, or before a restart, stays
-//! `SUPPRESSED` when its exception goes until its next `PASSED` resolves
-//! it (docs/formats.md says how to find such findings).
+//! `SUPPRESSED_TTL`). Without a table, a finding suppressed by another
+//! replica, or before a restart, stays `SUPPRESSED` when its exception goes
+//! until its next `PASSED` resolves it (docs/formats.md says how to find
+//! such findings).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -159,7 +162,8 @@ impl SecurityHubSink {
             if results[i].is_err() {
                 continue;
             }
-            let Some(update) = asff::workflow_update(f, self.suppressed.get(&f.finding_id).is_some()) else { continue };
+            let set_before = f.was_suppressed || self.suppressed.get(&f.finding_id).is_some();
+            let Some(update) = asff::workflow_update(f, set_before) else { continue };
             match groups.iter_mut().find(|(u, _)| *u == update) {
                 Some((_, members)) => members.push(i),
                 None => groups.push((update, vec![i])),

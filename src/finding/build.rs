@@ -224,6 +224,7 @@ impl Base<'_> {
             exception: None,
             compliance: compliance_of(self.control_id),
             keywatch_version: KEYWATCH_VERSION,
+            was_suppressed: false,
         }
     }
 }

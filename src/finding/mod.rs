@@ -149,6 +149,12 @@ pub struct Finding {
     pub(crate) compliance: &'static [ControlRef],
     /// The keywatch version that made the finding.
     pub(crate) keywatch_version: &'static str,
+    /// Whether the ledger's last word on this `finding_id` was suppressed:
+    /// set by the ledger before the sinks get the finding (so that the
+    /// Security Hub sink lifts a suppression another process set), never
+    /// published.
+    #[serde(skip)]
+    pub(crate) was_suppressed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -55,7 +55,6 @@ pub struct Entry {
     /// Why a `PASSED` closed the finding, when the listing alone does not
     /// say it (`user_deleted`, …).
     pub reason: Option<String>,
-    pub suppressed: bool,
     pub active_key_count: usize,
     pub recommended_key: Option<String>,
     pub trigger_event_id: String,
@@ -70,6 +69,8 @@ pub struct Entry {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Last {
     pub status: Status,
+    /// Covered by an approved exception.
+    pub suppressed: bool,
     /// The IAM answer the verdict rests on.
     pub observed_at: OffsetDateTime,
     /// The `observed_at` of the first `FAILED` since the last `PASSED`
@@ -117,6 +118,27 @@ pub(crate) enum Claim {
     InFlight,
 }
 
+/// A claim's answer: what to do, how long the violation it closes was
+/// open, and whether the last word before it was suppressed (so that a
+/// sink can lift a suppression it set, whichever process set it).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Claimed {
+    pub(crate) claim: Claim,
+    pub(crate) closed: Option<Duration>,
+    pub(crate) was_suppressed: bool,
+}
+
+impl Claimed {
+    /// The answer for `old`, the last word read, and `claim`, made from it.
+    pub(crate) fn of(old: Option<&Last>, claim: Claim) -> Claimed {
+        let closed = match &claim {
+            Claim::Publish(entry) => closes(old, &entry.last),
+            _ => None,
+        };
+        Claimed { claim, closed, was_suppressed: old.is_some_and(|o| o.suppressed) }
+    }
+}
+
 /// How long a claimed, unpublished verdict is taken to be in flight: well
 /// above a publish's own time limit (20 s), so that one that failed is
 /// published again by the next copy after this.
@@ -153,13 +175,13 @@ pub(crate) fn claim(old: Option<&Last>, f: &Finding, now: OffsetDateTime) -> Cla
         user_name: f.user_name.clone(),
         severity: f.severity,
         reason: f.reason.map(|r| r.as_str().to_string()),
-        suppressed: f.suppressed,
         active_key_count: f.active_key_count,
         recommended_key: f.recommended_key_to_deactivate.clone(),
         trigger_event_id: f.trigger.event_id.clone(),
         trigger_event_name: f.trigger.event_name.to_string(),
         last: Last {
             status: f.status,
+            suppressed: f.suppressed,
             observed_at: f.observed_at,
             opened_at,
             closed_at,
@@ -233,7 +255,7 @@ pub(crate) trait Ledger: Send + Sync + 'static {
     /// Claims `f` (see [`claim`]): the entry is written, unpublished, when
     /// the answer is [`Claim::Publish`], which also carries how long the
     /// violation it closes was open.
-    fn claim<'a>(&'a self, f: &'a Finding) -> BoxFuture<'a, Result<(Claim, Option<Duration>), LedgerError>>;
+    fn claim<'a>(&'a self, f: &'a Finding) -> BoxFuture<'a, Result<Claimed, LedgerError>>;
 
     /// Marks `entry` published, unless another has been written since.
     fn published<'a>(&'a self, entry: &'a Entry) -> BoxFuture<'a, Result<(), LedgerError>>;
@@ -258,11 +280,11 @@ pub struct OpenCount {
 
 /// Counts `open` at `now`.
 pub fn count(open: &[Entry], now: OffsetDateTime) -> OpenCount {
-    let unsuppressed = open.iter().filter(|e| e.is_open() && !e.suppressed);
+    let unsuppressed = open.iter().filter(|e| e.is_open() && !e.last.suppressed);
     let oldest = unsuppressed.clone().filter_map(|e| e.last.opened_at).min();
     OpenCount {
         unsuppressed: unsuppressed.count(),
-        suppressed: open.iter().filter(|e| e.is_open() && e.suppressed).count(),
+        suppressed: open.iter().filter(|e| e.is_open() && e.last.suppressed).count(),
         oldest_seconds: oldest.map_or(0.0, |t| (now - t).as_seconds_f64().max(0.0)),
     }
 }
@@ -294,16 +316,14 @@ impl MemoryLedger {
 }
 
 impl Ledger for MemoryLedger {
-    fn claim<'a>(&'a self, f: &'a Finding) -> BoxFuture<'a, Result<(Claim, Option<Duration>), LedgerError>> {
+    fn claim<'a>(&'a self, f: &'a Finding) -> BoxFuture<'a, Result<Claimed, LedgerError>> {
         let old = self.entries.get(&f.finding_id);
         let claimed = claim(old.as_ref(), f, OffsetDateTime::now_utc());
-        let mut closed = None;
         if let Claim::Publish(entry) = &claimed {
-            closed = closes(old.as_ref(), &entry.last);
             let version = entry.last.version;
             self.entries.insert_unless(f.finding_id.clone(), entry.last, |kept| kept.version >= version);
         }
-        std::future::ready(Ok((claimed, closed))).boxed()
+        std::future::ready(Ok(Claimed::of(old.as_ref(), claimed))).boxed()
     }
 
     fn published<'a>(&'a self, entry: &'a Entry) -> BoxFuture<'a, Result<(), LedgerError>> {

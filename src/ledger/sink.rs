@@ -15,7 +15,7 @@ use futures_util::future::{join_all, BoxFuture};
 use futures_util::FutureExt;
 use tracing::warn;
 
-use super::{verdict_digest, Claim, Entry, Ledger};
+use super::{verdict_digest, Claim, Claimed, Entry, Ledger};
 use crate::finding::{Finding, ScanSummary};
 use crate::sink::{Dropped, FindingSink, SinkError};
 use crate::telemetry;
@@ -95,27 +95,34 @@ impl FindingSink for RecordedSinks {
                 answers
             }))
             .await;
-            let mut claimed: Vec<(usize, Box<Entry>, Option<std::time::Duration>)> = Vec::new();
+            // The findings to publish: their slot, the entry claimed, how long
+            // the violation each closes was open, and the finding as the
+            // sinks get it (knowing whether the last word was suppressed).
+            let mut claimed: Vec<(usize, Box<Entry>, Option<std::time::Duration>, Finding)> = Vec::new();
             for (i, answer) in claims.into_iter().flatten() {
                 match answer {
-                    Ok((Claim::Publish(entry), closed)) => claimed.push((i, entry, closed)),
-                    Ok((Claim::Superseded, _)) => results[i] = Err(SinkError::Dropped(Dropped::Superseded)),
-                    Ok((Claim::Identical, _)) => results[i] = Err(SinkError::Dropped(Dropped::Identical)),
-                    Ok((Claim::InFlight, _)) => {
+                    Ok(Claimed { claim: Claim::Publish(entry), closed, was_suppressed }) => {
+                        let mut f = findings[i].clone();
+                        f.was_suppressed = was_suppressed;
+                        claimed.push((i, entry, closed, f));
+                    }
+                    Ok(Claimed { claim: Claim::Superseded, .. }) => results[i] = Err(SinkError::Dropped(Dropped::Superseded)),
+                    Ok(Claimed { claim: Claim::Identical, .. }) => results[i] = Err(SinkError::Dropped(Dropped::Identical)),
+                    Ok(Claimed { claim: Claim::InFlight, .. }) => {
                         results[i] = Err(SinkError::Ledger("the same verdict is being published by another worker; will look again".into()))
                     }
                     Err(e) => results[i] = Err(SinkError::Ledger(e.to_string())),
                 }
             }
-            claimed.sort_by_key(|(i, _, _)| *i);
+            claimed.sort_by_key(|(i, ..)| *i);
             if claimed.is_empty() {
                 count_dropped(&results);
                 return results;
             }
-            let batch: Vec<Finding> = claimed.iter().map(|(i, _, _)| findings[*i].clone()).collect();
+            let (slots, batch): (Vec<_>, Vec<Finding>) = claimed.into_iter().map(|(i, entry, closed, f)| ((i, entry, closed), f)).unzip();
             let answers = self.inner.publish(&batch).await;
             let (mut accepted, mut refused) = (Vec::new(), Vec::new());
-            for ((i, entry, closed), answer) in claimed.into_iter().zip(answers) {
+            for ((i, entry, closed), answer) in slots.into_iter().zip(answers) {
                 match &answer {
                     Ok(()) => {
                         if let Some(open_for) = closed {

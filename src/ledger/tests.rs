@@ -97,7 +97,7 @@ fn a_passed_without_an_open_violation_closes_nothing() {
 fn the_oldest_open_violation_counted_is_the_oldest_unsuppressed_one() {
     let entry = |opened: OffsetDateTime, suppressed: bool| {
         let Claim::Publish(mut e) = claim(None, &finding(2, opened), opened) else { panic!() };
-        e.suppressed = suppressed;
+        e.last.suppressed = suppressed;
         *e
     };
     let now = T0 + Duration::from_secs(100);
@@ -123,10 +123,10 @@ fn the_memory_ledger_keeps_the_last_word_of_this_process() {
     let ledger = MemoryLedger::default();
     let run = |f: &Finding| futures_util::FutureExt::now_or_never(ledger.claim(f)).unwrap().unwrap();
     let (newer, older) = (finding(2, T0 + Duration::from_secs(1)), finding(1, T0));
-    let (Claim::Publish(entry), None) = run(&newer) else { panic!() };
+    let Claimed { claim: Claim::Publish(entry), closed: None, was_suppressed: false } = run(&newer) else { panic!() };
     futures_util::FutureExt::now_or_never(ledger.published(&entry)).unwrap().unwrap();
-    assert_eq!(run(&older).0, Claim::Superseded);
-    assert_eq!(run(&newer).0, Claim::Identical);
+    assert_eq!(run(&older).claim, Claim::Superseded);
+    assert_eq!(run(&newer).claim, Claim::Identical);
     assert!(matches!(futures_util::FutureExt::now_or_never(ledger.open(None)).unwrap(), Err(LedgerError::NotShared)));
 }
 
@@ -134,9 +134,23 @@ fn the_memory_ledger_keeps_the_last_word_of_this_process() {
 fn a_claim_whose_publish_failed_is_released_for_the_next_copy() {
     let ledger = MemoryLedger::default();
     let f = finding(2, T0);
-    let run = |f: &Finding| futures_util::FutureExt::now_or_never(ledger.claim(f)).unwrap().unwrap().0;
+    let run = |f: &Finding| futures_util::FutureExt::now_or_never(ledger.claim(f)).unwrap().unwrap().claim;
     let Claim::Publish(entry) = run(&f) else { panic!() };
     assert_eq!(run(&f), Claim::InFlight, "claimed and not released: in flight");
     futures_util::FutureExt::now_or_never(ledger.released(&entry)).unwrap().unwrap();
     assert!(matches!(run(&f), Claim::Publish(_)), "released: published again");
+}
+
+#[test]
+fn a_claim_says_whether_the_last_word_before_it_was_suppressed() {
+    let ledger = MemoryLedger::default();
+    let run = |f: &Finding| futures_util::FutureExt::now_or_never(ledger.claim(f)).unwrap().unwrap();
+    let mut covered = finding(2, T0);
+    covered.suppressed = true;
+    let first = run(&covered);
+    assert!(!first.was_suppressed, "nothing before it");
+    let Claim::Publish(entry) = first.claim else { panic!() };
+    futures_util::FutureExt::now_or_never(ledger.published(&entry)).unwrap().unwrap();
+    let lifted = run(&finding(2, T0 + Duration::from_secs(1)));
+    assert!(lifted.was_suppressed, "the last word was suppressed");
 }

@@ -25,6 +25,7 @@ trials! {
     multi a_scan_imports_into_security_hub_and_prints_ocsf_on_a_dry_run,
     multi security_hub_updated_at_is_observed_at_and_the_workflow_follows_the_exception,
     multi an_unprocessed_workflow_update_leaves_the_message_for_redelivery,
+    multi with_the_ledger_a_suppression_set_before_a_restart_is_lifted_after_it,
 }
 
 const T: Duration = Duration::from_secs(30);
@@ -424,4 +425,44 @@ async fn an_unprocessed_workflow_update_leaves_the_message_for_redelivery() {
     let last = updates_for(&proxy, &id).last().cloned().unwrap();
     assert_eq!(last["Workflow"]["Status"], "SUPPRESSED");
     assert!(worker.metric(r#"keywatch_aws_requests_total{service="securityhub",operation="BatchUpdateFindings",outcome="ok"}"#) >= 3.0);
+}
+
+/// With the ledger, the suppression one worker set in Security Hub is lifted
+/// by another (here: the next process, after a restart) once the exception
+/// is gone: the ledger's last word says it was suppressed, which the new
+/// process's own memory cannot. `BatchUpdateFindings` is answered by the
+/// fault proxy (the emulator has none).
+async fn with_the_ledger_a_suppression_set_before_a_restart_is_lifted_after_it() {
+    let (moto, p, _hub) = setup().await;
+    let table = create_ledger_table(&moto.sdk_config().await, "keywatch-ledger").await;
+    let proxy = FaultProxy::start(moto.port);
+    let exceptions = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    write_exceptions(exceptions.path(), &["jon"]);
+    let path = exceptions.path().to_str().unwrap().to_string();
+    let env = [
+        ("AWS_ENDPOINT_URL", proxy.url.as_str()),
+        ("KEYWATCH_SINKS", "securityhub"),
+        ("KEYWATCH_EXCEPTIONS_FILE", path.as_str()),
+        ("KEYWATCH_LEDGER_TABLE", table.as_str()),
+    ];
+    let mut first = Worker::start(&moto, &p, &env);
+    assert!(first.wait_ready(T).await, "{}", first.logs());
+    let keys = p.user_with_keys("jon", 2).await;
+    p.put_cloudtrail(&create_key_event("evt-jon-2", "admin", "jon", &keys[1])).await;
+    let id = keywatch::finding::finding_id(keywatch::finding::CONTROL_ID, ACCOUNT, "jon");
+    let updates = wait_updates(&proxy, &id, 1).await;
+    assert_eq!(updates.first().map(|u| u["Workflow"]["Status"].clone()), Some(Value::from("SUPPRESSED")), "{}", first.logs());
+    assert!(p.wait_drained(&p.queue_url, T).await, "{}", first.logs());
+    first.signal("TERM");
+    assert_eq!(first.wait_exit(T).await, Some(0), "{}", first.logs());
+
+    // The exception removed while no worker ran; a new one starts.
+    write_exceptions(exceptions.path(), &[]);
+    let second = Worker::start(&moto, &p, &env);
+    assert!(second.wait_ready(T).await, "{}", second.logs());
+    p.put_cloudtrail(&create_key_event("evt-jon-3", "admin", "jon", &keys[1])).await;
+    let updates = wait_updates(&proxy, &id, 2).await;
+    assert_eq!(updates.len(), 2, "the new process lifts the suppression:\n{}", second.logs());
+    assert_eq!(updates[1]["Workflow"]["Status"], "NEW", "{}", updates[1]);
+    assert!(p.wait_drained(&p.queue_url, T).await, "{}", second.logs());
 }
