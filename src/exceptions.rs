@@ -189,14 +189,14 @@ fn looks_like_toml(text: &str) -> bool {
 }
 
 fn from_yaml(origin: &str, text: &str, rules: &Rules) -> Result<Vec<Exception>, ExceptionsError> {
-    let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| ExceptionsError::Syntax {
+    let doc: yaml_serde::Value = yaml_serde::from_str(text).map_err(|e| ExceptionsError::Syntax {
         origin: origin.to_string(),
         format: "YAML",
         message: e.to_string(),
     })?;
     let list = match doc.get("exceptions") {
-        Some(serde_yaml::Value::Sequence(list)) => list.clone(),
-        Some(serde_yaml::Value::Null) => Vec::new(),
+        Some(yaml_serde::Value::Sequence(list)) => list.clone(),
+        Some(yaml_serde::Value::Null) => Vec::new(),
         _ if doc.is_null() => Vec::new(),
         _ => return Err(ExceptionsError::Shape { origin: origin.to_string() }),
     };
@@ -204,7 +204,7 @@ fn from_yaml(origin: &str, text: &str, rules: &Rules) -> Result<Vec<Exception>, 
         .enumerate()
         .map(|(i, v)| {
             let label = label_of(v.get("user").and_then(|u| u.as_str()), v.get("account").and_then(|a| a.as_str()));
-            let raw = serde_yaml::from_value::<RawEntry>(v).map_err(|e| entry_error(origin, i, &label, e.to_string()))?;
+            let raw = yaml_serde::from_value::<RawEntry>(v).map_err(|e| entry_error(origin, i, &label, e.to_string()))?;
             validate(origin, i, raw, rules)
         })
         .collect()

@@ -99,6 +99,7 @@ impl Parts {
                 name: name.clone(),
                 external_id: args.member_role_external_id.clone(),
                 own_account_id: accounts.own().to_string(),
+                accounts: accounts.all().len(),
             };
             iam = iam.with_member_role(clients.sts(), role);
         }

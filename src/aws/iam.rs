@@ -26,8 +26,13 @@ use crate::keys::{AccessKey, KeyLastUsed, KeyStatus, KeyUsage, Listing, User};
 use crate::limit::{RateLimiter, RetryPolicy};
 use crate::telemetry::Service;
 
-/// Member accounts whose IAM clients are kept at once.
+/// Member accounts whose IAM clients are kept at once, at least: more when
+/// keywatch may act in more accounts ([`MemberRole::accounts`]), so that a
+/// large organisation does not assume its roles again and again.
 const MEMBER_CLIENTS: usize = 1_000;
+/// ... and at most, whatever the organisation's size (a client with its
+/// credentials is a few kilobytes).
+const MEMBER_CLIENTS_MAX: usize = 50_000;
 
 /// Cross-account access through a role in each member account.
 #[derive(Debug, Clone)]
@@ -39,6 +44,16 @@ pub struct MemberRole {
     /// The account the worker's own credentials belong to: calls for it do
     /// not assume the role.
     pub own_account_id: String,
+    /// How many accounts keywatch may act in (at start-up): the clients of
+    /// that many, and a quarter more for accounts that join, are kept.
+    pub accounts: usize,
+}
+
+impl MemberRole {
+    /// Member clients kept at once.
+    fn clients_kept(&self) -> usize {
+        (self.accounts + self.accounts / 4).clamp(MEMBER_CLIENTS, MEMBER_CLIENTS_MAX)
+    }
 }
 
 /// [`KeyInventory`] over the IAM API.
@@ -84,8 +99,9 @@ impl IamInventory {
     pub fn with_member_role(mut self, sts: aws_sdk_sts::Client, role: MemberRole) -> Self {
         let base = self.own.config().clone();
         // Clients live as long as their credentials are worth keeping.
-        let clients = BoundedCache::new(MEMBER_CLIENTS, std::time::Duration::from_secs(12 * 3600));
-        let failing = BoundedCache::new(MEMBER_CLIENTS, Duration::from_secs(3600));
+        let kept = role.clients_kept();
+        let clients = BoundedCache::new(kept, std::time::Duration::from_secs(12 * 3600));
+        let failing = BoundedCache::new(kept, Duration::from_secs(3600));
         let partition = partition_of_region(sts.config().region().map(|r| r.as_ref()).unwrap_or_default());
         self.member = Some(Arc::new(Members { role, partition, base, sts, clients, failing }));
         self
@@ -344,10 +360,29 @@ mod tests {
             let sts = aws_sdk_sts::Client::from_conf(
                 aws_sdk_sts::Config::builder().behavior_version_latest().region(aws_sdk_sts::config::Region::new(region)).build(),
             );
-            let role = MemberRole { name: "keywatch-member".into(), external_id: None, own_account_id: "444455556666".into() };
+            let role = MemberRole { name: "keywatch-member".into(), external_id: None, own_account_id: "444455556666".into(), accounts: 2 };
             let inventory = IamInventory::new(iam.clone()).with_member_role(sts, role);
             assert_eq!(inventory.member.as_ref().unwrap().role_arn("111122223333"), want, "{region}");
         }
+    }
+
+    /// An organisation of 3,000 accounts keeps every account's client (no
+    /// AssumeRole again for an account whose credentials are good), and the
+    /// bound holds at its cap whatever the size said.
+    #[test]
+    fn every_member_accounts_client_is_kept_in_a_large_organisation() {
+        let iam = aws_sdk_iam::Client::from_conf(aws_sdk_iam::Config::builder().behavior_version_latest().build());
+        let sts = aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::Config::builder().behavior_version_latest().region(aws_sdk_sts::config::Region::new("us-east-1")).build(),
+        );
+        let role = MemberRole { name: "keywatch-member".into(), external_id: None, own_account_id: "444455556666".into(), accounts: 3_000 };
+        let inventory = IamInventory::new(iam).with_member_role(sts, role.clone());
+        for i in 0..3_000u64 {
+            inventory.client_for(&format!("{:012}", 100_000_000_000 + i));
+        }
+        assert_eq!(inventory.member.as_ref().unwrap().clients.len(), 3_000);
+        assert_eq!(MemberRole { accounts: 1_000_000, ..role.clone() }.clients_kept(), MEMBER_CLIENTS_MAX);
+        assert_eq!(MemberRole { accounts: 3, ..role }.clients_kept(), MEMBER_CLIENTS);
     }
 
     #[tokio::test]

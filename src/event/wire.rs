@@ -124,7 +124,9 @@ pub fn parse(body: &str) -> Result<Parsed, ParseError> {
     let event_name_raw = non_empty(record.event_name);
     let Some(event_name) = event_name_raw.as_deref().and_then(EventName::from_str) else {
         return Ok(Parsed::Ignored {
-            event_name: event_name_raw.as_deref().map(truncate),
+            // Logged and counted: an event name is a token (CloudTrail's
+            // are letters), anything else is left out.
+            event_name: event_name_raw.as_deref().filter(|n| is_token(n)).map(truncate),
             event_id: record.event_id.filter(|id| is_token(id)),
         });
     };

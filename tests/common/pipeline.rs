@@ -180,7 +180,7 @@ impl Pipeline {
 /// `Input` of the `ScanScheduleRule` target in `infra/central.yaml`, which
 /// EventBridge delivers as the raw message body.
 pub fn scheduled_scan_request() -> String {
-    let template: serde_yaml::Value = serde_yaml::from_str(include_str!("../../infra/central.yaml")).expect("infra/central.yaml");
+    let template: yaml_serde::Value = yaml_serde::from_str(include_str!("../../infra/central.yaml")).expect("infra/central.yaml");
     let targets = &template["Resources"]["ScanScheduleRule"]["Properties"]["Targets"];
     let input = targets[0]["Input"].as_str().expect("the scan schedule rule's target has a constant Input");
     assert!(targets.get(1).is_none(), "one target");

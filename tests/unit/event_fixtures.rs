@@ -234,6 +234,15 @@ fn an_event_id_is_a_bounded_token_of_safe_characters() {
         Ok(Parsed::Ignored { event_id, .. }) => assert_eq!(event_id, None),
         other => panic!("{other:?}"),
     }
+    // So is its name: one with control characters is left out of the log.
+    match parse(&other.replace("\"CreateUser\"", "\"CreateUser\\u001b[31m\\nforged INFO line\"")) {
+        Ok(Parsed::Ignored { event_name, .. }) => assert_eq!(event_name, None),
+        other => panic!("{other:?}"),
+    }
+    match parse(&other) {
+        Ok(Parsed::Ignored { event_name, .. }) => assert_eq!(event_name.as_deref(), Some("CreateUser")),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

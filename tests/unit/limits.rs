@@ -324,7 +324,7 @@ async fn a_role_that_cannot_be_assumed_fails_at_once_and_spares_sts() {
         .load()
         .await;
     let clients = keywatch::aws::Clients::new(&sdk, Duration::from_secs(1), "us-east-1");
-    let role = MemberRole { name: "keywatch-member".into(), external_id: None, own_account_id: "111111111111".into() };
+    let role = MemberRole { name: "keywatch-member".into(), external_id: None, own_account_id: "111111111111".into(), accounts: 2 };
     let inventory =
         IamInventory::new(clients.iam()).with_limits(Arc::new(RateLimiter::new(0.0)), fast_retries()).with_member_role(clients.sts(), role);
 
