@@ -100,6 +100,7 @@ def main():
     ap.add_argument("--moto-server", required=True)
     ap.add_argument("--users", type=int, default=1000, help="users the scanned account holds (default 1000)")
     ap.add_argument("--probes", type=int, default=10, help="key events in each phase (default 10)")
+    ap.add_argument("--without-ledger", action="store_true", help="run the worker without a ledger table (the ledger's cost on latency)")
     ap.add_argument("--json-out", help="write the figures as JSON here too")
     args = ap.parse_args()
 
@@ -119,7 +120,9 @@ def main():
                              Targets=[{"Id": "summaries", "Arn": p.arn(p.findings_url)}])
         admin = f"127.0.0.1:{emulator.free_port()}"
         log = open(f"{moto.dir}/keywatch.log", "w")
-        env = p.keywatch_env(admin, KEYWATCH_LEDGER_TABLE=ledger, KEYWATCH_LOG_FORMAT="json")
+        env = p.keywatch_env(admin, KEYWATCH_LOG_FORMAT="json")
+        if not args.without_ledger:
+            env["KEYWATCH_LEDGER_TABLE"] = ledger
         worker = subprocess.Popen([args.keywatch, "run"], env=env, stdout=log, stderr=log)
         if not emulator.wait_http(f"http://{admin}/readyz", 60, worker):
             raise SystemExit("keywatch did not become ready")
