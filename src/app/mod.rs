@@ -96,7 +96,7 @@ impl From<&RunArgs> for ProcessorSettings {
 impl From<&CheckArgs> for ProcessorSettings {
     fn from(args: &CheckArgs) -> Self {
         ProcessorSettings {
-            rules: Rules { consistency_window: Duration::from_secs(args.consistency_window_secs) },
+            rules: Rules { consistency_window: Duration::from_secs(args.consistency_window_secs), rotation: args.rotation() },
             relist_delays: ProcessorSettings::relist_delays_for(Duration::from_millis(args.relist_budget_ms)),
             max_concurrent_checks: args.max_concurrent_checks as usize,
         }

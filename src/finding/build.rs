@@ -214,6 +214,7 @@ impl Base<'_> {
             active_key_count: self.active_keys.len(),
             active_keys: self.active_keys,
             event_state_assumed: self.event_state_assumed,
+            rotation_in_progress: false,
             trigger: self.trigger,
             detected_at: self.detected_at,
             observed_at: self.detected_at,

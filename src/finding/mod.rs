@@ -95,6 +95,9 @@ impl Reason {
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Severity {
     Informational,
+    /// A self-made (or allow-listed) second key within the rotation grace
+    /// (`rotation_in_progress`).
+    Low,
     Medium,
     High,
     Critical,
@@ -123,6 +126,10 @@ pub struct Finding {
     /// True when IAM's listing did not show the event's change yet and the
     /// event's own key state was counted instead.
     pub event_state_assumed: bool,
+    /// True for a `FAILED` whose second key its own user (or an
+    /// allow-listed rotation principal) created less than the rotation
+    /// grace ago: a rotation under way, `LOW` until the grace ends.
+    pub rotation_in_progress: bool,
     pub trigger: Trigger,
     #[serde(serialize_with = "serialize_time")]
     pub detected_at: OffsetDateTime,
@@ -253,6 +260,14 @@ impl Finding {
     pub(crate) fn rechecked(mut self) -> Self {
         self.trigger.event_id = format!("recheck:{}", self.trigger.event_id);
         self.trigger.event_name = RECHECK_TRIGGER;
+        self
+    }
+
+    /// Marks a `FAILED` as a rotation under way: `LOW`, until the grace
+    /// ends.
+    pub(crate) fn rotating(mut self) -> Self {
+        self.severity = Severity::Low;
+        self.rotation_in_progress = true;
         self
     }
 

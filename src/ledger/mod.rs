@@ -329,6 +329,7 @@ impl Ledger for MemoryLedger {
 pub(crate) fn severity_str(s: Severity) -> &'static str {
     match s {
         Severity::Informational => "INFORMATIONAL",
+        Severity::Low => "LOW",
         Severity::Medium => "MEDIUM",
         Severity::High => "HIGH",
         Severity::Critical => "CRITICAL",
@@ -337,5 +338,7 @@ pub(crate) fn severity_str(s: Severity) -> &'static str {
 
 /// The severity [`severity_str`] wrote.
 pub(crate) fn parse_severity(s: &str) -> Option<Severity> {
-    [Severity::Informational, Severity::Medium, Severity::High, Severity::Critical].into_iter().find(|v| severity_str(*v) == s)
+    [Severity::Informational, Severity::Low, Severity::Medium, Severity::High, Severity::Critical]
+        .into_iter()
+        .find(|v| severity_str(*v) == s)
 }

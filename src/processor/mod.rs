@@ -111,7 +111,13 @@ fn dropped(f: &Finding, why: Dropped) -> Outcome {
 /// One message checked, before publishing.
 enum Checked {
     Done(Disposition),
-    Publish { finding: Box<Finding>, event: Box<KeyEvent> },
+    /// Done, nothing published, and a re-check due after this delay (a
+    /// rotation under way, with `--rotation-grace-quiet`).
+    Recheck(Duration),
+    Publish {
+        finding: Box<Finding>,
+        event: Box<KeyEvent>,
+    },
 }
 
 impl<I: KeyInventory> Processor<I> {
@@ -163,9 +169,14 @@ impl<I: KeyInventory> Processor<I> {
         let mut dispositions = vec![Disposition::Retry; batch.len()];
         let mut findings = Vec::new();
         let mut owners = Vec::new();
+        let mut rechecks = Vec::new();
         for (i, c) in checked.into_iter().enumerate() {
             match c {
                 Checked::Done(d) => dispositions[i] = d,
+                Checked::Recheck(delay) => {
+                    dispositions[i] = Disposition::Ack;
+                    rechecks.push((i, delay));
+                }
                 Checked::Publish { finding, event } => {
                     findings.push(*finding);
                     owners.push((i, event));
@@ -173,12 +184,12 @@ impl<I: KeyInventory> Processor<I> {
             }
         }
         if findings.is_empty() {
+            self.schedule_rechecks(batch, &spans, rechecks, &mut dispositions).await;
             return dispositions;
         }
         let results = self.sink.publish(&findings).await;
         // When the sinks answered: the detection latency runs to it.
         let accepted_at = OffsetDateTime::now_utc();
-        let mut rechecks = Vec::new();
         for ((i, ev), (f, result)) in owners.into_iter().zip(findings.iter().zip(results)) {
             let _in_message = spans[i].enter();
             dispositions[i] = match result {
@@ -243,6 +254,10 @@ impl<I: KeyInventory> Processor<I> {
         };
         match outcome {
             Outcome::Publish(finding) => Checked::Publish { finding, event: ev },
+            Outcome::RotationInProgress(_) => {
+                record::outcome(m, Some(&ev), &outcome);
+                Checked::Recheck(decide::recheck_delay(&ev, OffsetDateTime::now_utc(), &self.settings.rules))
+            }
             outcome => {
                 record::outcome(m, Some(&ev), &outcome);
                 Checked::Done(outcome.disposition())

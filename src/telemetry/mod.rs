@@ -164,6 +164,9 @@ pub enum EventOutcome {
     /// Its finding said what the last one published said, on the same IAM
     /// answer.
     Identical,
+    /// A rotation under way within the grace, not published
+    /// (`--rotation-grace-quiet`); re-checked when the grace ends.
+    RotationInProgress,
 }
 
 impl EventOutcome {
@@ -177,6 +180,7 @@ impl EventOutcome {
             EventOutcome::ForeignAccount => "foreign_account",
             EventOutcome::Superseded => "superseded",
             EventOutcome::Identical => "identical",
+            EventOutcome::RotationInProgress => "rotation_in_progress",
         }
     }
 }

@@ -23,5 +23,6 @@ mod limits;
 mod processor;
 mod properties;
 mod remediation;
+mod rotation;
 mod securityhub_sink;
 mod verdicts;
