@@ -38,6 +38,7 @@ mod ocsf_schema;
 mod pipeline;
 mod remediate;
 mod replicas;
+mod rotation;
 mod scan;
 mod semantics;
 mod sinks;
@@ -58,6 +59,7 @@ fn main() {
         pipeline::trials(),
         remediate::trials(),
         replicas::trials(),
+        rotation::trials(),
         scan::trials(),
         semantics::trials(),
         sinks::trials(),
