@@ -192,7 +192,7 @@ LABELS = {
                   "SendMessageBatch", "ListUsers", "BatchImportFindings", "BatchUpdateFindings", "GetParameter", "HeadObject",
                   "GetObject", "DescribeTable", "GetItem", "PutItem", "UpdateItem", "Query", "Scan"},
     "outcome": {"ok", "throttled", "error", "finding", "compliant", "ignored", "failed_call", "invalid",
-                "foreign_account", "superseded", "identical"},
+                "foreign_account", "superseded", "identical", "rotation_in_progress"},
     "event_name": {"CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey", "other", "unknown", "recheck"},
     "result": {"deleted", "retried", "invalid", "released", "complete", "errors"},
     "queue": {"input", "dlq"},
