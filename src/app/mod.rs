@@ -189,9 +189,13 @@ impl App {
         let (queue, parts) = parts;
         let sink = parts.sinks(&args.common, false)?;
         let ledger = parts.shared_ledger();
+        let quarantine = parts.quarantiner(args);
         let inventory = CachingInventory::new(parts.iam, parts.limiter, &CacheSettings::from(&args.check));
         let mut processor =
             Processor::new(inventory, sink, parts.accounts, ProcessorSettings::from(&args.check)).with_scans(Arc::new(queue.clone()));
+        if let Some(q) = quarantine {
+            processor = processor.with_quarantine(q);
+        }
         match &ledger {
             Some(ledger) => processor = processor.with_ledger(ledger.clone()),
             None => warn!(

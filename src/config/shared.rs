@@ -260,7 +260,7 @@ fn parse_principal(s: &str) -> Result<String, String> {
     }
 }
 
-fn parse_account_id(s: &str) -> Result<String, String> {
+pub(super) fn parse_account_id(s: &str) -> Result<String, String> {
     let s = s.trim();
     if crate::event::is_account_id(s) {
         Ok(s.to_string())

@@ -18,6 +18,7 @@
 //! when ([`wants_recheck`], [`recheck_when`]) and what the second look
 //! concludes ([`conclude_recheck`]).
 
+mod quarantine;
 mod recheck;
 pub mod remediation;
 mod rotation;
@@ -32,6 +33,7 @@ use crate::event::{Check, EventName, KeyEvent, ParseError, Parsed, Target, MAX_C
 use crate::exceptions::Exceptions;
 use crate::finding::{self, Finding, Status};
 
+pub use self::quarantine::{quarantine_candidate, quarantine_choice, QuarantineRules, QUARANTINE_FRESH};
 pub use self::recheck::{conclude_recheck, recheck_delay, recheck_when, wants_recheck, RecheckWhen, MAX_RECHECK_DELAY};
 pub use self::rotation::Rotation;
 use crate::inventory::InventoryError;

@@ -223,6 +223,7 @@ impl Base<'_> {
             remediation: None,
             suppressed: false,
             exception: None,
+            quarantine: None,
             compliance: compliance_of(self.control_id),
             keywatch_version: KEYWATCH_VERSION,
         }

@@ -18,6 +18,7 @@
 mod arn;
 mod build;
 mod control;
+mod quarantine;
 mod summary;
 
 use serde::Serialize;
@@ -34,6 +35,7 @@ pub use self::build::{build, build_root, build_user_gone, recommend_key};
 pub(crate) use self::build::{build_scan, build_scan_root, build_scan_user_gone};
 pub(crate) use self::control::{compliance_of, CONTROL_TITLE, ROOT_CONTROL_TITLE};
 pub use self::control::{ControlRef, CIS_NO_ROOT_KEY, CIS_ONE_ACTIVE_KEY, CONTROL_ID, ROOT_CONTROL_ID};
+pub use self::quarantine::{Quarantine, Withheld};
 pub use self::summary::ScanSummary;
 pub(crate) use self::summary::SUMMARY_DETAIL_TYPE;
 
@@ -152,6 +154,11 @@ pub struct Finding {
     pub suppressed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exception: Option<Exception>,
+    /// What the worker's quarantine (`--quarantine-accounts`) did about a
+    /// planted key: deactivated (when, and the command that undoes it), or
+    /// withheld (why). Absent when the key was no candidate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<Quarantine>,
     /// The control's number in each CIS AWS Foundations version.
     pub(crate) compliance: &'static [ControlRef],
     /// The keywatch version that made the finding.

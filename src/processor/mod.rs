@@ -82,6 +82,8 @@ pub struct Processor<I> {
     /// publish (`include_passed`). The last word is kept by the sink (see
     /// [`crate::ledger::sink`]).
     ledger: Option<Arc<dyn Ledger>>,
+    /// The worker's quarantine of planted keys; `None`: off.
+    quarantine: Option<quarantine::Quarantiner>,
     /// Approved exceptions; replaced whole on reload.
     exceptions: RwLock<Arc<Exceptions>>,
     checks: Semaphore,
@@ -91,6 +93,8 @@ pub struct Processor<I> {
 
 /// Account scans one processor carries out at once (each with
 /// `max_concurrent_checks` users in flight).
+pub(crate) use self::quarantine::{Deactivate, KillSwitch, Quarantiner};
+
 pub(crate) const SCANS_AT_ONCE: usize = 4;
 
 /// The span of one message: every line logged while it is handled, here
@@ -128,6 +132,7 @@ impl<I: KeyInventory> Processor<I> {
             accounts,
             requeue: None,
             ledger: None,
+            quarantine: None,
             checks: Semaphore::new(settings.max_concurrent_checks.max(1)),
             scans: Semaphore::new(SCANS_AT_ONCE),
             settings,
@@ -150,6 +155,12 @@ impl<I: KeyInventory> Processor<I> {
     /// Scans close the open violations `ledger` holds for their account.
     pub(crate) fn with_ledger(mut self, ledger: Arc<dyn Ledger>) -> Self {
         self.ledger = Some(ledger);
+        self
+    }
+
+    /// Deactivates planted keys before their findings are published.
+    pub(crate) fn with_quarantine(mut self, quarantine: quarantine::Quarantiner) -> Self {
+        self.quarantine = Some(quarantine);
         self
     }
 
@@ -253,7 +264,10 @@ impl<I: KeyInventory> Processor<I> {
             },
         };
         match outcome {
-            Outcome::Publish(finding) => Checked::Publish { finding, event: ev },
+            Outcome::Publish(mut finding) => {
+                self.quarantine(&ev, &mut finding).await;
+                Checked::Publish { finding, event: ev }
+            }
             Outcome::RotationInProgress(_) => {
                 record::outcome(m, Some(&ev), &outcome);
                 Checked::Recheck(decide::recheck_delay(&ev, OffsetDateTime::now_utc(), &self.settings.rules))
@@ -299,6 +313,7 @@ impl<I: KeyInventory> Processor<I> {
 }
 
 mod gather;
+mod quarantine;
 mod recheck;
 #[cfg(test)]
 mod tests;

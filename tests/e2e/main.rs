@@ -36,6 +36,7 @@ mod long_scan;
 mod monitoring;
 mod ocsf_schema;
 mod pipeline;
+mod quarantine;
 mod remediate;
 mod replicas;
 mod rotation;
@@ -57,6 +58,7 @@ fn main() {
         monitoring::trials(),
         ocsf_schema::trials(),
         pipeline::trials(),
+        quarantine::trials(),
         remediate::trials(),
         replicas::trials(),
         rotation::trials(),
