@@ -189,7 +189,10 @@ impl App {
         let (queue, parts) = parts;
         let sink = parts.sinks(&args.common, false)?;
         let ledger = parts.shared_ledger();
-        let quarantine = parts.quarantiner(args);
+        let quarantine = parts.quarantiner(args).map(|mut q| {
+            q.ledger = ledger.clone();
+            q
+        });
         let inventory = CachingInventory::new(parts.iam, parts.limiter, &CacheSettings::from(&args.check));
         let mut processor =
             Processor::new(inventory, sink, parts.accounts, ProcessorSettings::from(&args.check)).with_scans(Arc::new(queue.clone()));

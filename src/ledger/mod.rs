@@ -245,6 +245,13 @@ pub(crate) trait Ledger: Send + Sync + 'static {
 
     /// The open violations (every account, or `account`'s).
     fn open<'a>(&'a self, account: Option<&'a str>) -> BoxFuture<'a, Result<Vec<Entry>, LedgerError>>;
+
+    /// Keeps the journal entry of a quarantine of `access_key_id` (an item
+    /// of its own, `quarantine#<key id>`); a ledger that is not shared
+    /// keeps none.
+    fn journal<'a>(&'a self, _access_key_id: &'a str, _entry: &'a serde_json::Value) -> BoxFuture<'a, Result<(), LedgerError>> {
+        std::future::ready(Err(LedgerError::NotShared)).boxed()
+    }
 }
 
 /// Open violations counted: how many are (not) covered by an exception,

@@ -22,6 +22,7 @@ use crate::decide::{self, QuarantineRules};
 use crate::event::KeyEvent;
 use crate::finding::{rfc3339, Finding, Quarantine, Withheld};
 use crate::inventory::{InventoryError, KeyInventory, Need};
+use crate::ledger::Ledger;
 
 /// Deactivates a key (IAM `UpdateAccessKey` `Inactive`, through the
 /// [`crate::inventory::KeyAdmin`] port).
@@ -48,6 +49,9 @@ pub(crate) struct Quarantiner {
     /// `KEYWATCH_QUARANTINE_DISABLED`.
     pub(crate) disabled: bool,
     pub(crate) kill_switch: Option<Arc<dyn KillSwitch>>,
+    /// Where the journal entries are kept besides the log (the shared
+    /// ledger, `--ledger-table`).
+    pub(crate) ledger: Option<Arc<dyn Ledger>>,
     /// Per opted-in account, when its last quarantines were (at most
     /// `max_per_hour` kept): bounded by `rules.accounts`.
     recent: Mutex<HashMap<String, VecDeque<OffsetDateTime>>>,
@@ -65,7 +69,16 @@ impl Quarantiner {
         disabled: bool,
         kill_switch: Option<Arc<dyn KillSwitch>>,
     ) -> Quarantiner {
-        Quarantiner { rules, admin, max_per_hour, disabled, kill_switch, recent: Mutex::default(), turn: tokio::sync::Mutex::new(()) }
+        Quarantiner {
+            rules,
+            admin,
+            max_per_hour,
+            disabled,
+            kill_switch,
+            ledger: None,
+            recent: Mutex::default(),
+            turn: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// Whether the account's breaker is open at `now`.
@@ -103,7 +116,12 @@ impl<I: KeyInventory> Processor<I> {
             }
             Err(why) => Quarantine::withheld(key, why, at),
         };
-        journal(ev, &user, &note);
+        let entry = journal(ev, &user, &note);
+        if let Some(ledger) = &q.ledger {
+            if let Err(e) = ledger.journal(key, &entry).await {
+                warn!(error = %e, "quarantine: the journal entry could not be kept in the ledger; it is in this log line only");
+            }
+        }
         finding.quarantine = Some(note);
     }
 
@@ -133,8 +151,9 @@ fn failed(e: &InventoryError) -> Withheld {
     Withheld::Failed
 }
 
-/// The journal entry of a quarantine: one JSON log line.
-fn journal(ev: &KeyEvent, user: &str, note: &Quarantine) {
+/// The journal entry of a quarantine, logged as one JSON line (and kept
+/// in the ledger, when there is one).
+fn journal(ev: &KeyEvent, user: &str, note: &Quarantine) -> serde_json::Value {
     let entry = serde_json::json!({
         "account_id": ev.account_id,
         "user_name": user,
@@ -147,4 +166,5 @@ fn journal(ev: &KeyEvent, user: &str, note: &Quarantine) {
         "undo": note.undo,
     });
     info!(journal = %entry, action = note.action, "quarantine");
+    entry
 }

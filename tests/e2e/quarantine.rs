@@ -16,6 +16,7 @@ trials! {
     multi the_breaker_leaves_the_key_beyond_the_hours_quota_active_and_says_why,
     multi the_kill_switches_leave_a_planted_key_active,
     multi two_planted_keys_in_one_batch_never_leave_the_user_without_an_active_key,
+    multi with_a_ledger_the_quarantine_is_journalled_there,
 }
 
 const T: Duration = Duration::from_secs(30);
@@ -146,4 +147,24 @@ async fn two_planted_keys_in_one_batch_never_leave_the_user_without_an_active_ke
     if found.len() == 2 {
         assert!(actions.contains(&(Some("withheld"), Some("only_active_key"))), "{actions:?}");
     }
+}
+
+async fn with_a_ledger_the_quarantine_is_journalled_there() {
+    let moto = Moto::start();
+    let config = moto.sdk_config().await;
+    let p = Pipeline::create(&config, 5).await;
+    let table = create_ledger_table(&config, "keywatch-ledger").await;
+    let mut env = on();
+    env.push(("KEYWATCH_LEDGER_TABLE", table.as_str()));
+    let worker = Worker::start(&moto, &p, &env);
+    assert!(worker.wait_ready(T).await, "{}", worker.logs());
+    let planted = second_key(&p, "gus", "admin").await;
+    let found = p.findings(1, T).await;
+    assert_eq!(found.len(), 1, "{}", worker.logs());
+    assert_eq!(quarantine_of(&found[0])["action"], "deactivated");
+    let item = ledger_item(&config, &table, &format!("quarantine#{planted}")).await.expect("the journal entry in the ledger");
+    let entry: Value = serde_json::from_str(attr_s(&item, "journal").expect("journal")).unwrap();
+    assert_eq!((entry["user_name"].as_str(), entry["action"].as_str()), (Some("gus"), Some("deactivated")), "{entry}");
+    assert_eq!(entry["undo"], quarantine_of(&found[0])["undo"]);
+    assert_eq!(entry["actor_arn"], format!("arn:aws:iam::{ACCOUNT}:user/admin"));
 }
