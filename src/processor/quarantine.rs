@@ -116,6 +116,7 @@ impl<I: KeyInventory> Processor<I> {
             }
             Err(why) => Quarantine::withheld(key, why, at),
         };
+        crate::telemetry::quarantine(note.action);
         let entry = journal(ev, &user, &note);
         if let Some(ledger) = &q.ledger {
             if let Err(e) = ledger.journal(key, &entry).await {

@@ -74,7 +74,11 @@ impl<I: KeyInventory> Processor<I> {
             Err(outcome) => outcome,
         };
         let finding = match outcome {
-            Outcome::Publish(f) => f,
+            Outcome::Publish(mut f) => {
+                // A key IAM did not list at first may be quarantined now.
+                self.quarantine(ev, &mut f).await;
+                f
+            }
             outcome => {
                 record::recheck_outcome(m, Some(ev), &outcome);
                 return outcome.disposition();

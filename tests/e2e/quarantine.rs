@@ -57,6 +57,7 @@ async fn a_planted_key_is_deactivated_and_says_how_to_undo_it_and_a_self_rotatio
     assert!(q["at"].is_string());
     assert_eq!(status(&p, "vic", &planted).await, "Inactive");
     assert!(worker.logs().contains("journal") && worker.logs().contains(&planted), "journalled:\n{}", worker.logs());
+    assert_eq!(worker.metric(r#"keywatch_quarantines_total{action="deactivated"}"#), 1.0, "{}", worker.metrics());
 
     // The user's own second key: no quarantine.
     let own = second_key(&p, "wes", "wes").await;
@@ -85,6 +86,7 @@ async fn the_breaker_leaves_the_key_beyond_the_hours_quota_active_and_says_why()
             assert_eq!((q["action"].as_str(), q["reason"].as_str()), (Some("withheld"), Some("breaker_open")), "{q}");
             assert!(q.get("undo").is_none());
             assert_eq!(status(&p, user, &planted).await, "Active", "the third in the hour is left active");
+            assert_eq!(worker.metric(r#"keywatch_quarantines_total{action="withheld"}"#), 1.0, "{}", worker.metrics());
         }
     }
 }
