@@ -217,8 +217,9 @@ pub struct CheckArgs {
     pub(crate) rotation_grace: Option<Duration>,
 
     /// Principals whose second keys also get the rotation grace (a rotation
-    /// pipeline's role): ARNs, `*` and `?` as wildcards, separated by
-    /// commas (e.g. `arn:aws:sts::*:assumed-role/key-rotator/*`).
+    /// pipeline's role), and are never quarantined: ARNs, `*` and `?` as
+    /// wildcards, separated by commas (e.g.
+    /// `arn:aws:sts::*:assumed-role/key-rotator/*`).
     #[arg(long, env = "KEYWATCH_ROTATION_PRINCIPALS", value_name = "ARN", value_delimiter = ',', value_parser = parse_principal)]
     pub(crate) rotation_principals: Vec<String>,
 
