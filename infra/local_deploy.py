@@ -103,6 +103,8 @@ LEDGER_ACTIONS = {a for a in WORKER_ACTIONS if a.startswith("dynamodb:")}
 ORGANIZATION_ACTION = "organizations:ListAccounts"
 # Allowed (on that parameter alone) only with ExceptionsParameterName, explicitly denied otherwise.
 EXCEPTIONS_ACTION = "ssm:GetParameter"
+# Allowed (on the account's users) only with QuarantineAccounts, explicitly denied otherwise.
+QUARANTINE_ACTION = "iam:UpdateAccessKey"
 # --verify sets ExceptionsParameterName so that its statement is checked too.
 VERIFY_EXCEPTIONS_PARAMETER = "/keywatch-local/exceptions"
 
@@ -392,6 +394,7 @@ def verify(
     with_org = bool(parameters.get("OrganizationId"))
     org_accounts = parameters.get("MemberAccounts") == "organization"
     exceptions_parameter = parameters.get("ExceptionsParameterName", "")
+    quarantine_accounts = parameters.get("QuarantineAccounts", "")
 
     def outputs_present() -> str:
         want = REQUIRED_OUTPUTS + (["OrganizationBusArn"] if with_org else [])
@@ -757,13 +760,15 @@ def verify(
         want_allowed = WORKER_ACTIONS | ({ORGANIZATION_ACTION} if org_accounts else set())
         want_denied = set() if org_accounts else {ORGANIZATION_ACTION}
         (want_allowed if exceptions_parameter else want_denied).add(EXCEPTIONS_ACTION)
+        (want_allowed if quarantine_accounts else want_denied).add(QUARANTINE_ACTION)
         assert allowed == want_allowed, (
             f"worker actions differ: extra {sorted(allowed - want_allowed)}, missing {sorted(want_allowed - allowed)}"
         )
         assert denied == want_denied, f"denied actions {sorted(denied)} != {sorted(want_denied)}"
         return (
             f"{len(allowed)} actions allowed, {ORGANIZATION_ACTION} {'allowed' if org_accounts else 'denied'}, "
-            f"{EXCEPTIONS_ACTION} {'allowed' if exceptions_parameter else 'denied'}, no wildcards"
+            f"{EXCEPTIONS_ACTION} {'allowed' if exceptions_parameter else 'denied'}, "
+            f"{QUARANTINE_ACTION} {'allowed' if quarantine_accounts else 'denied'}, no wildcards"
         )
 
     def ledger_table_is_the_record() -> str:

@@ -181,7 +181,7 @@ OTHER = ["keywatch_aws_requests_total", "keywatch_events_total", "keywatch_findi
          "keywatch_loaded_exceptions", "keywatch_expiring_exceptions", "keywatch_exceptions_reload_failures_total",
          "keywatch_suppressed_findings_total", "keywatch_open_violations",
          "keywatch_oldest_open_violation_age_seconds", "keywatch_violation_sla_seconds",
-         "keywatch_findings_dropped_total"]
+         "keywatch_findings_dropped_total", "keywatch_quarantines_total"]
 NAMES = set(OTHER) | set(HIST) | {h + s for h in HIST for s in ("_bucket", "_sum", "_count")}
 LABELS = {
     "status": {"FAILED", "PASSED"},
@@ -192,7 +192,7 @@ LABELS = {
                   "SendMessageBatch", "ListUsers", "BatchImportFindings", "BatchUpdateFindings", "GetParameter", "HeadObject",
                   "GetObject", "DescribeTable", "GetItem", "PutItem", "UpdateItem", "Query", "Scan"},
     "outcome": {"ok", "throttled", "error", "finding", "compliant", "ignored", "failed_call", "invalid",
-                "foreign_account", "superseded", "identical"},
+                "foreign_account", "superseded", "identical", "rotation_in_progress"},
     "event_name": {"CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey", "other", "unknown", "recheck"},
     "result": {"deleted", "retried", "invalid", "released", "complete", "errors"},
     "queue": {"input", "dlq"},
@@ -200,6 +200,7 @@ LABELS = {
     "how": {"in_flight", "recent"},
     "reason": {"unreadable", "invalid", "superseded", "identical"},
     "suppressed": {"true", "false"},
+    "action": {"deactivated", "withheld"},
 }
 errors = []
 

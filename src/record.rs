@@ -99,6 +99,13 @@ fn outcome_as(label: &'static str, m: &Message, ev: Option<&KeyEvent>, outcome: 
             observed_at = %crate::finding::rfc3339(f.observed_at),
             "the same verdict on the same IAM answer was already published; this one dropped"
         ),
+        Outcome::RotationInProgress(f) => info!(
+            event_id,
+            account_id,
+            finding_id = %f.finding_id,
+            user_name = %f.user_name,
+            "second key made by its own user or a rotation principal, within the rotation grace; nothing published (KEYWATCH_ROTATION_GRACE_QUIET), re-checked when the grace ends"
+        ),
         Outcome::Retry(Retry::Lookup(e)) => warn!(
             event_id,
             account_id,

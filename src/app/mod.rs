@@ -96,7 +96,7 @@ impl From<&RunArgs> for ProcessorSettings {
 impl From<&CheckArgs> for ProcessorSettings {
     fn from(args: &CheckArgs) -> Self {
         ProcessorSettings {
-            rules: Rules { consistency_window: Duration::from_secs(args.consistency_window_secs) },
+            rules: Rules { consistency_window: Duration::from_secs(args.consistency_window_secs), rotation: args.rotation() },
             relist_delays: ProcessorSettings::relist_delays_for(Duration::from_millis(args.relist_budget_ms)),
             max_concurrent_checks: args.max_concurrent_checks as usize,
         }
@@ -189,9 +189,16 @@ impl App {
         let (queue, parts) = parts;
         let sink = parts.sinks(&args.common, false)?;
         let ledger = parts.shared_ledger();
+        let quarantine = parts.quarantiner(args).map(|mut q| {
+            q.ledger = ledger.clone();
+            q
+        });
         let inventory = CachingInventory::new(parts.iam, parts.limiter, &CacheSettings::from(&args.check));
         let mut processor =
             Processor::new(inventory, sink, parts.accounts, ProcessorSettings::from(&args.check)).with_scans(Arc::new(queue.clone()));
+        if let Some(q) = quarantine {
+            processor = processor.with_quarantine(q);
+        }
         match &ledger {
             Some(ledger) => processor = processor.with_ledger(ledger.clone()),
             None => warn!(

@@ -47,6 +47,34 @@ pub(super) struct Parts {
 }
 
 impl Parts {
+    /// The worker's quarantine (`--quarantine-accounts`), with the IAM
+    /// inventory as its key admin; `None` when no account is opted in.
+    pub(super) fn quarantiner(&self, args: &crate::config::RunArgs) -> Option<crate::processor::Quarantiner> {
+        if args.quarantine_accounts.is_empty() {
+            return None;
+        }
+        let kill_switch = args.quarantine_kill_switch_parameter.as_ref().map(|name| {
+            Arc::new(crate::aws::ssm::SsmKillSwitch::new(self.clients.ssm(), name.clone())) as Arc<dyn crate::processor::KillSwitch>
+        });
+        let rules = crate::decide::QuarantineRules {
+            accounts: args.quarantine_accounts.clone(),
+            principals: args.check.rotation_principals.clone(),
+        };
+        tracing::info!(
+            accounts = args.quarantine_accounts.join(","),
+            max_per_hour = args.quarantine_max_per_hour,
+            disabled = args.quarantine_disabled,
+            "quarantine of planted keys on"
+        );
+        Some(crate::processor::Quarantiner::new(
+            rules,
+            Arc::new(self.iam.clone()),
+            args.quarantine_max_per_hour as usize,
+            args.quarantine_disabled,
+            kill_switch,
+        ))
+    }
+
     /// Builds the parts; `first` checks what the command needs before the
     /// accounts are looked up (the queue, for `run`). Settings are checked
     /// before anything is asked of AWS.

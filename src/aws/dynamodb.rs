@@ -164,6 +164,24 @@ impl Ledger for DynamoLedger {
         self.update_claim(entry, "SET claimed_at = :x", n(0)).boxed()
     }
 
+    fn journal<'a>(&'a self, access_key_id: &'a str, entry: &'a serde_json::Value) -> BoxFuture<'a, Result<(), LedgerError>> {
+        async move {
+            // Outside the index "open" (no open attribute): never taken for
+            // a finding; kept a year (TTL).
+            let expires = OffsetDateTime::now_utc() + time::Duration::days(365);
+            let request = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item("finding_id", s(&format!("quarantine#{access_key_id}")))
+                .item("journal", s(&entry.to_string()))
+                .item("expires_at", n(expires.unix_timestamp()))
+                .send();
+            call(Service::DynamoDb, "PutItem", request).await.map(|_| ()).map_err(LedgerError::from)
+        }
+        .boxed()
+    }
+
     fn open<'a>(&'a self, account: Option<&'a str>) -> BoxFuture<'a, Result<Vec<Entry>, LedgerError>> {
         self.open_entries(account).boxed()
     }

@@ -57,3 +57,51 @@ impl ExceptionsSource for SsmParameter {
         .boxed()
     }
 }
+
+/// The quarantine's kill switch kept in a parameter
+/// (`--quarantine-kill-switch-parameter`): engaged when its value is `off`
+/// or `disabled` (any case), or when it cannot be read (the safe side).
+/// Read at most once per [`KILL_SWITCH_CACHE`].
+pub struct SsmKillSwitch {
+    parameter: SsmParameter,
+    last: std::sync::Mutex<Option<(std::time::Instant, bool)>>,
+}
+
+/// How long a reading of the kill switch is trusted.
+pub const KILL_SWITCH_CACHE: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl SsmKillSwitch {
+    pub fn new(client: aws_sdk_ssm::Client, name: String) -> SsmKillSwitch {
+        SsmKillSwitch { parameter: SsmParameter::new(client, name), last: std::sync::Mutex::new(None) }
+    }
+
+    async fn read(&self) -> bool {
+        let request = self.parameter.client.get_parameter().name(&self.parameter.name).with_decryption(true).send();
+        match call(Service::Ssm, "GetParameter", request).await {
+            Ok(out) => {
+                let value = out.parameter().and_then(|p| p.value()).unwrap_or_default().trim().to_ascii_lowercase();
+                value == "off" || value == "disabled"
+            }
+            Err(e) => {
+                tracing::warn!(parameter = %self.parameter.name, error = %e, "cannot read the quarantine kill switch (KEYWATCH_QUARANTINE_KILL_SWITCH_PARAMETER); no quarantine until it can be read");
+                true
+            }
+        }
+    }
+}
+
+impl crate::processor::KillSwitch for SsmKillSwitch {
+    fn engaged(&self) -> BoxFuture<'_, bool> {
+        async move {
+            if let Some((at, engaged)) = *self.last.lock().unwrap_or_else(|e| e.into_inner()) {
+                if at.elapsed() < KILL_SWITCH_CACHE {
+                    return engaged;
+                }
+            }
+            let engaged = self.read().await;
+            *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((std::time::Instant::now(), engaged));
+            engaged
+        }
+        .boxed()
+    }
+}

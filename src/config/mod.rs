@@ -151,6 +151,30 @@ pub struct RunArgs {
     #[arg(long, env = "KEYWATCH_QUEUE_METRICS_INTERVAL_SECS", value_name = "SECS", default_value_t = 30)]
     queue_metrics_interval_secs: u64,
 
+    /// Accounts where the worker deactivates a planted key at once
+    /// (quarantine; account ids separated by commas): a second key that is
+    /// fresh, never used, and created by a principal other than the user
+    /// and not in --rotation-principals. Never the only active key, never a
+    /// used key. Unset: no quarantine. Needs iam:UpdateAccessKey.
+    #[arg(long, env = "KEYWATCH_QUARANTINE_ACCOUNTS", value_name = "IDS", value_delimiter = ',', value_parser = shared::parse_account_id)]
+    pub(crate) quarantine_accounts: Vec<String>,
+
+    /// Circuit breaker: at most this many quarantines per account per hour
+    /// (per worker process); a planted key beyond it is left active and its
+    /// finding says why.
+    #[arg(long, env = "KEYWATCH_QUARANTINE_MAX_PER_HOUR", value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub(crate) quarantine_max_per_hour: u64,
+
+    /// Kill switch: no quarantine at all (the findings say so).
+    #[arg(long, env = "KEYWATCH_QUARANTINE_DISABLED")]
+    pub(crate) quarantine_disabled: bool,
+
+    /// Kill switch kept in SSM Parameter Store: when the parameter's value
+    /// is `off` or `disabled` (or it cannot be read), no quarantine. Read at
+    /// most every 10 s.
+    #[arg(long, env = "KEYWATCH_QUARANTINE_KILL_SWITCH_PARAMETER", value_name = "NAME", value_parser = shared::parse_non_empty)]
+    pub(crate) quarantine_kill_switch_parameter: Option<String>,
+
     /// Drain the queue, then exit 0: stop receiving once a receive returns
     /// no message, finish what was received, and exit (for batch use and
     /// tests). Use a short --wait-secs with it.

@@ -206,9 +206,62 @@ pub struct CheckArgs {
     /// lists again.
     #[arg(long, env = "KEYWATCH_LISTING_REUSE_SECS", value_name = "SECS", default_value_t = 300)]
     pub(crate) listing_reuse_secs: u64,
+
+    /// Rotation grace (e.g. `15m`, `10d`; at most 90d): a second key that
+    /// its own user created (or a --rotation-principals principal), younger
+    /// than this (IAM's CreateDate), is a rotation under way: its FAILED is
+    /// LOW with rotation_in_progress, and a re-check on the queue when the
+    /// grace ends raises it to the normal severity if two keys are still
+    /// active. A key created by anyone else gets no grace. Unset: off.
+    #[arg(long, env = "KEYWATCH_ROTATION_GRACE", value_name = "DURATION", value_parser = parse_grace)]
+    pub(crate) rotation_grace: Option<Duration>,
+
+    /// Principals whose second keys also get the rotation grace (a rotation
+    /// pipeline's role), and are never quarantined: ARNs, `*` and `?` as
+    /// wildcards, separated by commas (e.g.
+    /// `arn:aws:sts::*:assumed-role/key-rotator/*`).
+    #[arg(long, env = "KEYWATCH_ROTATION_PRINCIPALS", value_name = "ARN", value_delimiter = ',', value_parser = parse_principal)]
+    pub(crate) rotation_principals: Vec<String>,
+
+    /// Within the rotation grace, publish nothing rather than a LOW finding
+    /// (counted as outcome rotation_in_progress); the re-check when the
+    /// grace ends still raises it. Needs --rotation-grace.
+    #[arg(long, env = "KEYWATCH_ROTATION_GRACE_QUIET", requires = "rotation_grace")]
+    pub(crate) rotation_grace_quiet: bool,
 }
 
-fn parse_account_id(s: &str) -> Result<String, String> {
+impl CheckArgs {
+    /// The rotation grace's settings; `None` when it is off.
+    pub(crate) fn rotation(&self) -> Option<crate::decide::Rotation> {
+        Some(crate::decide::Rotation {
+            grace: self.rotation_grace?,
+            principals: self.rotation_principals.clone(),
+            quiet: self.rotation_grace_quiet,
+        })
+    }
+}
+
+/// The longest rotation grace: longer is no rotation.
+const MAX_ROTATION_GRACE: Duration = Duration::from_secs(90 * 86400);
+
+fn parse_grace(s: &str) -> Result<Duration, String> {
+    match super::remediate::parse_duration(s)? {
+        d if d.is_zero() => Err("must be longer than 0 (leave it unset to turn the grace off)".into()),
+        d if d > MAX_ROTATION_GRACE => Err(format!("{s:?} is longer than 90d")),
+        d => Ok(d),
+    }
+}
+
+fn parse_principal(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.starts_with("arn:") {
+        Ok(s.to_string())
+    } else {
+        Err(format!("{s:?} is not an ARN (arn:...; * and ? as wildcards)"))
+    }
+}
+
+pub(super) fn parse_account_id(s: &str) -> Result<String, String> {
     let s = s.trim();
     if crate::event::is_account_id(s) {
         Ok(s.to_string())

@@ -18,8 +18,10 @@
 //! when ([`wants_recheck`], [`recheck_when`]) and what the second look
 //! concludes ([`conclude_recheck`]).
 
+mod quarantine;
 mod recheck;
 pub mod remediation;
+mod rotation;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -31,7 +33,9 @@ use crate::event::{Check, EventName, KeyEvent, ParseError, Parsed, Target, MAX_C
 use crate::exceptions::Exceptions;
 use crate::finding::{self, Finding, Status};
 
+pub use self::quarantine::{quarantine_candidate, quarantine_choice, QuarantineRules, QUARANTINE_FRESH};
 pub use self::recheck::{conclude_recheck, recheck_delay, recheck_when, wants_recheck, RecheckWhen, MAX_RECHECK_DELAY};
+pub use self::rotation::Rotation;
 use crate::inventory::InventoryError;
 use crate::keys::{KeyStatus, KeyUsage, Listing};
 use crate::message::Disposition;
@@ -44,6 +48,9 @@ pub struct Rules {
     /// does not show its change is taken as stale (IAM propagation); an
     /// older event's listing is taken as the truth.
     pub consistency_window: Duration,
+    /// The rotation grace (`--rotation-grace`); `None`: off, every second
+    /// key is a violation at its normal severity at once.
+    pub rotation: Option<Rotation>,
 }
 
 impl Rules {
@@ -105,6 +112,10 @@ pub enum Outcome {
     /// A finding saying what the last one published for its user said, on
     /// the same IAM answer: dropped, as it would add nothing.
     Identical(Box<Finding>),
+    /// A rotation under way, within the grace, with
+    /// `--rotation-grace-quiet`: the `LOW` finding it would be is not
+    /// published; a re-check is due when the grace ends.
+    RotationInProgress(Box<Finding>),
 }
 
 impl Outcome {
@@ -126,6 +137,7 @@ impl Outcome {
             Outcome::Ignored(_) => EventOutcome::Ignored,
             Outcome::Superseded(_) => EventOutcome::Superseded,
             Outcome::Identical(_) => EventOutcome::Identical,
+            Outcome::RotationInProgress(_) => EventOutcome::RotationInProgress,
             Outcome::FailedCall { .. } => EventOutcome::FailedCall,
             Outcome::Compliant { .. } => EventOutcome::Compliant,
             Outcome::Publish(_) => EventOutcome::Finding,
@@ -289,13 +301,23 @@ pub fn conclude(
     now: OffsetDateTime,
     rules: &Rules,
 ) -> Outcome {
-    decided(event, iam, usage, exceptions, now, rules.fresh(event, now), false)
+    decided(event, iam, usage, exceptions, now, rules.fresh(event, now), Closing::No(rules.rotation.as_ref()))
 }
 
-/// [`conclude`], with the event's freshness given; `closing`: a listing
-/// with at most one active key closes the finding (`PASSED`) whatever the
-/// event did (a re-check), where an event that made a key active would
-/// otherwise find nothing to report.
+/// Whether a decision closes (a re-check) or not (an event's, with the
+/// rotation grace, if any).
+#[derive(Clone, Copy)]
+enum Closing<'a> {
+    /// An event's decision; a self-made second key gets this grace.
+    No(Option<&'a Rotation>),
+    /// A re-check's: due once any grace has ended, and a listing with at
+    /// most one active key closes the finding (`PASSED`) whatever the event
+    /// did, where an event that made a key active would otherwise find
+    /// nothing to report.
+    Yes,
+}
+
+/// [`conclude`], with the event's freshness given.
 fn decided(
     event: &KeyEvent,
     iam: Iam<'_>,
@@ -303,8 +325,12 @@ fn decided(
     exceptions: &Exceptions,
     now: OffsetDateTime,
     fresh: bool,
-    closing: bool,
+    closing: Closing<'_>,
 ) -> Outcome {
+    let (rotation, closing) = match closing {
+        Closing::No(rotation) => (rotation, false),
+        Closing::Yes => (None, true),
+    };
     match iam {
         // IAM's word that the user is gone closes its finding, unless a
         // fresh event says the user just got an active key (IAM may lag
@@ -339,12 +365,17 @@ fn decided(
                 None => Outcome::Compliant { active: assessment.active_count() },
                 Some(f) => {
                     let mut f = f.observed(listing.observed_at);
-                    if f.status == Status::Failed {
-                        if let Some(e) = exceptions.matching(&event.account_id, user_name, now) {
-                            f.suppress(e);
-                        }
+                    if f.status != Status::Failed {
+                        return Outcome::Publish(Box::new(f));
                     }
-                    Outcome::Publish(Box::new(f))
+                    if let Some(e) = exceptions.matching(&event.account_id, user_name, now) {
+                        f.suppress(e);
+                    }
+                    match rotation.filter(|r| r.grace_ends(event, user_name, listing).is_some_and(|end| now < end)) {
+                        Some(r) if r.quiet => Outcome::RotationInProgress(Box::new(f.rotating())),
+                        Some(_) => Outcome::Publish(Box::new(f.rotating())),
+                        None => Outcome::Publish(Box::new(f)),
+                    }
                 }
             }
         }

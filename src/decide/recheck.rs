@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::{decided, Iam, Outcome, Rules};
+use super::{decided, Closing, Iam, Outcome, Rules};
 use crate::event::{Check, KeyEvent, KeyStatus, ParseError};
 use crate::exceptions::Exceptions;
 use crate::finding::{Finding, Reason, Status};
@@ -22,11 +22,13 @@ use crate::keys::KeyUsage;
 pub const MAX_RECHECK_DELAY: Duration = Duration::from_secs(900);
 
 /// Whether a published finding asks for a re-check once the consistency
-/// window has passed: a `FAILED` that counted its event's key from the
-/// event alone (`event_state_assumed`). A re-check's own findings never
-/// do: past the window nothing is assumed.
+/// window (and any rotation grace) has passed: a `FAILED` that counted its
+/// event's key from the event alone (`event_state_assumed`), or a rotation
+/// under way (`rotation_in_progress`), escalated if two keys are still
+/// active when the grace ends. A re-check's own findings never do: past the
+/// window nothing is assumed, past the grace nothing is in progress.
 pub fn wants_recheck(finding: &Finding) -> bool {
-    finding.status == Status::Failed && finding.event_state_assumed
+    finding.status == Status::Failed && (finding.event_state_assumed || finding.rotation_in_progress)
 }
 
 /// When a re-check taken off the queue is to be carried out.
@@ -39,7 +41,10 @@ pub enum RecheckWhen {
 }
 
 /// When a re-check of `event` is due at `now`: once the event is past the
-/// consistency window. A re-check is only ever of an event that made a key
+/// consistency window and, for a key whose creator gets the rotation grace,
+/// past the grace (a grace longer than SQS's 15-minute delay is crossed by
+/// putting the re-check back again and again, nothing kept in memory). A
+/// re-check is only ever of an event that made a key
 /// active (what an assumed `FAILED` rests on); any other is refused, as a
 /// re-check comes off the queue and anyone who may send there could forge
 /// one.
@@ -47,15 +52,22 @@ pub fn recheck_when(event: &KeyEvent, now: OffsetDateTime, rules: &Rules) -> Res
     if event.key_status != Some(KeyStatus::Active) || event.access_key_id.is_none() {
         return Err(Outcome::Invalid(ParseError::rejected(Check::Recheck, event.event_name.as_str())));
     }
-    Ok(if rules.fresh(event, now) { RecheckWhen::Later(recheck_delay(event, now, rules)) } else { RecheckWhen::Now })
+    Ok(if now <= due(event, rules) { RecheckWhen::Later(recheck_delay(event, now, rules)) } else { RecheckWhen::Now })
+}
+
+/// When a re-check of `event` is due: the end of the consistency window,
+/// or of the rotation grace when that is later.
+fn due(event: &KeyEvent, rules: &Rules) -> OffsetDateTime {
+    let window_ends = super::rotation::later(event.event_time, rules.consistency_window);
+    let grace_ends = rules.rotation.as_ref().and_then(|r| r.recheck_due(event));
+    grace_ends.map_or(window_ends, |g| g.max(window_ends))
 }
 
 /// How long from `now` until a re-check of `event` is due: the rest of the
-/// consistency window and a second, whole seconds, at least one and at
-/// most [`MAX_RECHECK_DELAY`].
+/// consistency window (or of the rotation grace, see [`recheck_when`]) and
+/// a second, whole seconds, at least one and at most [`MAX_RECHECK_DELAY`].
 pub fn recheck_delay(event: &KeyEvent, now: OffsetDateTime, rules: &Rules) -> Duration {
-    let window = time::Duration::try_from(rules.consistency_window).unwrap_or(time::Duration::MAX);
-    let left = window.saturating_sub(now - event.event_time);
+    let left = due(event, rules) - now;
     let secs = left.whole_seconds().saturating_add(1).clamp(1, MAX_RECHECK_DELAY.as_secs() as i64);
     Duration::from_secs(secs as u64)
 }
@@ -80,7 +92,7 @@ pub fn conclude_recheck(
         Iam::RootKeys { present, .. } => present > 0,
         Iam::UserGone { .. } | Iam::Failed(_) => true,
     };
-    match decided(event, iam, usage, exceptions, now, false, true) {
+    match decided(event, iam, usage, exceptions, now, false, Closing::Yes) {
         Outcome::Publish(f) => {
             let mut f = f.rechecked();
             if f.status == Status::Passed && !confirmed {

@@ -18,6 +18,7 @@
 mod arn;
 mod build;
 mod control;
+mod quarantine;
 mod summary;
 
 use serde::Serialize;
@@ -34,6 +35,7 @@ pub use self::build::{build, build_root, build_user_gone, recommend_key};
 pub(crate) use self::build::{build_scan, build_scan_root, build_scan_user_gone};
 pub(crate) use self::control::{compliance_of, CONTROL_TITLE, ROOT_CONTROL_TITLE};
 pub use self::control::{ControlRef, CIS_NO_ROOT_KEY, CIS_ONE_ACTIVE_KEY, CONTROL_ID, ROOT_CONTROL_ID};
+pub use self::quarantine::{Quarantine, Withheld};
 pub use self::summary::ScanSummary;
 pub(crate) use self::summary::SUMMARY_DETAIL_TYPE;
 
@@ -95,6 +97,9 @@ impl Reason {
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Severity {
     Informational,
+    /// A self-made (or allow-listed) second key within the rotation grace
+    /// (`rotation_in_progress`).
+    Low,
     Medium,
     High,
     Critical,
@@ -123,6 +128,10 @@ pub struct Finding {
     /// True when IAM's listing did not show the event's change yet and the
     /// event's own key state was counted instead.
     pub event_state_assumed: bool,
+    /// True for a `FAILED` whose second key its own user (or an
+    /// allow-listed rotation principal) created less than the rotation
+    /// grace ago: a rotation under way, `LOW` until the grace ends.
+    pub rotation_in_progress: bool,
     pub trigger: Trigger,
     #[serde(serialize_with = "serialize_time")]
     pub detected_at: OffsetDateTime,
@@ -145,6 +154,11 @@ pub struct Finding {
     pub suppressed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exception: Option<Exception>,
+    /// What the worker's quarantine (`--quarantine-accounts`) did about a
+    /// planted key: deactivated (when, and the command that undoes it), or
+    /// withheld (why). Absent when the key was no candidate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<Quarantine>,
     /// The control's number in each CIS AWS Foundations version.
     pub(crate) compliance: &'static [ControlRef],
     /// The keywatch version that made the finding.
@@ -259,6 +273,14 @@ impl Finding {
     pub(crate) fn rechecked(mut self) -> Self {
         self.trigger.event_id = format!("recheck:{}", self.trigger.event_id);
         self.trigger.event_name = RECHECK_TRIGGER;
+        self
+    }
+
+    /// Marks a `FAILED` as a rotation under way: `LOW`, until the grace
+    /// ends.
+    pub(crate) fn rotating(mut self) -> Self {
+        self.severity = Severity::Low;
+        self.rotation_in_progress = true;
         self
     }
 

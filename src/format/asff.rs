@@ -81,6 +81,7 @@ impl Target {
 fn severity_label(s: NativeSeverity) -> (SeverityLabel, &'static str) {
     match s {
         NativeSeverity::Informational => (SeverityLabel::Informational, "INFORMATIONAL"),
+        NativeSeverity::Low => (SeverityLabel::Low, "LOW"),
         NativeSeverity::Medium => (SeverityLabel::Medium, "MEDIUM"),
         NativeSeverity::High => (SeverityLabel::High, "HIGH"),
         NativeSeverity::Critical => (SeverityLabel::Critical, "CRITICAL"),
@@ -160,6 +161,7 @@ fn product_fields(f: &Finding) -> HashMap<String, String> {
         ),
         ("recommended_key_to_deactivate", f.recommended_key_to_deactivate.clone()),
         ("event_state_assumed", Some(f.event_state_assumed.to_string())),
+        ("rotation_in_progress", Some(f.rotation_in_progress.to_string())),
         ("detection_latency_seconds", Some(format!("{:.3}", f.detection_latency_seconds))),
         ("trigger_event_id", Some(f.trigger.event_id.clone())),
         ("trigger_event_name", Some(f.trigger.event_name.to_string())),

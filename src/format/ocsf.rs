@@ -69,6 +69,7 @@ fn compliance_status(f: &Finding) -> (u32, &'static str) {
 fn severity(f: &Finding) -> (u32, &'static str) {
     match f.severity {
         Severity::Informational => (1, "Informational"),
+        Severity::Low => (2, "Low"),
         Severity::Medium => (3, "Medium"),
         Severity::High => (4, "High"),
         Severity::Critical => (5, "Critical"),
@@ -142,6 +143,7 @@ pub fn compliance_finding(f: &Finding) -> Value {
     let mut unmapped = Map::new();
     unmapped.insert("schema_version".into(), json!(f.schema_version));
     unmapped.insert("event_state_assumed".into(), json!(f.event_state_assumed));
+    unmapped.insert("rotation_in_progress".into(), json!(f.rotation_in_progress));
     unmapped.insert("detection_latency_seconds".into(), json!(f.detection_latency_seconds));
     unmapped.insert(
         "trigger".into(),

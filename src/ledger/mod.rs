@@ -267,6 +267,13 @@ pub(crate) trait Ledger: Send + Sync + 'static {
 
     /// The open violations (every account, or `account`'s).
     fn open<'a>(&'a self, account: Option<&'a str>) -> BoxFuture<'a, Result<Vec<Entry>, LedgerError>>;
+
+    /// Keeps the journal entry of a quarantine of `access_key_id` (an item
+    /// of its own, `quarantine#<key id>`); a ledger that is not shared
+    /// keeps none.
+    fn journal<'a>(&'a self, _access_key_id: &'a str, _entry: &'a serde_json::Value) -> BoxFuture<'a, Result<(), LedgerError>> {
+        std::future::ready(Err(LedgerError::NotShared)).boxed()
+    }
 }
 
 /// Open violations counted: how many are (not) covered by an exception,
@@ -349,6 +356,7 @@ impl Ledger for MemoryLedger {
 pub(crate) fn severity_str(s: Severity) -> &'static str {
     match s {
         Severity::Informational => "INFORMATIONAL",
+        Severity::Low => "LOW",
         Severity::Medium => "MEDIUM",
         Severity::High => "HIGH",
         Severity::Critical => "CRITICAL",
@@ -357,5 +365,7 @@ pub(crate) fn severity_str(s: Severity) -> &'static str {
 
 /// The severity [`severity_str`] wrote.
 pub(crate) fn parse_severity(s: &str) -> Option<Severity> {
-    [Severity::Informational, Severity::Medium, Severity::High, Severity::Critical].into_iter().find(|v| severity_str(*v) == s)
+    [Severity::Informational, Severity::Low, Severity::Medium, Severity::High, Severity::Critical]
+        .into_iter()
+        .find(|v| severity_str(*v) == s)
 }

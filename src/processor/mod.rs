@@ -82,6 +82,8 @@ pub struct Processor<I> {
     /// publish (`include_passed`). The last word is kept by the sink (see
     /// [`crate::ledger::sink`]).
     ledger: Option<Arc<dyn Ledger>>,
+    /// The worker's quarantine of planted keys; `None`: off.
+    quarantine: Option<quarantine::Quarantiner>,
     /// Approved exceptions; replaced whole on reload.
     exceptions: RwLock<Arc<Exceptions>>,
     checks: Semaphore,
@@ -91,6 +93,8 @@ pub struct Processor<I> {
 
 /// Account scans one processor carries out at once (each with
 /// `max_concurrent_checks` users in flight).
+pub(crate) use self::quarantine::{Deactivate, KillSwitch, Quarantiner};
+
 pub(crate) const SCANS_AT_ONCE: usize = 4;
 
 /// The span of one message: every line logged while it is handled, here
@@ -111,7 +115,13 @@ fn dropped(f: &Finding, why: Dropped) -> Outcome {
 /// One message checked, before publishing.
 enum Checked {
     Done(Disposition),
-    Publish { finding: Box<Finding>, event: Box<KeyEvent> },
+    /// Done, nothing published, and a re-check due after this delay (a
+    /// rotation under way, with `--rotation-grace-quiet`).
+    Recheck(Duration),
+    Publish {
+        finding: Box<Finding>,
+        event: Box<KeyEvent>,
+    },
 }
 
 impl<I: KeyInventory> Processor<I> {
@@ -122,6 +132,7 @@ impl<I: KeyInventory> Processor<I> {
             accounts,
             requeue: None,
             ledger: None,
+            quarantine: None,
             checks: Semaphore::new(settings.max_concurrent_checks.max(1)),
             scans: Semaphore::new(SCANS_AT_ONCE),
             settings,
@@ -147,6 +158,12 @@ impl<I: KeyInventory> Processor<I> {
         self
     }
 
+    /// Deactivates planted keys before their findings are published.
+    pub(crate) fn with_quarantine(mut self, quarantine: quarantine::Quarantiner) -> Self {
+        self.quarantine = Some(quarantine);
+        self
+    }
+
     /// Replaces the approved exceptions (at start-up and on reload).
     pub(crate) fn set_exceptions(&self, exceptions: Exceptions) {
         *self.exceptions.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(exceptions);
@@ -163,9 +180,14 @@ impl<I: KeyInventory> Processor<I> {
         let mut dispositions = vec![Disposition::Retry; batch.len()];
         let mut findings = Vec::new();
         let mut owners = Vec::new();
+        let mut rechecks = Vec::new();
         for (i, c) in checked.into_iter().enumerate() {
             match c {
                 Checked::Done(d) => dispositions[i] = d,
+                Checked::Recheck(delay) => {
+                    dispositions[i] = Disposition::Ack;
+                    rechecks.push((i, delay));
+                }
                 Checked::Publish { finding, event } => {
                     findings.push(*finding);
                     owners.push((i, event));
@@ -173,12 +195,12 @@ impl<I: KeyInventory> Processor<I> {
             }
         }
         if findings.is_empty() {
+            self.schedule_rechecks(batch, &spans, rechecks, &mut dispositions).await;
             return dispositions;
         }
         let results = self.sink.publish(&findings).await;
         // When the sinks answered: the detection latency runs to it.
         let accepted_at = OffsetDateTime::now_utc();
-        let mut rechecks = Vec::new();
         for ((i, ev), (f, result)) in owners.into_iter().zip(findings.iter().zip(results)) {
             let _in_message = spans[i].enter();
             dispositions[i] = match result {
@@ -242,7 +264,14 @@ impl<I: KeyInventory> Processor<I> {
             },
         };
         match outcome {
-            Outcome::Publish(finding) => Checked::Publish { finding, event: ev },
+            Outcome::Publish(mut finding) => {
+                self.quarantine(&ev, &mut finding).await;
+                Checked::Publish { finding, event: ev }
+            }
+            Outcome::RotationInProgress(_) => {
+                record::outcome(m, Some(&ev), &outcome);
+                Checked::Recheck(decide::recheck_delay(&ev, OffsetDateTime::now_utc(), &self.settings.rules))
+            }
             outcome => {
                 record::outcome(m, Some(&ev), &outcome);
                 Checked::Done(outcome.disposition())
@@ -284,6 +313,7 @@ impl<I: KeyInventory> Processor<I> {
 }
 
 mod gather;
+mod quarantine;
 mod recheck;
 #[cfg(test)]
 mod tests;

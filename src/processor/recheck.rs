@@ -23,31 +23,33 @@ use crate::sink::SinkError;
 
 impl<I: KeyInventory> Processor<I> {
     /// Puts a re-check on the queue for each message `due` names (its
-    /// index in `batch`, and how long until it is due), delivered after the
-    /// longest of those delays. A message whose re-check cannot be put
-    /// there is left for redelivery: the re-check is not lost with it.
-    /// Where keywatch's own requests are not taken (a replay), there is no
-    /// queue to come back on, and nothing is put.
+    /// index in `batch`, and how long until it is due), those due alike
+    /// sent together (so a consistency window's re-check never waits for a
+    /// rotation grace's). A message whose re-check cannot be put there is
+    /// left for redelivery: the re-check is not lost with it. Where
+    /// keywatch's own requests are not taken (a replay), there is no queue
+    /// to come back on, and nothing is put.
     pub(super) async fn schedule_rechecks(
         &self,
         batch: &[Message],
         spans: &[Span],
-        due: Vec<(usize, Duration)>,
+        mut due: Vec<(usize, Duration)>,
         dispositions: &mut [Disposition],
     ) {
-        let Some(requeue) = self.requeue.as_ref().filter(|_| !due.is_empty()) else { return };
-        let delay = due.iter().map(|(_, d)| *d).max().unwrap_or_default();
-        let bodies: Vec<String> = due.iter().filter_map(|(i, _)| message::recheck_body(&batch[*i].body)).collect();
-        let sent = requeue.send_delayed(&bodies, delay).await;
-        for (i, _) in due {
-            let _in_message = spans[i].enter();
-            match &sent {
-                Ok(()) => {
-                    info!(delay_seconds = delay.as_secs(), "the finding counted a key IAM does not list yet; re-check put on the queue")
-                }
-                Err(e) => {
-                    warn!(error = %e, "could not put the re-check on the queue; message left for redelivery");
-                    dispositions[i] = Disposition::Retry;
+        let Some(requeue) = self.requeue.as_ref() else { return };
+        due.sort_by_key(|(_, d)| *d);
+        for alike in due.chunk_by(|a, b| a.1 == b.1) {
+            let delay = alike[0].1;
+            let bodies: Vec<String> = alike.iter().filter_map(|(i, _)| message::recheck_body(&batch[*i].body)).collect();
+            let sent = requeue.send_delayed(&bodies, delay).await;
+            for (i, _) in alike {
+                let _in_message = spans[*i].enter();
+                match &sent {
+                    Ok(()) => info!(delay_seconds = delay.as_secs(), "re-check put on the queue"),
+                    Err(e) => {
+                        warn!(error = %e, "could not put the re-check on the queue; message left for redelivery");
+                        dispositions[*i] = Disposition::Retry;
+                    }
                 }
             }
         }
@@ -55,7 +57,7 @@ impl<I: KeyInventory> Processor<I> {
 
     /// Carries out a re-check taken off the queue, its event screened like
     /// any other: put back, delayed, while the event is within the
-    /// consistency window; then re-listed (a listing that starts now, never
+    /// consistency window or its key within the rotation grace; then re-listed (a listing that starts now, never
     /// one kept from before) and concluded, and its finding published.
     pub(super) async fn recheck(&self, m: &Message, ev: &KeyEvent, now: OffsetDateTime) -> Disposition {
         let rules = &self.settings.rules;
@@ -72,7 +74,11 @@ impl<I: KeyInventory> Processor<I> {
             Err(outcome) => outcome,
         };
         let finding = match outcome {
-            Outcome::Publish(f) => f,
+            Outcome::Publish(mut f) => {
+                // A key IAM did not list at first may be quarantined now.
+                self.quarantine(ev, &mut f).await;
+                f
+            }
             outcome => {
                 record::recheck_outcome(m, Some(ev), &outcome);
                 return outcome.disposition();
@@ -101,7 +107,10 @@ impl<I: KeyInventory> Processor<I> {
         let Some(requeue) = &self.requeue else { unreachable!("re-checks are read only where keywatch's own requests are taken") };
         match requeue.send_delayed(std::slice::from_ref(&m.body), delay).await {
             Ok(()) => {
-                info!(delay_seconds = delay.as_secs(), "re-check not due yet (the event is within the consistency window); put back");
+                info!(
+                    delay_seconds = delay.as_secs(),
+                    "re-check not due yet (the consistency window or the rotation grace has not passed); put back"
+                );
                 Disposition::Ack
             }
             Err(e) => {

@@ -68,6 +68,7 @@ const EXPIRING_EXCEPTIONS: &str = "keywatch_expiring_exceptions";
 const EXCEPTIONS_RELOAD_FAILURES: &str = "keywatch_exceptions_reload_failures_total";
 /// Findings published marked `suppressed` by an approved exception.
 const SUPPRESSED_FINDINGS: &str = "keywatch_suppressed_findings_total";
+const QUARANTINES: &str = "keywatch_quarantines_total";
 /// Always 1; the label carries the running version.
 const BUILD_INFO: &str = "keywatch_build_info";
 /// Time from a violation's opening to its closing, observed at the close.
@@ -164,6 +165,9 @@ pub enum EventOutcome {
     /// Its finding said what the last one published said, on the same IAM
     /// answer.
     Identical,
+    /// A rotation under way within the grace, not published
+    /// (`--rotation-grace-quiet`); re-checked when the grace ends.
+    RotationInProgress,
 }
 
 impl EventOutcome {
@@ -177,6 +181,7 @@ impl EventOutcome {
             EventOutcome::ForeignAccount => "foreign_account",
             EventOutcome::Superseded => "superseded",
             EventOutcome::Identical => "identical",
+            EventOutcome::RotationInProgress => "rotation_in_progress",
         }
     }
 }
@@ -359,6 +364,12 @@ pub(crate) fn violation_sla(seconds: f64) {
 /// The ledger dropped a finding (`superseded` or `identical`).
 pub(crate) fn finding_dropped(reason: &'static str) {
     counter!(FINDINGS_DROPPED, "reason" => reason).increment(1);
+}
+
+/// A planted key quarantined (`action` `deactivated`) or left active by
+/// a guard (`withheld`).
+pub(crate) fn quarantine(action: &'static str) {
+    counter!(QUARANTINES, "action" => action).increment(1);
 }
 
 /// A FAILED finding was published marked suppressed.

@@ -62,6 +62,7 @@ fn describe() {
         SUPPRESSED_FINDINGS,
         "FAILED findings published marked suppressed because an approved, unexpired exception covers the user."
     );
+    describe_counter!(QUARANTINES, "Keys that looked planted, by action: deactivated (quarantined by the worker, --quarantine-accounts) or withheld (left active by a guard: the only active key, a used key, the breaker, the kill switch...).");
     describe_histogram!(VIOLATION_OPEN_DURATION, Unit::Seconds, "Time from a violation's opening (the first FAILED since the last PASSED) to the PASSED that closed it, observed when the closing finding is accepted.");
     describe_gauge!(OPEN_VIOLATIONS, "Open violations (FAILED findings not closed yet) in the ledger, by suppressed (covered by an approved exception); refreshed every --ledger-metrics-secs, absent without a ledger table.");
     describe_gauge!(OLDEST_OPEN_VIOLATION, Unit::Seconds, "Age of the oldest open, unsuppressed violation in the ledger (0 when none).");
@@ -88,6 +89,9 @@ fn describe() {
         counter!(EXCEPTIONS_RELOAD_FAILURES, "reason" => reason.as_str()).absolute(0);
     }
     counter!(SUPPRESSED_FINDINGS).absolute(0);
+    for action in ["deactivated", "withheld"] {
+        counter!(QUARANTINES, "action" => action).absolute(0);
+    }
     for reason in ["superseded", "identical"] {
         counter!(FINDINGS_DROPPED, "reason" => reason).absolute(0);
     }

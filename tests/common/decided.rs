@@ -14,7 +14,7 @@ use keywatch::keys::{AccessKey, KeyStatus, KeyUsage, Listing};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-pub const RULES: Rules = Rules { consistency_window: Duration::from_secs(120) };
+pub const RULES: Rules = Rules { consistency_window: Duration::from_secs(120), rotation: None };
 /// The account fixtures happen in.
 pub const MEMBER: &str = "111122223333";
 

@@ -36,8 +36,10 @@ mod long_scan;
 mod monitoring;
 mod ocsf_schema;
 mod pipeline;
+mod quarantine;
 mod remediate;
 mod replicas;
+mod rotation;
 mod scan;
 mod semantics;
 mod sinks;
@@ -56,8 +58,10 @@ fn main() {
         monitoring::trials(),
         ocsf_schema::trials(),
         pipeline::trials(),
+        quarantine::trials(),
         remediate::trials(),
         replicas::trials(),
+        rotation::trials(),
         scan::trials(),
         semantics::trials(),
         sinks::trials(),

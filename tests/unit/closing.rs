@@ -196,7 +196,7 @@ fn a_recheck_is_due_once_the_window_has_passed_and_only_of_an_event_that_made_a_
     assert_eq!(recheck_delay(&ev, after(&ev, 100), &RULES), Duration::from_secs(21), "the rest of the window and a second");
     assert_eq!(recheck_when(&ev, after(&ev, 121), &RULES), Ok(RecheckWhen::Now));
     assert_eq!(recheck_delay(&ev, after(&ev, 500), &RULES), Duration::from_secs(1), "at least a second");
-    let long = Rules { consistency_window: Duration::from_secs(3600) };
+    let long = Rules { consistency_window: Duration::from_secs(3600), rotation: None };
     assert_eq!(recheck_delay(&ev, after(&ev, 1), &long), MAX_RECHECK_DELAY, "SQS delays 15 minutes at most: a longer window takes several");
     // A re-check of anything but a key made active is refused (forged).
     for name in ["delete_access_key.json", "update_access_key_inactive.json"] {

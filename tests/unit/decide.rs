@@ -21,7 +21,7 @@ use keywatch::telemetry::EventOutcome;
 use time::macros::{date, datetime};
 use time::OffsetDateTime;
 
-const RULES: Rules = Rules { consistency_window: Duration::from_secs(120) };
+const RULES: Rules = Rules { consistency_window: Duration::from_secs(120), rotation: None };
 
 fn body(name: &str) -> String {
     std::fs::read_to_string(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()

@@ -76,7 +76,7 @@ fn the_native_finding_keeps_every_field_of_schema_1_0_and_only_adds() {
     let old: Vec<&str> = SCHEMA_1_0.iter().map(|(f, _)| *f).collect();
     let mut added: Vec<&str> = obj.keys().map(String::as_str).filter(|k| !old.contains(k)).collect();
     added.sort();
-    assert_eq!(added, ["compliance", "keywatch_version", "observed_at", "user_arn"]);
+    assert_eq!(added, ["compliance", "keywatch_version", "observed_at", "rotation_in_progress", "user_arn"]);
 }
 
 #[test]

@@ -22,6 +22,8 @@ mod instant_backend;
 mod limits;
 mod processor;
 mod properties;
+mod quarantine;
 mod remediation;
+mod rotation;
 mod securityhub_sink;
 mod verdicts;

@@ -22,7 +22,7 @@ use proptest::prelude::*;
 use time::macros::datetime;
 use time::OffsetDateTime;
 
-const RULES: Rules = Rules { consistency_window: Duration::from_secs(120) };
+const RULES: Rules = Rules { consistency_window: Duration::from_secs(120), rotation: None };
 const T0: OffsetDateTime = datetime!(2026-11-20 14:00:00 UTC);
 
 fn status() -> impl Strategy<Value = KeyStatus> {

@@ -73,7 +73,7 @@ fn finding(user: &str) -> Finding {
         &Default::default(),
         &Default::default(),
         now,
-        &keywatch::decide::Rules { consistency_window: std::time::Duration::from_secs(120) },
+        &keywatch::decide::Rules { consistency_window: std::time::Duration::from_secs(120), rotation: None },
     );
     match outcome {
         keywatch::decide::Outcome::Publish(f) => *f,

@@ -337,5 +337,16 @@ impl KeyAdmin for IamInventory {
     }
 }
 
+impl crate::processor::Deactivate for IamInventory {
+    fn deactivate<'a>(
+        &'a self,
+        account_id: &'a str,
+        user_name: &'a str,
+        access_key_id: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), InventoryError>> {
+        Box::pin(self.set_key_status(account_id, user_name, access_key_id, &KeyStatus::Inactive))
+    }
+}
+
 #[cfg(test)]
 mod tests;
