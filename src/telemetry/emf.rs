@@ -215,3 +215,30 @@ fn documents(taken: BTreeMap<Series, Recorded>, timestamp_ms: u64) -> Vec<Value>
     }
     lines
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_label_set_is_one_document_and_more_than_100_values_take_more() {
+        let status = || vec![("status".to_string(), "FAILED".to_string())];
+        let taken = BTreeMap::from([
+            ((DETECTION_LATENCY.to_string(), status()), Recorded::Values((0..250).map(f64::from).collect())),
+            ((FINDINGS.to_string(), status()), Recorded::Count(250)),
+            ((EMIT_FAILED_ENTRIES.to_string(), vec![]), Recorded::Count(0)),
+        ]);
+        let docs = documents(taken, 1_700_000_000_000);
+        assert_eq!(docs.len(), 3, "{docs:?}");
+        let lengths: Vec<usize> = docs.iter().map(|d| d[DETECTION_LATENCY].as_array().unwrap().len()).collect();
+        assert_eq!(lengths, [100, 100, 50]);
+        assert_eq!(docs[0][FINDINGS], 250, "a counter once");
+        assert!(docs[1].get(FINDINGS).is_none() && docs[2].get(FINDINGS).is_none());
+        for d in &docs {
+            assert_eq!(d["status"], "FAILED");
+            assert_eq!(d["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["status"]]));
+            assert_eq!(d["_aws"]["Timestamp"], 1_700_000_000_000u64);
+        }
+        assert!(docs.iter().all(|d| d.get(EMIT_FAILED_ENTRIES).is_none()), "nothing recorded, nothing written");
+    }
+}
