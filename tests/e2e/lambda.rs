@@ -18,6 +18,7 @@ trials! {
     multi only_the_record_whose_finding_was_not_accepted_is_reported,
     multi a_forged_event_is_refused_and_reported_for_the_dead_letter_queue,
     multi a_scan_request_is_fanned_out_and_each_account_scanned_in_an_invocation,
+    multi a_scan_that_outlasts_the_function_is_reported_before_its_deadline,
 }
 
 const T: Duration = Duration::from_secs(30);
@@ -216,4 +217,24 @@ async fn a_scan_request_is_fanned_out_and_each_account_scanned_in_an_invocation(
     assert_eq!(found.iter().filter(|e| e["detail-type"] == "IAM Access Key Scan Summary").count(), 1, "{found:?}");
     let docs = emf(&f);
     assert!(emf_value(&docs, "keywatch_scan_users_checked_total", &[]).is_some_and(|v| v.as_u64() >= Some(2)), "{docs:?}");
+}
+
+/// The fault proxy holds each `ListAccessKeys` answer back 3 s (the
+/// emulator answers at once): a scan longer than the function's time.
+async fn a_scan_that_outlasts_the_function_is_reported_before_its_deadline() {
+    let (moto, p, api) = setup().await;
+    let proxy = FaultProxy::start(moto.port);
+    let f = Function::start(&api, &proxy.url, &p, &[]);
+    p.user_with_keys("lambda-slow", 2).await;
+    p.send_raw(&json!({"keywatch": "scan-request", "account_id": ACCOUNT}).to_string()).await;
+    let event = sqs_event(&p, 1, T).await;
+
+    proxy.set(Fault::SlowListings);
+    let timeout = Duration::from_secs(5);
+    let started = std::time::Instant::now();
+    let answer = api.invoke(&event, timeout);
+    let took = started.elapsed();
+    assert_eq!(failures(&answer), record_ids(&event), "the unfinished scan's message is reported: {}", f.logs());
+    assert!(took < timeout, "answered {took:?} after the invocation began, past its {timeout:?} deadline");
+    assert!(p.findings(1, Duration::from_secs(1)).await.is_empty(), "no scan summary for a scan that did not end");
 }
