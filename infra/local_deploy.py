@@ -928,12 +928,12 @@ def verify(
         checks.run("with ScanSchedule, a rule puts a scan request on the input queue", scan_schedule_rule_on_its_own_stack)
     checks.run(
         "lambda stack: provided.al2023 function with the worker policy alone, mapping with partial batch responses",
-        lambda: check_lambda_stack(c, args, outputs),
+        lambda: check_lambda_stack(c, args, outputs, exceptions_parameter),
     )
     return checks
 
 
-def check_lambda_stack(c: dict[str, Any], args: argparse.Namespace, outputs: dict[str, str]) -> str:
+def check_lambda_stack(c: dict[str, Any], args: argparse.Namespace, outputs: dict[str, str], exceptions_parameter: str) -> str:
     """Deploys infra/lambda.yaml on the central stack's outputs (a stand-in zip
     for the code: the function is created, not invoked) and checks what it made."""
     import io
@@ -953,6 +953,7 @@ def check_lambda_stack(c: dict[str, Any], args: argparse.Namespace, outputs: dic
         "FindingsBusArn": outputs["FindingsBusArn"],
         "LedgerTableName": outputs["LedgerTableName"],
         "WorkerPolicyArn": outputs["WorkerPolicyArn"],
+        "ExceptionsParameterName": exceptions_parameter,
         "CodeS3Bucket": bucket,
         "CodeS3Key": key,
     }
@@ -965,6 +966,8 @@ def check_lambda_stack(c: dict[str, Any], args: argparse.Namespace, outputs: dic
     env = fn["Environment"]["Variables"]
     assert env["KEYWATCH_QUEUE_URL"] == outputs["QueueUrl"] and env["KEYWATCH_LEDGER_TABLE"] == outputs["LedgerTableName"], env
     assert env["KEYWATCH_FINDINGS_BUS"] == outputs["FindingsBusArn"] and env["KEYWATCH_LOG_FORMAT"] == "json", env
+    want_exceptions = f"ssm:{exceptions_parameter}" if exceptions_parameter else None
+    assert env.get("KEYWATCH_EXCEPTIONS_FILE") == want_exceptions, env
     role = fn["Role"].split("/")[-1]
     assert fn["Role"] == out["FunctionRoleArn"], f"function role {fn['Role']} != output {out['FunctionRoleArn']}"
     attached = [p["PolicyArn"] for p in c["iam"].list_attached_role_policies(RoleName=role)["AttachedPolicies"]]
