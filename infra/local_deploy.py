@@ -50,6 +50,9 @@ from kwtools.checks import Checks  # noqa: E402
 DEFAULT_TEMPLATE = HERE / "central.yaml"
 # --verify also deploys the member stack next to it (organization bus present).
 MEMBER_TEMPLATE = HERE / "member.yaml"
+# --verify also deploys the Lambda stack on the central stack's outputs (the
+# function is created, never invoked: invoking needs Docker).
+LAMBDA_TEMPLATE = HERE / "lambda.yaml"
 
 # Parameters a local deploy needs; anything else keeps the template default.
 # (MemberRoleExternalId has no default: main() generates one per deploy.)
@@ -166,7 +169,7 @@ def clients(endpoint_url: str, region: str) -> dict[str, Any]:
     cfg = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30)
     return {
         name: session.client(name, endpoint_url=endpoint_url, config=cfg)
-        for name in ("cloudformation", "sqs", "events", "iam", "kms", "dynamodb")
+        for name in ("cloudformation", "sqs", "events", "iam", "kms", "dynamodb", "s3", "lambda")
     }
 
 
@@ -928,7 +931,72 @@ def verify(
         checks.run("member stack deploys and forwards through the organization bus", member_stack_forwards_to_the_organization_bus)
     if not scan_schedule:
         checks.run("with ScanSchedule, a rule puts a scan request on the input queue", scan_schedule_rule_on_its_own_stack)
+    checks.run(
+        "lambda stack: provided.al2023 function with the worker policy alone, mapping with partial batch responses",
+        lambda: check_lambda_stack(c, args, outputs, exceptions_parameter),
+    )
     return checks
+
+
+def check_lambda_stack(c: dict[str, Any], args: argparse.Namespace, outputs: dict[str, str], exceptions_parameter: str) -> str:
+    """Deploys infra/lambda.yaml on the central stack's outputs (a stand-in zip
+    for the code: the function is created, not invoked) and checks what it made."""
+    import io
+    import zipfile
+
+    bucket, key = f"{args.stack_name}-lambda-code", "keywatch/bootstrap.zip"
+    c["s3"].create_bucket(Bucket=bucket)
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as z:
+        z.writestr("bootstrap", "#!/bin/sh\nexit 1\n")
+    c["s3"].put_object(Bucket=bucket, Key=key, Body=code.getvalue())
+    stack = f"{args.stack_name}-lambda"
+    parameters = {
+        "QueueArn": outputs["QueueArn"],
+        "QueueUrl": outputs["QueueUrl"],
+        "QueueKeyArn": outputs["QueueKeyArn"],
+        "FindingsBusArn": outputs["FindingsBusArn"],
+        "LedgerTableName": outputs["LedgerTableName"],
+        "WorkerPolicyArn": outputs["WorkerPolicyArn"],
+        "ExceptionsParameterName": exceptions_parameter,
+        "CodeS3Bucket": bucket,
+        "CodeS3Key": key,
+    }
+    try:
+        out = deploy(c["cloudformation"], argparse.Namespace(**{**vars(args), "stack_name": stack, "template": LAMBDA_TEMPLATE}), parameters)
+    except DeployError as e:
+        raise AssertionError(f"lambda stack: {e}") from e
+    fn = c["lambda"].get_function(FunctionName=stack)["Configuration"]
+    assert fn["Runtime"] == "provided.al2023" and fn["Handler"] == "bootstrap", f"runtime {fn['Runtime']}, handler {fn['Handler']}"
+    env = fn["Environment"]["Variables"]
+    assert env["KEYWATCH_QUEUE_URL"] == outputs["QueueUrl"] and env["KEYWATCH_LEDGER_TABLE"] == outputs["LedgerTableName"], env
+    assert env["KEYWATCH_FINDINGS_BUS"] == outputs["FindingsBusArn"] and env["KEYWATCH_LOG_FORMAT"] == "json", env
+    want_exceptions = f"ssm:{exceptions_parameter}" if exceptions_parameter else None
+    assert env.get("KEYWATCH_EXCEPTIONS_FILE") == want_exceptions, env
+    role = fn["Role"].split("/")[-1]
+    assert fn["Role"] == out["FunctionRoleArn"], f"function role {fn['Role']} != output {out['FunctionRoleArn']}"
+    attached = [p["PolicyArn"] for p in c["iam"].list_attached_role_policies(RoleName=role)["AttachedPolicies"]]
+    # moto leaves a role's ManagedPolicyArns unattached (the central stack attaches
+    # from the policy's side for that reason): then the template must name the
+    # worker policy alone.
+    if not attached:
+        attached = load_template(LAMBDA_TEMPLATE)["Resources"]["FunctionRole"]["Properties"]["ManagedPolicyArns"]
+        assert attached == [{"Ref": "WorkerPolicyArn"}], f"the function role's ManagedPolicyArns {attached}"
+    else:
+        assert attached == [outputs["WorkerPolicyArn"]], f"attached policies {attached}"
+    inline = c["iam"].list_role_policies(RoleName=role)["PolicyNames"]
+    doc = c["iam"].get_role_policy(RoleName=role, PolicyName=inline[0])["PolicyDocument"] if inline == ["logs"] else {}
+    if isinstance(doc, str):
+        # moto keeps a policy its CloudFormation created as the Python repr of the document.
+        import ast
+
+        doc = json.loads(doc) if doc.lstrip().startswith('{"') else ast.literal_eval(doc)
+    actions = sorted(a for st in doc.get("Statement", []) for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]]))
+    assert actions == ["logs:CreateLogStream", "logs:PutLogEvents"], f"inline policies {inline}: {actions}"
+    [mapping] = c["lambda"].list_event_source_mappings(FunctionName=stack)["EventSourceMappings"]
+    assert mapping["EventSourceArn"] == outputs["QueueArn"], f"mapping source {mapping['EventSourceArn']}"
+    assert mapping.get("FunctionResponseTypes") == ["ReportBatchItemFailures"], f"response types {mapping.get('FunctionResponseTypes')}"
+    return f"function {stack} on {fn['Runtime']}, role with the worker policy and its log group only, mapping on the input queue"
 
 
 def main(argv: list[str]) -> int:

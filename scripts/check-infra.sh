@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Lints and verifies everything under infra/ plus the Dockerfile:
-#   1. cfn-lint        infra/central.yaml infra/member.yaml infra/routing-examples.yaml
+#   1. cfn-lint        infra/central.yaml infra/member.yaml infra/routing-examples.yaml infra/lambda.yaml
 #   2. checkov         infra/ (CloudFormation, Kubernetes, secrets) and the Dockerfile:
 #                      any failed check or parsing error fails; skips are listed
 #                      with their written reasons
@@ -9,7 +9,7 @@
 #   5. infra/check_k8s.py            CRD schemas + cross-checks of infra/k8s
 #   6. emulator        deploys infra/central.yaml on a private moto server and
 #                      runs infra/local_deploy.py --verify against it (which also
-#                      deploys infra/member.yaml next to it)
+#                      deploys infra/member.yaml and infra/lambda.yaml next to it)
 # The lint tools live in their own venv (.venv-lint, pinned in
 # scripts/requirements-lint.txt); the emulator comes from .venv
 # (scripts/python-env.sh). scripts/venv.sh makes both on first use, so this
@@ -43,7 +43,7 @@ step() {
   fi
 }
 
-CFN_TEMPLATES=(infra/central.yaml infra/member.yaml infra/routing-examples.yaml)
+CFN_TEMPLATES=(infra/central.yaml infra/member.yaml infra/routing-examples.yaml infra/lambda.yaml)
 
 run_cfn_lint() {
   "$venv/bin/cfn-lint" "${CFN_TEMPLATES[@]}" && echo "cfn-lint: ${#CFN_TEMPLATES[@]} templates, no findings"

@@ -32,9 +32,12 @@
 //!   and readiness as the loops report them).
 //! - **Adapters**: [`aws`] (SQS, IAM, EventBridge, Security Hub, STS, Organizations, SSM, S3; every call through
 //!   one timed, counted path), [`limit`] (IAM rate limiting and retries),
-//!   [`admin`] (the HTTP port), [`telemetry`] (every metric).
+//!   [`admin`] (the HTTP port), [`telemetry`] (every metric; with the
+//!   `lambda` feature, also as CloudWatch EMF lines).
 //! - **Wiring**: [`app`] builds and runs it all from [`config`]; the binary,
-//!   the tests and the benchmarks use it.
+//!   the tests and the benchmarks use it. With the `lambda` feature (off by
+//!   default) the `bootstrap` binary runs the same wiring as an AWS Lambda
+//!   function, an invocation's SQS batch being one more source.
 //!
 //! The `aws` feature (on by default) holds the ports' drivers, the
 //! adapters, the wiring and the command line. Without it the crate is the

@@ -15,6 +15,8 @@
 
 mod batch;
 mod findings;
+#[cfg(feature = "lambda")]
+mod lambda;
 mod logs;
 mod parts;
 mod remediate;
@@ -45,6 +47,8 @@ use crate::telemetry;
 
 pub use self::batch::{replay, scan, ReplayReport, ScanReport};
 pub use self::findings::{findings, json_line, table};
+#[cfg(feature = "lambda")]
+pub use self::lambda::lambda;
 pub use self::logs::JsonLines;
 pub use self::remediate::remediate;
 
@@ -172,43 +176,8 @@ impl App {
             }
             None => None,
         };
-        let parts = Parts::build(&args.common, false, sdk, args.wait(), shutdown, |clients| async move {
-            let queue = SqsQueue::new(clients.sqs(), args.queue_url.clone());
-            // Fail fast on a queue that does not exist or cannot be read; a
-            // transient failure is left to the receive loop's retries.
-            match queue.attributes().await {
-                Ok(_) => Ok(queue),
-                Err(e) if !e.is_retryable() => Err(AppError::Queue { url: args.queue_url.clone(), source: e }),
-                Err(e) => {
-                    warn!(error = %e, "queue not reachable yet; will keep trying");
-                    Ok(queue)
-                }
-            }
-        })
-        .await?;
-        let (queue, parts) = parts;
-        let sink = parts.sinks(&args.common, false)?;
-        let ledger = parts.shared_ledger();
-        let quarantine = parts.quarantiner(args).map(|mut q| {
-            q.ledger = ledger.clone();
-            q
-        });
-        let inventory = CachingInventory::new(parts.iam, parts.limiter, &CacheSettings::from(&args.check));
-        let mut processor =
-            Processor::new(inventory, sink, parts.accounts, ProcessorSettings::from(&args.check)).with_scans(Arc::new(queue.clone()));
-        if let Some(q) = quarantine {
-            processor = processor.with_quarantine(q);
-        }
-        match &ledger {
-            Some(ledger) => processor = processor.with_ledger(ledger.clone()),
-            None => warn!(
-                "no ledger table (KEYWATCH_LEDGER_TABLE): the last word on a finding is kept per process (another replica, or a restart, \
-                 may publish an older verdict after a newer one), scans close only what they publish (include_passed), \
-                 and `keywatch findings` cannot say who fails now"
-            ),
-        }
-        processor.set_exceptions(parts.exceptions);
-        let processor = Arc::new(processor);
+        let (queue, parts) = Parts::build(&args.common, false, sdk, args.wait(), shutdown, |clients| checked_queue(clients, args)).await?;
+        let Wired { processor, ledger, watch } = wire(args, parts, &queue)?;
         let exceptions_poll = args.common.exceptions_poll();
 
         Ok(App {
@@ -219,7 +188,7 @@ impl App {
             stop_helpers,
             receivers: args.receivers as usize,
             queue_metrics_interval: args.queue_metrics_interval(),
-            exceptions: parts.watch,
+            exceptions: watch,
             exceptions_poll,
             drain_timeout_secs: args.drain_timeout_secs,
             ledger: ledger.map(|l| (l, Duration::from_secs(args.ledger_metrics_secs))),
@@ -255,6 +224,56 @@ impl App {
         }
         outcome
     }
+}
+
+/// The queue of `args`, checked: one that does not exist or cannot be read
+/// stops start-up; a transient failure is left to the receive loop's (or
+/// the next invocation's) retries.
+async fn checked_queue(clients: crate::aws::Clients, args: &RunArgs) -> Result<SqsQueue, AppError> {
+    let queue = SqsQueue::new(clients.sqs(), args.queue_url.clone());
+    match queue.attributes().await {
+        Ok(_) => Ok(queue),
+        Err(e) if !e.is_retryable() => Err(AppError::Queue { url: args.queue_url.clone(), source: e }),
+        Err(e) => {
+            warn!(error = %e, "queue not reachable yet; will keep trying");
+            Ok(queue)
+        }
+    }
+}
+
+/// The worker's processor from its parts, wired alike for `run` and the
+/// Lambda function: the sinks behind the ledger, the IAM inventory behind
+/// its cache, scan requests and re-checks onto `queue`, the exceptions.
+struct Wired {
+    processor: Arc<Processor<Inventory>>,
+    ledger: Option<Arc<dyn Ledger>>,
+    /// The exceptions' source, to keep them current.
+    watch: Option<Watch>,
+}
+
+fn wire(args: &RunArgs, parts: Parts, queue: &SqsQueue) -> Result<Wired, AppError> {
+    let sink = parts.sinks(&args.common, false)?;
+    let ledger = parts.shared_ledger();
+    let quarantine = parts.quarantiner(args).map(|mut q| {
+        q.ledger = ledger.clone();
+        q
+    });
+    let inventory = CachingInventory::new(parts.iam, parts.limiter, &CacheSettings::from(&args.check));
+    let mut processor =
+        Processor::new(inventory, sink, parts.accounts, ProcessorSettings::from(&args.check)).with_scans(Arc::new(queue.clone()));
+    if let Some(q) = quarantine {
+        processor = processor.with_quarantine(q);
+    }
+    match &ledger {
+        Some(ledger) => processor = processor.with_ledger(ledger.clone()),
+        None => warn!(
+            "no ledger table (KEYWATCH_LEDGER_TABLE): the last word on a finding is kept per process (another replica, or a restart, \
+             may publish an older verdict after a newer one), scans close only what they publish (include_passed), \
+             and `keywatch findings` cannot say who fails now"
+        ),
+    }
+    processor.set_exceptions(parts.exceptions);
+    Ok(Wired { processor: Arc::new(processor), ledger, watch: parts.watch })
 }
 
 /// Counts the ledger's open violations every `interval` for the metrics

@@ -30,6 +30,8 @@ use crate::message::{Disposition, Message};
 use crate::processor::Processor;
 use crate::telemetry::{self, MessageResult};
 
+#[cfg(feature = "lambda")]
+pub mod lambda;
 mod scans;
 
 /// A received message with what its source needs to acknowledge it.

@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
 
+#[cfg(feature = "lambda")]
+mod emf;
+#[cfg(feature = "lambda")]
+pub use emf::{flush_emf, install_emf, EMF_NAMESPACE};
 #[cfg(feature = "aws")]
 mod recorder;
 #[cfg(feature = "aws")]

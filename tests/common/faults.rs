@@ -103,7 +103,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// The request head and body.
-fn read_request(conn: &mut TcpStream) -> std::io::Result<(String, Vec<u8>)> {
+pub fn read_request(conn: &mut TcpStream) -> std::io::Result<(String, Vec<u8>)> {
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
@@ -134,7 +134,7 @@ fn read_request(conn: &mut TcpStream) -> std::io::Result<(String, Vec<u8>)> {
     Ok((head, buf[head_end..].to_vec()))
 }
 
-fn respond(conn: &mut TcpStream, status: &str, content_type: &str, body: &str) -> std::io::Result<()> {
+pub fn respond(conn: &mut TcpStream, status: &str, content_type: &str, body: &str) -> std::io::Result<()> {
     write!(conn, "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
 }
 

@@ -11,6 +11,7 @@ mod decided;
 mod emulator;
 mod faults;
 mod kept;
+mod lambda;
 mod ledger;
 mod metrics;
 mod ocsf;
@@ -22,6 +23,8 @@ pub use decided::*;
 pub use emulator::*;
 pub use faults::*;
 pub use kept::*;
+#[cfg(feature = "lambda")]
+pub use lambda::*;
 pub use ledger::*;
 pub use metrics::*;
 pub use ocsf::*;

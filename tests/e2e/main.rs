@@ -31,6 +31,8 @@ mod detect;
 mod exceptions_sources;
 mod faults;
 mod integrity;
+#[cfg(feature = "lambda")]
+mod lambda;
 mod ledger;
 mod long_scan;
 mod monitoring;
@@ -53,6 +55,8 @@ fn main() {
         exceptions_sources::trials(),
         faults::trials(),
         integrity::trials(),
+        #[cfg(feature = "lambda")]
+        lambda::trials(),
         ledger::trials(),
         long_scan::trials(),
         monitoring::trials(),
