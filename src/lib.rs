@@ -21,16 +21,19 @@
 //!   act in, and the organisation's list kept current).
 //! - **Processor**: [`processor`] gathers the facts for each message through
 //!   the ports, lets `decide` decide, publishes, and says per message what
-//!   to do with it ([`message::Disposition`]); `last_word` drops a
-//!   finding older than one already published for its id; `record` logs
-//!   and counts each outcome. [`scan`] checks every user of an account
+//!   to do with it ([`message::Disposition`]); `record` logs and counts
+//!   each outcome. [`ledger`] is the record of findings: every finding is
+//!   claimed there before it is published (a decorator of the sinks), so an
+//!   older IAM answer or a copy never goes out, and it can say who fails
+//!   now (a DynamoDB table shared by every replica, or this process's
+//!   memory). [`scan`] checks every user of an account
 //!   through the same ports; [`replay`] hands the processor the events of
 //!   files; [`remediate`] plans, applies and undoes the deactivation of
 //!   failing users' keys, its choice made in [`decide::remediation`].
 //! - **Shared pieces**: `cache` (a bounded map with a time to live, and
 //!   single-flight coalescing of concurrent look-ups), [`health`] (liveness
 //!   and readiness as the loops report them).
-//! - **Adapters**: [`aws`] (SQS, IAM, EventBridge, Security Hub, STS, Organizations, SSM, S3; every call through
+//! - **Adapters**: [`aws`] (SQS, IAM, EventBridge, Security Hub, STS, Organizations, SSM, S3, DynamoDB; every call through
 //!   one timed, counted path), [`limit`] (IAM rate limiting and retries),
 //!   [`admin`] (the HTTP port), [`telemetry`] (every metric; with the
 //!   `lambda` feature, also as CloudWatch EMF lines).
