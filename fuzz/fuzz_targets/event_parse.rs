@@ -17,7 +17,7 @@ use libfuzzer_sys::fuzz_target;
 use time::macros::{date, datetime};
 use time::OffsetDateTime;
 
-const RULES: Rules = Rules { consistency_window: Duration::from_secs(120) };
+const RULES: Rules = Rules { consistency_window: Duration::from_secs(120), rotation: None };
 const NOW: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);
 
 fuzz_target!(|data: &[u8]| {
