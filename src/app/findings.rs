@@ -31,7 +31,7 @@ pub async fn findings(args: &FindingsArgs, sdk: &SdkConfig) -> Result<Vec<Entry>
         for account in &args.accounts {
             open.extend(ledger.open(Some(account)).await.map_err(read_error)?);
         }
-        open.sort_by(|a, b| (a.last.opened_at, &a.account_id, &a.user_name).cmp(&(b.last.opened_at, &b.account_id, &b.user_name)));
+        ledger::oldest_first(&mut open);
     }
     Ok(open)
 }

@@ -146,7 +146,7 @@ impl DynamoLedger {
                 None => break,
             }
         }
-        entries.sort_by(|a, b| (a.last.opened_at, &a.account_id, &a.user_name).cmp(&(b.last.opened_at, &b.account_id, &b.user_name)));
+        ledger::oldest_first(&mut entries);
         Ok(entries)
     }
 }

@@ -276,6 +276,12 @@ pub(crate) trait Ledger: Send + Sync + 'static {
     }
 }
 
+/// Puts `entries` in the order `keywatch findings` lists them: the oldest
+/// opening first, then by account and user.
+pub(crate) fn oldest_first(entries: &mut [Entry]) {
+    entries.sort_by(|a, b| (a.last.opened_at, &a.account_id, &a.user_name).cmp(&(b.last.opened_at, &b.account_id, &b.user_name)));
+}
+
 /// Open violations counted: how many are (not) covered by an exception,
 /// and the age of the oldest one that is not.
 #[derive(Debug, Clone, Copy, PartialEq)]
